@@ -1,0 +1,40 @@
+# Spoke: `make demo` runs the whole stack on embedded defaults; `make test` runs the tests.
+SHELL := /bin/bash
+VENV := .venv
+# Spoke needs Python >= 3.12 (zha-quirks does). Take the first interpreter that really runs and is new enough:
+# python3.12/python3.13 on PATH, then pyenv's versions folder, then plain python3.
+PYTHON ?= $(shell for p in python3.12 python3.13 $$HOME/.pyenv/versions/3.12*/bin/python3 $$HOME/.pyenv/versions/3.13*/bin/python3 python3; do \
+	if command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else 1)' >/dev/null 2>&1; then echo $$p; break; fi; done)
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: install demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	@if [ -z "$(PYTHON)" ]; then \
+		echo "Spoke needs Python 3.12 or newer and none was found (tried python3.12, python3.13, ~/.pyenv/versions/3.1[23]*, python3)."; \
+		echo "Install one, e.g. 'apt-get install python3.12 python3.12-venv' or 'pyenv install 3.12', then run make again."; \
+		exit 1; fi
+	@echo "Using $(PYTHON) ($$($(PYTHON) -V))"
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/spoke demo
+
+test: $(STAMP)
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy wire hub cloud device_handlers simulators spoke
+
+bench: $(STAMP)
+	$(VENV)/bin/python -m bench.roundtrip
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,267 @@
+"""The capability vocabulary: what a device can report and what it can be told to do.
+
+Part of the wire contract: the hub's device handlers map Zigbee onto these names, the cloud validates
+REST commands against them, and apps read them. Adding a capability or an optional argument is
+compatible; renaming or changing a unit is a wire-version change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+AttrType = Literal["bool", "number", "integer", "string", "enum"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class AttributeSpec:
+    name: str
+    type: AttrType
+    unit: str | None = None
+    values: tuple[str, ...] | None = None  # for enums
+
+
+class Args(BaseModel):
+    """Base of every command's argument model: unknown arguments are an error, not ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NoArgs(Args):
+    pass
+
+
+class SetLevelArgs(Args):
+    level: float = Field(ge=0, le=100, description="brightness in percent")
+    transition: float = Field(default=0, ge=0, le=6553, description="seconds")
+
+
+class SetColorTemperatureArgs(Args):
+    kelvin: int = Field(ge=1000, le=10000)
+    transition: float = Field(default=0, ge=0, le=6553)
+
+
+class SetColorXYArgs(Args):
+    x: float = Field(ge=0, le=1)
+    y: float = Field(ge=0, le=1)
+    transition: float = Field(default=0, ge=0, le=6553)
+
+
+class SetHueSaturationArgs(Args):
+    hue: float = Field(ge=0, le=360, description="degrees")
+    saturation: float = Field(ge=0, le=100, description="percent")
+    transition: float = Field(default=0, ge=0, le=6553)
+
+
+class SetpointArgs(Args):
+    value: float = Field(ge=-27.3, le=327.67, description="degrees Celsius")
+
+
+ThermostatMode = Literal["off", "auto", "cool", "heat", "emergency_heating", "precooling",
+                         "fan_only", "dry", "sleep"]
+
+
+class SetModeArgs(Args):
+    mode: ThermostatMode
+
+
+class SetPositionArgs(Args):
+    position: float = Field(ge=0, le=100, description="percent open")
+
+
+FanMode = Literal["off", "low", "medium", "high", "on", "auto", "smart"]
+
+
+class SetFanModeArgs(Args):
+    mode: FanMode
+
+
+class SetPercentageArgs(Args):
+    percentage: float = Field(ge=0, le=100)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CommandSpec:
+    name: str
+    args: type[Args] = NoArgs
+
+
+@dataclass(frozen=True, kw_only=True)
+class CapabilitySpec:
+    name: str
+    attributes: tuple[AttributeSpec, ...]
+    commands: tuple[CommandSpec, ...] = ()
+    description: str = ""
+    by_name: dict[str, CommandSpec] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.by_name.update({c.name: c for c in self.commands})
+
+    def attribute(self, name: str) -> AttributeSpec | None:
+        return next((a for a in self.attributes if a.name == name), None)
+
+
+def _sensor(name: str, attribute: str, unit: str | None, kind: AttrType = "number",
+            description: str = "") -> CapabilitySpec:
+    return CapabilitySpec(name=name, attributes=(AttributeSpec(name=attribute, type=kind, unit=unit),),
+                          description=description)
+
+
+def _binary(name: str, attribute: str, description: str) -> CapabilitySpec:
+    return _sensor(name, attribute, None, "bool", description)
+
+
+_THERMOSTAT_MODES = ("off", "auto", "cool", "heat", "emergency_heating", "precooling", "fan_only",
+                     "dry", "sleep")
+
+CAPABILITIES: dict[str, CapabilitySpec] = {
+    spec.name: spec
+    for spec in (
+        CapabilitySpec(
+            name="switch",
+            attributes=(AttributeSpec(name="on", type="bool"),),
+            commands=(CommandSpec(name="on"), CommandSpec(name="off"), CommandSpec(name="toggle")),
+            description="on/off output (lights, plugs, relays)",
+        ),
+        CapabilitySpec(
+            name="level",
+            attributes=(AttributeSpec(name="level", type="number", unit="%"),),
+            commands=(CommandSpec(name="set_level", args=SetLevelArgs),),
+            description="brightness or level, 0-100 %",
+        ),
+        CapabilitySpec(
+            name="color_temperature",
+            attributes=(AttributeSpec(name="kelvin", type="integer", unit="K"),),
+            commands=(CommandSpec(name="set_color_temperature", args=SetColorTemperatureArgs),),
+        ),
+        CapabilitySpec(
+            name="color",
+            attributes=(
+                AttributeSpec(name="x", type="number"),
+                AttributeSpec(name="y", type="number"),
+                AttributeSpec(name="hue", type="number", unit="°"),
+                AttributeSpec(name="saturation", type="number", unit="%"),
+                AttributeSpec(name="mode", type="enum", values=("hs", "xy", "color_temperature")),
+            ),
+            commands=(
+                CommandSpec(name="set_xy", args=SetColorXYArgs),
+                CommandSpec(name="set_hue_saturation", args=SetHueSaturationArgs),
+            ),
+        ),
+        CapabilitySpec(
+            name="thermostat",
+            attributes=(
+                AttributeSpec(name="local_temperature", type="number", unit="°C"),
+                AttributeSpec(name="heating_setpoint", type="number", unit="°C"),
+                AttributeSpec(name="cooling_setpoint", type="number", unit="°C"),
+                AttributeSpec(name="mode", type="enum", values=_THERMOSTAT_MODES),
+                AttributeSpec(name="running_state", type="enum",
+                              values=("idle", "heat", "cool", "fan")),
+            ),
+            commands=(
+                CommandSpec(name="set_heating_setpoint", args=SetpointArgs),
+                CommandSpec(name="set_cooling_setpoint", args=SetpointArgs),
+                CommandSpec(name="set_mode", args=SetModeArgs),
+            ),
+        ),
+        CapabilitySpec(
+            name="window_covering",
+            attributes=(AttributeSpec(name="position", type="number", unit="%"),),
+            commands=(
+                CommandSpec(name="open"),
+                CommandSpec(name="close"),
+                CommandSpec(name="stop"),
+                CommandSpec(name="set_position", args=SetPositionArgs),
+            ),
+        ),
+        CapabilitySpec(
+            name="lock",
+            attributes=(AttributeSpec(name="locked", type="bool"),),
+            commands=(CommandSpec(name="lock"), CommandSpec(name="unlock")),
+        ),
+        CapabilitySpec(
+            name="fan",
+            attributes=(AttributeSpec(name="mode", type="enum",
+                                      values=("off", "low", "medium", "high", "on", "auto",
+                                              "smart")),
+                        AttributeSpec(name="percentage", type="number", unit="%")),
+            commands=(CommandSpec(name="set_mode", args=SetFanModeArgs),
+                      CommandSpec(name="set_percentage", args=SetPercentageArgs)),
+        ),
+        _sensor("temperature", "temperature", "°C"),
+        _sensor("humidity", "humidity", "%"),
+        _sensor("illuminance", "illuminance", "lx"),
+        _sensor("pressure", "pressure", "hPa"),
+        _sensor("soil_moisture", "soil_moisture", "%"),
+        _sensor("pm25", "pm25", "µg/m³"),
+        _sensor("voc", "voc", "ppb"),
+        _sensor("co2", "co2", "ppm"),
+        _sensor("battery", "battery", "%"),
+        _sensor("battery_voltage", "voltage", "V"),
+        _sensor("power", "power", "W"),
+        _sensor("apparent_power", "apparent_power", "VA"),
+        _sensor("energy", "energy", "kWh"),
+        _sensor("voltage", "voltage", "V"),
+        _sensor("current", "current", "A"),
+        _sensor("frequency", "frequency", "Hz"),
+        _sensor("power_factor", "power_factor", "%"),
+        _sensor("device_temperature", "temperature", "°C"),
+        _binary("occupancy", "occupied", "motion and presence sensors"),
+        _binary("contact", "open", "door and window sensors (true = open)"),
+        _binary("water_leak", "wet", "water leak sensors"),
+        _binary("smoke", "detected", "smoke detectors"),
+        _binary("vibration", "detected", "vibration sensors"),
+        _binary("tamper", "tampered", "tamper switches"),
+        _binary("alarm", "active", "generic IAS alarm zones"),
+        _binary("binary_input", "active", "generic binary inputs"),
+    )
+}
+
+
+class CommandInvalid(ValueError):
+    """A command that does not fit the vocabulary or the device."""
+
+
+def validate_command(
+    capability: str, command: str, args: dict[str, Any], supported: set[str] | None = None
+) -> dict[str, Any]:
+    """Check a command against the vocabulary (and the device's capabilities when given).
+
+    Returns the arguments with defaults filled in; raises CommandInvalid with a readable message.
+    """
+    spec = CAPABILITIES.get(split_instance(capability)[0])
+    if spec is None:
+        raise CommandInvalid(f"unknown capability {capability!r}")
+    if supported is not None and capability not in supported:
+        raise CommandInvalid(
+            f"device has no {capability!r} capability (it has: {', '.join(sorted(supported))})"
+        )
+    cmd = spec.by_name.get(command)
+    if cmd is None:
+        known = ", ".join(spec.by_name) or "none"
+        raise CommandInvalid(
+            f"unknown command {command!r} for capability {capability!r} (commands: {known})"
+        )
+    try:
+        return cmd.args.model_validate(args).model_dump()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'args'}: {e['msg']}" for e in exc.errors()
+        )
+        raise CommandInvalid(f"invalid arguments for {capability}.{command}: {problems}") from None
+
+
+def instance_name(capability: str, endpoint: int, primary_endpoint: int) -> str:
+    """Name of a capability instance in a device's state: the capability itself on its first
+    endpoint, ``capability@endpoint`` on the others (e.g. the second gang of a wall switch)."""
+    return capability if endpoint == primary_endpoint else f"{capability}@{endpoint}"
+
+
+def split_instance(instance: str) -> tuple[str, int | None]:
+    """Inverse of instance_name: ("switch@2" -> ("switch", 2), "switch" -> ("switch", None))."""
+    base, sep, ep = instance.partition("@")
+    if sep and ep.isdigit():
+        return base, int(ep)
+    return instance, None

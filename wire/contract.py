@@ -1,0 +1,289 @@
+"""The hub <-> cloud wire contract: MQTT topics, payload models and the contract version.
+
+This is the only place that formats or parses a Spoke topic. Both the hub and the cloud import it;
+neither imports the other. Payloads are JSON documents validated by the pydantic models below at both
+ends. Readers ignore unknown fields so a newer peer can add optional fields without a version bump;
+anything that changes the meaning of an existing field bumps ``WIRE_VERSION`` (and the topic root).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+WIRE_VERSION = 1
+TOPIC_ROOT = f"spoke/v{WIRE_VERSION}"
+
+# Largest payload either side accepts; bigger messages are rejected unread.
+MAX_PAYLOAD_BYTES = 64 * 1024
+
+# Hub ids appear in topics, so they are restricted to characters that are safe in MQTT topic levels.
+HUB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
+_HUB_ID_RE = re.compile(HUB_ID_PATTERN)
+_IEEE_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){7}$")
+
+HubId = Annotated[str, Field(pattern=HUB_ID_PATTERN)]
+Ieee = Annotated[str, Field(pattern=r"^[0-9a-f]{2}(:[0-9a-f]{2}){7}$")]
+# A capability attribute's value as it travels: numbers, booleans, enum strings, or null (unknown).
+Value = bool | int | float | str | None
+State = dict[str, dict[str, Value]]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class WireError(ValueError):
+    """A topic or payload that does not follow the contract."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Topics
+# --------------------------------------------------------------------------------------------------
+
+
+class TopicKind(StrEnum):
+    STATUS = "status"  # hub status, retained, last will "offline"
+    DEVICE = "device"  # device description + current state, retained; empty payload = removed
+    EVENTS = "events"  # capability changes, QoS 1, carry the hub's sequence number
+    COMMANDS = "commands"  # cloud -> hub, QoS 1, never retained
+    RESULTS = "results"  # hub -> cloud command results, QoS 1
+    REQUESTS = "requests"  # cloud -> hub management requests (pairing, rename, remove), QoS 1
+
+
+def ieee_to_topic(ieee: str) -> str:
+    return ieee.replace(":", "").lower()
+
+
+def ieee_from_topic(level: str) -> str:
+    if not re.fullmatch(r"[0-9a-f]{16}", level):
+        raise WireError(f"not an IEEE address in topic: {level!r}")
+    return ":".join(level[i : i + 2] for i in range(0, 16, 2))
+
+
+def is_hub_id(value: str) -> bool:
+    return bool(_HUB_ID_RE.match(value))
+
+
+def is_ieee(value: str) -> bool:
+    return bool(_IEEE_RE.match(value))
+
+
+class Topics:
+    """Topic builders and the parser. Nothing else formats a Spoke topic string."""
+
+    @staticmethod
+    def hub(hub_id: str) -> str:
+        if not is_hub_id(hub_id):
+            raise WireError(f"invalid hub id {hub_id!r}")
+        return f"{TOPIC_ROOT}/hubs/{hub_id}"
+
+    @classmethod
+    def status(cls, hub_id: str) -> str:
+        return f"{cls.hub(hub_id)}/status"
+
+    @classmethod
+    def device(cls, hub_id: str, ieee: str) -> str:
+        return f"{cls.hub(hub_id)}/devices/{ieee_to_topic(ieee)}"
+
+    @classmethod
+    def events(cls, hub_id: str) -> str:
+        return f"{cls.hub(hub_id)}/events"
+
+    @classmethod
+    def commands(cls, hub_id: str) -> str:
+        return f"{cls.hub(hub_id)}/commands"
+
+    @classmethod
+    def results(cls, hub_id: str) -> str:
+        return f"{cls.hub(hub_id)}/results"
+
+    @classmethod
+    def requests(cls, hub_id: str) -> str:
+        return f"{cls.hub(hub_id)}/requests"
+
+    # Subscriptions -------------------------------------------------------------------------------
+    @staticmethod
+    def cloud_ingest_filters() -> list[str]:
+        """What the cloud's ingest worker subscribes to (all hubs)."""
+        base = f"{TOPIC_ROOT}/hubs/+"
+        return [f"{base}/status", f"{base}/devices/+", f"{base}/events", f"{base}/results"]
+
+    @classmethod
+    def hub_filters(cls, hub_id: str) -> list[str]:
+        """What a hub subscribes to (only its own commands and requests)."""
+        return [cls.commands(hub_id), cls.requests(hub_id)]
+
+    @staticmethod
+    def parse(topic: str) -> tuple[TopicKind, str, str | None]:
+        """Split a Spoke topic into (kind, hub_id, ieee or None); raise WireError otherwise."""
+        parts = topic.split("/")
+        root = TOPIC_ROOT.split("/")
+        if parts[: len(root)] != root or len(parts) < len(root) + 3 or parts[len(root)] != "hubs":
+            raise WireError(f"not a Spoke {TOPIC_ROOT} topic: {topic!r}")
+        hub_id, rest = parts[len(root) + 1], parts[len(root) + 2 :]
+        if not is_hub_id(hub_id):
+            raise WireError(f"invalid hub id in topic: {hub_id!r}")
+        if len(rest) == 2 and rest[0] == "devices":
+            return TopicKind.DEVICE, hub_id, ieee_from_topic(rest[1])
+        if len(rest) == 1 and rest[0] in {
+            TopicKind.STATUS,
+            TopicKind.EVENTS,
+            TopicKind.COMMANDS,
+            TopicKind.RESULTS,
+            TopicKind.REQUESTS,
+        }:
+            return TopicKind(rest[0]), hub_id, None
+        raise WireError(f"unknown Spoke topic: {topic!r}")
+
+
+# --------------------------------------------------------------------------------------------------
+# Payloads
+# --------------------------------------------------------------------------------------------------
+
+
+class Message(BaseModel):
+    """Base of every payload: versioned, immutable, tolerant of fields added by newer peers."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    v: Literal[1] = WIRE_VERSION
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json().encode()
+
+    @classmethod
+    def from_bytes(cls, payload: bytes) -> Any:
+        """Parse and validate a payload; raise WireError with a readable reason otherwise."""
+        if len(payload) > MAX_PAYLOAD_BYTES:
+            raise WireError(f"payload too large ({len(payload)} bytes > {MAX_PAYLOAD_BYTES})")
+        try:
+            return cls.model_validate_json(payload)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first.get("loc", ())) or "payload"
+            raise WireError(f"invalid {cls.__name__}: {where}: {first.get('msg')}") from None
+
+
+class HubStatus(Message):
+    """Retained on the hub's status topic; the broker publishes the offline form as the last will."""
+
+    hub_id: HubId
+    online: bool
+    ts: datetime = Field(default_factory=utcnow)
+    version: str | None = None
+    radio: str | None = None
+    devices: int | None = None
+    reason: str | None = None  # why offline / degraded ("connection lost", "radio down: ...")
+    pairing_until: datetime | None = None  # permit-join open until this instant
+    radio_up: bool | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)
+
+
+class DeviceInfo(Message):
+    """Retained description of one device and its current capability state."""
+
+    hub_id: HubId
+    ieee: Ieee
+    nwk: int | None = None
+    manufacturer: str | None = None
+    model: str | None = None
+    name: str | None = None
+    quirk: str | None = None
+    power_source: Literal["mains", "battery", "unknown"] = "unknown"
+    available: bool = True
+    availability_reason: str | None = None
+    availability_changed_at: datetime | None = None
+    capabilities: State = Field(default_factory=dict)
+    ts: datetime = Field(default_factory=utcnow)
+
+
+class Event(Message):
+    """One capability attribute change. ``seq`` is per hub, starts at 1 and only grows."""
+
+    hub_id: HubId
+    seq: int = Field(ge=1)
+    ts: datetime
+    ieee: Ieee
+    capability: str = Field(min_length=1, max_length=64)
+    attribute: str = Field(min_length=1, max_length=64)
+    value: Value
+    unit: str | None = None
+
+
+class CommandStatus(StrEnum):
+    PENDING = "pending"  # accepted by the cloud, not yet answered by the hub
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # device NACK, no route, timeout, unsupported ...
+    EXPIRED = "expired"  # reached the hub after its expiry; not executed
+    TIMEOUT = "timeout"  # cloud-side only: no result before the REST call gave up
+
+
+class Command(Message):
+    """A capability command for one device. Executed at most once per id by the hub."""
+
+    id: str = Field(min_length=1, max_length=64)
+    hub_id: HubId
+    ieee: Ieee
+    capability: str = Field(min_length=1, max_length=64)
+    command: str = Field(min_length=1, max_length=64)
+    args: dict[str, Value] = Field(default_factory=dict)
+    issued_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime
+
+
+class CommandResult(Message):
+    """The hub's answer to a command: the state read back from the device, or why it failed."""
+
+    id: str = Field(min_length=1, max_length=64)
+    hub_id: HubId
+    ieee: Ieee | None = None
+    status: Literal[CommandStatus.SUCCEEDED, CommandStatus.FAILED, CommandStatus.EXPIRED]
+    state: State | None = None
+    error: str | None = None
+    error_code: str | None = None  # nack | no_route | timeout | unsupported | unknown_device | ...
+    ts: datetime = Field(default_factory=utcnow)
+    duration_ms: float | None = None
+
+
+class HubRequest(Message):
+    """A management request from the cloud to a hub (pairing, rename, remove)."""
+
+    id: str = Field(min_length=1, max_length=64)
+    hub_id: HubId
+    action: Literal["permit_join", "close_join", "rename", "remove"]
+    ieee: Ieee | None = None
+    duration: int | None = Field(default=None, ge=0, le=254)
+    name: str | None = Field(default=None, max_length=128)
+    expires_at: datetime
+
+
+PAYLOAD_MODELS: dict[TopicKind, type[Message]] = {
+    TopicKind.STATUS: HubStatus,
+    TopicKind.DEVICE: DeviceInfo,
+    TopicKind.EVENTS: Event,
+    TopicKind.COMMANDS: Command,
+    TopicKind.RESULTS: CommandResult,
+    TopicKind.REQUESTS: HubRequest,
+}
+
+
+def decode(topic: str, payload: bytes) -> tuple[TopicKind, str, str | None, Message | None]:
+    """Parse a topic and its payload and check that they agree.
+
+    Returns (kind, hub_id, ieee, message); message is None for an empty retained device payload,
+    which means the device was removed. Raises WireError for anything that breaks the contract.
+    """
+    kind, hub_id, ieee = Topics.parse(topic)
+    if kind is TopicKind.DEVICE and payload == b"":
+        return kind, hub_id, ieee, None
+    message = PAYLOAD_MODELS[kind].from_bytes(payload)
+    if getattr(message, "hub_id", hub_id) != hub_id:
+        raise WireError(f"hub_id {message.hub_id!r} in payload does not match topic {topic!r}")
+    if ieee is not None and getattr(message, "ieee", ieee) != ieee:
+        raise WireError(f"ieee {message.ieee!r} in payload does not match topic {topic!r}")
+    return kind, hub_id, ieee, message
