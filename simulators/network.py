@@ -1,0 +1,357 @@
+"""The simulated Zigbee network: the air between the coordinator and the virtual devices.
+
+A SimNetwork holds the virtual devices, the coordinator's network settings (what a real stick keeps
+in its NVRAM), permit-join state and simulated time. It persists all of that to a JSON file so a
+restarted hub finds its devices where a real stick would. The radio (simulators.radio) attaches to
+a network by name; nothing here knows the hub or the cloud.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import zigpy.backups
+import zigpy.exceptions
+import zigpy.types as t
+
+from simulators import kinds
+from simulators.device import VirtualDevice
+
+LOGGER = logging.getLogger(__name__)
+STATE_VERSION = 1
+
+# Networks by name, so a radio configured with path "sim://NAME" finds its network.
+_NETWORKS: dict[str, SimNetwork] = {}
+
+# Builders for device sources other than built-in kinds, e.g. "file:" (ZHA diagnostics).
+DeviceBuilder = Callable[..., VirtualDevice]
+SOURCE_BUILDERS: dict[str, DeviceBuilder] = {}
+
+
+class JoinRefused(RuntimeError):
+    """A device tried to join while permit-join was closed."""
+
+
+class RadioFailure(RuntimeError):
+    """The simulated radio was told to fail (for watchdog tests)."""
+
+
+def get_network(name: str) -> SimNetwork:
+    try:
+        return _NETWORKS[name]
+    except KeyError:
+        raise zigpy.exceptions.ControllerException(
+            f"no simulated network named {name!r} is running") from None
+
+
+class SimNetwork:
+    """Virtual devices plus the coordinator's persisted network settings."""
+
+    def __init__(
+        self,
+        name: str = "default",
+        *,
+        state_path: Path | None = None,
+        speed: float = 1.0,
+        tick: float = 1.0,
+        latency: float = 0.002,
+        seed: int | None = None,
+    ) -> None:
+        self.name = name
+        self.state_path = state_path
+        self.speed = speed
+        self.tick_interval = tick
+        self.latency = latency
+        self.rng = random.Random(seed)
+        self.devices: dict[t.EUI64, VirtualDevice] = {}
+        self.backup: dict[str, Any] | None = None  # open coordinator backup JSON
+        self.app: Any = None  # the attached zigpy ControllerApplication
+        self.permit_until = 0.0
+        self.failed: str | None = None
+        self.refused_joins = 0
+        self._tick_task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._dirty = False
+        if state_path is not None and state_path.exists():
+            self._load()
+        _NETWORKS[name] = self
+
+    @property
+    def path(self) -> str:
+        """The radio path that reaches this network."""
+        return f"sim://{self.name}"
+
+    @property
+    def is_new(self) -> bool:
+        return self.backup is None and not self.devices
+
+    # ------------------------------------------------------------------ radio side
+    def attach(self, app: Any) -> None:
+        if self.failed:
+            raise RadioFailure(self.failed)
+        self.app = app
+        if self._tick_task is None:
+            self._tick_task = asyncio.get_running_loop().create_task(self._ticker())
+
+    async def detach(self) -> None:
+        self.app = None
+        if self._tick_task is not None:
+            self._tick_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._tick_task
+            self._tick_task = None
+        for task in list(self._tasks):
+            task.cancel()
+        self.save()
+
+    def close(self) -> None:
+        _NETWORKS.pop(self.name, None)
+
+    def permit(self, seconds: float) -> None:
+        self.permit_until = time.monotonic() + seconds if seconds > 0 else 0.0
+        LOGGER.info("sim network %s: permit join %s", self.name,
+                    f"open for {seconds:.0f} s" if seconds > 0 else "closed")
+
+    @property
+    def permit_open(self) -> bool:
+        return time.monotonic() < self.permit_until
+
+    def fail(self, reason: str = "simulated radio failure") -> None:
+        """Make the radio stop answering, as a crashed stick would."""
+        self.failed = reason
+        if self.app is not None:
+            app, self.app = self.app, None
+            app.connection_lost(RadioFailure(reason))
+
+    def recover(self) -> None:
+        self.failed = None
+
+    async def deliver(self, packet: t.ZigbeePacket) -> None:
+        """Carry a frame from the coordinator to its destination; raise if it cannot arrive."""
+        if self.failed:
+            raise zigpy.exceptions.DeliveryError(f"radio failed: {self.failed}")
+        if packet.dst.addr_mode == t.AddrMode.Broadcast:
+            return
+        device = self._resolve(packet.dst)
+        if device is None or not device.powered or not device.joined:
+            raise zigpy.exceptions.DeliveryError(
+                f"no route to {packet.dst!r}", status=t.MACStatus.MAC_NO_ACK)
+        self._spawn(self._process(device, packet))
+
+    async def _process(self, device: VirtualDevice, packet: t.ZigbeePacket) -> None:
+        await asyncio.sleep(self.latency)
+        try:
+            replies = device.handle(packet)
+        except Exception:
+            LOGGER.exception("virtual device %s failed on %r", device.ieee, packet)
+            return
+        for reply in replies:
+            self._to_coordinator(reply)
+        if not device.joined:  # told to leave
+            self._left(device)
+
+    def _to_coordinator(self, packet: t.ZigbeePacket) -> None:
+        if self.app is not None and not self.failed:
+            self.app.packet_received(packet)
+
+    def _resolve(self, addr: t.AddrModeAddress) -> VirtualDevice | None:
+        if addr.addr_mode == t.AddrMode.IEEE:
+            return self.devices.get(t.EUI64(addr.address))
+        return next((d for d in self.devices.values() if d.nwk == addr.address), None)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _ticker(self) -> None:
+        last = time.monotonic()
+        saved = last
+        while True:
+            await asyncio.sleep(self.tick_interval)
+            now = time.monotonic()
+            if self.failed or self.app is None:
+                last = now
+                continue
+            for device in list(self.devices.values()):
+                if device.joined and device.powered:
+                    try:
+                        device.tick(now, now - last)
+                    except Exception:
+                        LOGGER.exception("virtual device %s tick failed", device.ieee)
+            last = now
+            if now - saved > 30:
+                self.save()
+                saved = now
+
+    # ------------------------------------------------------------------ device side
+    def new_ieee(self) -> t.EUI64:
+        # Locally administered EUI-64 (bit 1 of the first octet), so it never clashes with a
+        # manufacturer's address space.
+        raw = bytearray(self.rng.getrandbits(8) for _ in range(8))
+        raw[0] = (raw[0] | 0x02) & 0xFE
+        return t.EUI64(reversed(raw))
+
+    def new_nwk(self) -> int:
+        used = {d.nwk for d in self.devices.values()}
+        while True:
+            nwk = self.rng.randint(0x0001, 0xFFF7)
+            if nwk not in used:
+                return nwk
+
+    def create(self, source: str, *, ieee: t.EUI64 | None = None, nwk: int | None = None
+               ) -> VirtualDevice:
+        """Build a virtual device from a source: "kind:NAME", a kind name, or "file:PATH"."""
+        if ":" not in source:
+            source = f"kind:{source}"
+        scheme, _, ref = source.partition(":")
+        ieee = ieee or self.new_ieee()
+        nwk = self.new_nwk() if nwk is None else nwk
+        if scheme == "kind":
+            if ref not in kinds.KINDS:
+                raise ValueError(
+                    f"unknown device kind {ref!r} (kinds: {', '.join(sorted(kinds.KINDS))})")
+            device = kinds.build(ref, ieee=ieee, nwk=nwk, speed=self.speed)
+        elif scheme in SOURCE_BUILDERS:
+            device = SOURCE_BUILDERS[scheme](ref, ieee=ieee, nwk=nwk, speed=self.speed)
+        else:
+            raise ValueError(f"unknown device source {source!r}")
+        device.source = source
+        return device
+
+    def power_on(self, device: VirtualDevice) -> None:
+        """Switch a device on: it is on the network if it was before, else it asks to join."""
+        self.devices[device.ieee] = device
+        device.powered = True
+        device.send = self._from_device
+        if device.joined:
+            return
+        if not self.permit_open or self.app is None:
+            self.refused_joins += 1
+            del self.devices[device.ieee]
+            raise JoinRefused(f"{device.kind} {device.ieee}: permit join is closed")
+        device.joined = True
+        self._dirty = True
+        LOGGER.info("sim network %s: %s (%s) joins as 0x%04x", self.name, device.kind,
+                    device.ieee, device.nwk)
+        self.app.handle_join(nwk=device.nwk, ieee=device.ieee, parent_nwk=t.NWK(0x0000))
+        self.save()
+
+    def power_off(self, ieee: t.EUI64) -> None:
+        device = self.devices.get(ieee)
+        if device is not None:
+            device.powered = False
+
+    def _from_device(self, packet: t.ZigbeePacket) -> None:
+        """A device transmits (a report or notification) to the coordinator."""
+        loop = asyncio.get_running_loop()
+        loop.call_later(self.latency, self._to_coordinator, packet)
+
+    def _left(self, device: VirtualDevice) -> None:
+        self.devices.pop(device.ieee, None)
+        self.save()
+        if self.app is not None:
+            self.app.handle_leave(device.nwk, device.ieee)
+
+    def remove(self, ieee: t.EUI64) -> None:
+        device = self.devices.pop(ieee, None)
+        if device is not None:
+            device.joined = False
+            self.save()
+
+    # ------------------------------------------------------------------ persistence
+    def set_backup(self, backup: zigpy.backups.NetworkBackup | None) -> None:
+        self.backup = None if backup is None else backup.as_open_coordinator_json()
+        self.save()
+
+    def get_backup(self) -> zigpy.backups.NetworkBackup | None:
+        if self.backup is None:
+            return None
+        return zigpy.backups.NetworkBackup.from_open_coordinator_json(self.backup)
+
+    def save(self) -> None:
+        if self.state_path is None:
+            return
+        state = {
+            "version": STATE_VERSION,
+            "backup": self.backup,
+            "devices": [_device_state(d) for d in self.devices.values() if d.joined],
+        }
+        tmp = self.state_path.with_suffix(".tmp")
+        self.state_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(state, indent=1, default=str))
+        os.replace(tmp, self.state_path)
+
+    def _load(self) -> None:
+        assert self.state_path is not None
+        state = json.loads(self.state_path.read_text())
+        self.backup = state.get("backup")
+        for entry in state.get("devices", []):
+            try:
+                device = self.create(entry["source"], ieee=t.EUI64.convert(entry["ieee"]),
+                                     nwk=int(entry["nwk"]))
+            except (ValueError, KeyError, OSError) as exc:
+                LOGGER.warning("sim network %s: cannot restore %s: %s", self.name,
+                               entry.get("ieee"), exc)
+                continue
+            _restore_device_state(device, entry)
+            device.joined = True
+            device.send = self._from_device
+            self.devices[device.ieee] = device
+
+
+def _key(ep: int, cluster: int, attr: int) -> str:
+    return f"{ep}/{cluster}/{attr}"
+
+
+def _device_state(device: VirtualDevice) -> dict[str, Any]:
+    values, reporting, bound = {}, {}, []
+    for ep in device.endpoints.values():
+        for cluster in ep.in_clusters.values():
+            if cluster.bound:
+                bound.append(f"{ep.endpoint_id}/{cluster.cluster_id}")
+            for attrid, value in cluster.values.items():
+                if isinstance(value, bool | int | float | str) or value is None:
+                    values[_key(ep.endpoint_id, cluster.cluster_id, attrid)] = (
+                        value if isinstance(value, bool | str) or value is None
+                        else (int(value) if isinstance(value, int) else float(value)))
+            for attrid, cfg in cluster.reporting.items():
+                reporting[_key(ep.endpoint_id, cluster.cluster_id, attrid)] = [
+                    cfg.min_interval, cfg.max_interval, cfg.reportable_change]
+    return {"source": device.source, "ieee": str(device.ieee), "nwk": int(device.nwk),
+            "values": values, "reporting": reporting, "bound": bound}
+
+
+def _restore_device_state(device: VirtualDevice, entry: dict[str, Any]) -> None:
+    from simulators.device import Reporting
+
+    for key, value in entry.get("values", {}).items():
+        ep, cluster_id, attrid = (int(x) for x in key.split("/"))
+        cluster = device.cluster(cluster_id, ep)
+        if cluster is not None and (attrid not in cluster.values
+                                    or isinstance(cluster.values[attrid], int | float | str)):
+            old = cluster.values.get(attrid)
+            if old is not None and not isinstance(old, bool) and isinstance(value, int | float):
+                with contextlib.suppress(TypeError, ValueError):
+                    value = type(old)(value)
+            cluster.values[attrid] = value
+    for key, (mn, mx, change) in entry.get("reporting", {}).items():
+        ep, cluster_id, attrid = (int(x) for x in key.split("/"))
+        cluster = device.cluster(cluster_id, ep)
+        if cluster is not None:
+            cluster.reporting[attrid] = Reporting(min_interval=mn, max_interval=mx,
+                                                  reportable_change=change)
+    for key in entry.get("bound", []):
+        ep, cluster_id = (int(x) for x in key.split("/"))
+        cluster = device.cluster(cluster_id, ep)
+        if cluster is not None:
+            cluster.bound = True
