@@ -145,7 +145,7 @@ KINDS: dict[str, KindSpec] = {
                   _battery(100, 3.0),
                   ClusterSpec(cluster=OccupancySensing, values={
                       "occupancy": 0,
-                      "occupancy_sensor_type": OccupancySensing.OccupancySensorType.PIR}),
+                      "occupancy_sensor_type_bitmap": 0b001}),  # PIR
               ), behaviour="motion"),
         _kind("motion_ias", "PIR motion sensor (IAS Zone)", "Spoke Sim", "SIM-PIR-IAS", False,
               zha.DeviceType.IAS_ZONE, (

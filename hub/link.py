@@ -1,0 +1,182 @@
+"""The hub's MQTT link: paho-mqtt with a last will, a persistent session and the outbox pump.
+
+paho runs its network loop in its own thread; everything it reports is handed to the asyncio loop
+with call_soon_threadsafe, so the rest of the hub stays single-threaded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from hub.settings import HubSettings
+from hub.store import HubStore
+from wire.contract import HubStatus, Topics
+
+LOGGER = logging.getLogger(__name__)
+INFLIGHT_WINDOW = 100
+
+MessageHandler = Callable[[str, bytes], Awaitable[None]]
+ConnectedHandler = Callable[[], Awaitable[None]]
+
+
+class HubLink:
+    """Publishes the outbox in order, retained state directly, and delivers commands."""
+
+    def __init__(self, settings: HubSettings, store: HubStore, on_message: MessageHandler,
+                 on_connected: ConnectedHandler) -> None:
+        self.settings = settings
+        self.hub_id = settings.hub_id
+        self.store = store
+        self._on_message = on_message
+        self._on_connected = on_connected
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.connected = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._inflight: dict[int, int] = {}  # paho mid -> outbox row id
+        self._sent_upto = 0
+        self._pump_task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.published = 0
+        self.reconnects = 0
+        self.last_error: str | None = None
+        self.client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=f"spoke-hub-{self.hub_id}",
+            clean_session=False,  # keep command subscriptions queued while we are away
+            protocol=mqtt.MQTTv311,
+        )
+        if settings.mqtt_username:
+            password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
+            self.client.username_pw_set(settings.mqtt_username, password)
+        self.client.will_set(Topics.status(self.hub_id),
+                             HubStatus(hub_id=self.hub_id, online=False,
+                                       reason="connection lost").to_bytes(), qos=1, retain=True)
+        self.client.max_inflight_messages_set(INFLIGHT_WINDOW)
+        self.client.max_queued_messages_set(0)
+        self.client.reconnect_delay_set(min_delay=1, max_delay=30)
+        self.client.on_connect = self._paho_connect
+        self.client.on_disconnect = self._paho_disconnect
+        self.client.on_message = self._paho_message
+        self.client.on_publish = self._paho_publish
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.client.connect_async(self.settings.mqtt_host, self.settings.mqtt_port,
+                                  keepalive=self.settings.mqtt_keepalive)
+        self.client.loop_start()
+        self._pump_task = asyncio.create_task(self._pump(), name="outbox-pump")
+
+    async def stop(self, status: HubStatus | None = None) -> None:
+        """Publish a final status (clean shutdown, so the will is not sent) and disconnect."""
+        if status is not None and self.connected.is_set():
+            info = self.client.publish(Topics.status(self.hub_id), status.to_bytes(), qos=1,
+                                       retain=True)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.to_thread(info.wait_for_publish, 2), 3)
+        if self._pump_task is not None:
+            self._pump_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pump_task
+        for task in list(self._tasks):
+            task.cancel()
+        self.client.disconnect()
+        await asyncio.to_thread(self.client.loop_stop)
+
+    # ------------------------------------------------------------------ publishing
+    def publish_retained(self, topic: str, payload: bytes) -> None:
+        """Latest-state messages (status, device descriptions): republished on every connect."""
+        if self.connected.is_set():
+            self.client.publish(topic, payload, qos=1, retain=True)
+
+    def kick(self) -> None:
+        """Something was added to the outbox."""
+        self._wake.set()
+
+    async def _pump(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if not self.connected.is_set():
+                continue
+            room = INFLIGHT_WINDOW - len(self._inflight)
+            if room <= 0:
+                continue
+            rows = self.store.pending_rows(self._sent_upto, room)
+            for row in rows:
+                info = self.client.publish(row.topic, row.payload, qos=1, retain=row.retain)
+                if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                    # Not handed to the socket: leave it in the outbox and retry on reconnect.
+                    self.last_error = mqtt.error_string(info.rc)
+                    break
+                self._inflight[info.mid] = row.id
+                self._sent_upto = row.id
+            if rows and len(rows) == room:
+                self._wake.set()  # more waiting once acks make room
+
+    def _acked(self, mid: int) -> None:
+        row_id = self._inflight.pop(mid, None)
+        if row_id is not None:
+            self.store.remove(row_id)
+            self.published += 1
+        self._wake.set()
+
+    # ------------------------------------------------------------------ paho callbacks (thread)
+    def _call(self, fn: Callable[..., object], *args: object) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(fn, *args)
+
+    def _paho_connect(self, client: mqtt.Client, userdata: object, flags: object,
+                      reason_code: object, properties: object) -> None:
+        if getattr(reason_code, "is_failure", False):
+            LOGGER.warning("MQTT broker refused the hub: %s", reason_code)
+            self.last_error = str(reason_code)
+            return
+        client.subscribe([(topic, 1) for topic in Topics.hub_filters(self.hub_id)])
+        self._call(self._connected)
+
+    def _connected(self) -> None:
+        LOGGER.info("MQTT connected to %s:%s as hub %s", self.settings.mqtt_host,
+                    self.settings.mqtt_port, self.hub_id)
+        if self._inflight:
+            # paho resends its unacknowledged messages itself; don't send those rows twice.
+            pass
+        self.connected.set()
+        self._wake.set()
+        self._spawn(self._on_connected())
+
+    def _paho_disconnect(self, client: mqtt.Client, userdata: object, flags: object,
+                         reason_code: object, properties: object) -> None:
+        self._call(self._disconnected, str(reason_code))
+
+    def _disconnected(self, reason: str) -> None:
+        if self.connected.is_set():
+            LOGGER.warning("MQTT connection lost (%s); reconnecting", reason)
+            self.reconnects += 1
+        self.connected.clear()
+
+    def _paho_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        self._call(self._dispatch, msg.topic, bytes(msg.payload))
+
+    def _dispatch(self, topic: str, payload: bytes) -> None:
+        self._spawn(self._on_message(topic, payload))
+
+    def _paho_publish(self, client: mqtt.Client, userdata: object, mid: int, reason_code: object,
+                      properties: object) -> None:
+        self._call(self._acked, mid)
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            LOGGER.error("hub task failed", exc_info=task.exception())

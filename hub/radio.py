@@ -1,0 +1,150 @@
+"""Choosing and starting the Zigbee radio: the simulated one or a real stick through its library.
+
+Every radio is a zigpy ControllerApplication; the hub sees no difference after ``start_zigbee``.
+zigpy keeps the paired devices in its own SQLite database (``zigbee.db`` in the hub's data dir).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import zigpy.application
+import zigpy.config as conf
+
+from hub.settings import HubSettings
+
+LOGGER = logging.getLogger(__name__)
+
+# radio type -> (module, class) of its zigpy ControllerApplication
+RADIO_LIBRARIES: dict[str, tuple[str, str]] = {
+    "sim": ("simulators.radio", "SimControllerApplication"),
+    "ezsp": ("bellows.zigbee.application", "ControllerApplication"),
+    "znp": ("zigpy_znp.zigbee.application", "ControllerApplication"),
+    "deconz": ("zigpy_deconz.zigbee.application", "ControllerApplication"),
+}
+PROBE_ORDER = ("ezsp", "znp", "deconz")
+
+
+class RadioError(RuntimeError):
+    """The radio cannot be used; the message says which port and what to check."""
+
+
+@dataclass
+class Zigbee:
+    app: zigpy.application.ControllerApplication
+    radio: str
+    network: Any = None  # the SimNetwork for radio "sim"
+
+
+def controller_class(radio: str) -> type[zigpy.application.ControllerApplication]:
+    module, name = RADIO_LIBRARIES[radio]
+    return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
+
+
+def zigpy_config(settings: HubSettings, path: str) -> dict[str, Any]:
+    device: dict[str, Any] = {conf.CONF_DEVICE_PATH: path}
+    if settings.baudrate:
+        device[conf.CONF_DEVICE_BAUDRATE] = settings.baudrate
+    if settings.flow_control:
+        device[conf.CONF_DEVICE_FLOW_CONTROL] = settings.flow_control
+    network: dict[str, Any] = {}
+    if settings.channel:
+        network[conf.CONF_NWK_CHANNEL] = settings.channel
+    return {
+        conf.CONF_DEVICE: device,
+        conf.CONF_DATABASE: str(settings.zigbee_db),
+        conf.CONF_NWK: network,
+        conf.CONF_OTA: {conf.CONF_OTA_ENABLED: False},
+        conf.CONF_TOPO_SCAN_ENABLED: False,
+        # The hub restores backups itself (spoke hub restore); don't refuse to start on mismatch.
+        conf.CONF_NWK_VALIDATE_SETTINGS: False,
+    }
+
+
+def sim_network(settings: HubSettings) -> Any:
+    from simulators.network import SimNetwork
+
+    return SimNetwork(settings.hub_id, state_path=settings.sim_state, speed=settings.sim_speed,
+                      tick=settings.sim_tick)
+
+
+async def start_zigbee(settings: HubSettings) -> Zigbee:
+    """Connect the configured radio, form a network on first start or resume it from zigpy's DB."""
+    settings.hub_data_dir.mkdir(parents=True, exist_ok=True)
+    radio = settings.radio
+    network = None
+    if radio == "sim":
+        network = sim_network(settings)
+        path = network.path
+    else:
+        path = _serial_path(settings)
+        if radio == "auto":
+            radio = await _probe(settings, path)
+    cls = controller_class(radio)
+    config = zigpy_config(settings, path)
+    if radio == "sim" and conf.CONF_NWK_CHANNEL not in config[conf.CONF_NWK]:
+        config[conf.CONF_NWK][conf.CONF_NWK_CHANNEL] = 15
+    try:
+        app = await cls.new(config=config, auto_form=True, start_radio=True,
+                            **_quirks_kwargs())
+    except Exception as exc:
+        if network is not None:
+            network.close()
+        raise RadioError(_explain(radio, path, exc)) from exc
+    LOGGER.info("Zigbee radio %s started on %s: %d devices in zigpy's database", radio, path,
+                len(app.devices) - 1)
+    return Zigbee(app=app, radio=radio, network=network)
+
+
+def _quirks_kwargs() -> dict[str, Any]:
+    """zha-quirks, applied the way ZHA applies them (zigpy's device resolver hook)."""
+    try:
+        from device_handlers.quirks import quirk_hooks
+    except ImportError:
+        return {}
+    return quirk_hooks()
+
+
+def _serial_path(settings: HubSettings) -> str:
+    if not settings.serial_port:
+        raise RadioError(f"radio {settings.radio!r} needs a serial port: pass --port "
+                         "(e.g. /dev/ttyUSB0 or /dev/serial/by-id/...)")
+    port = settings.serial_port
+    if "://" not in port and not Path(port).exists():
+        raise RadioError(f"serial port {port} does not exist: is the stick plugged in? "
+                         "(ls /dev/serial/by-id/ lists the sticks this machine sees)")
+    return port
+
+
+async def _probe(settings: HubSettings, path: str) -> str:
+    for radio in PROBE_ORDER:
+        cls = controller_class(radio)
+        device = {conf.CONF_DEVICE_PATH: path}
+        if settings.baudrate:
+            device[conf.CONF_DEVICE_BAUDRATE] = settings.baudrate
+        try:
+            if await cls.probe(device):
+                LOGGER.info("radio on %s answered as %s", path, radio)
+                return radio
+        except Exception as exc:  # a probe that crashes means "not this radio"
+            LOGGER.debug("probe %s on %s failed: %s", radio, path, exc)
+    raise RadioError(f"no supported radio answered on {path} (tried {', '.join(PROBE_ORDER)}): "
+                     "check the port, that no other program (ZHA, Zigbee2MQTT) holds it, "
+                     "and the baud rate")
+
+
+def _explain(radio: str, path: str, exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, PermissionError) or "Permission denied" in text:
+        return (f"cannot open {path}: permission denied; add your user to the 'dialout' group "
+                "(sudo usermod -aG dialout $USER, then log in again)")
+    if "busy" in text.lower() or "Resource temporarily unavailable" in text:
+        return f"{path} is busy: another program (ZHA, Zigbee2MQTT, a second hub) holds it"
+    if isinstance(exc, TimeoutError | ConnectionError) or "Timeout" in type(exc).__name__:
+        return (f"the {radio} radio on {path} does not answer: check that it is a {radio} stick, "
+                "its firmware, the baud rate (--baudrate) and flow control (--flow-control)")
+    return f"cannot start the {radio} radio on {path}: {text}"

@@ -1,0 +1,98 @@
+"""Hub configuration: environment (``SPOKE_*``), the ``[hub]`` table of a TOML file, then defaults."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+CONFIG_ENV = "SPOKE_CONFIG"
+DEFAULT_CONFIG_FILE = "spoke.toml"
+RadioType = Literal["sim", "ezsp", "znp", "deconz", "auto"]
+
+
+def _default_hub_id() -> str:
+    host = re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname())[:40] or "hub"
+    return f"hub-{host}"
+
+
+def _toml_values(settings_cls: type[BaseSettings]) -> PydanticBaseSettingsSource:
+    path = Path(os.environ.get(CONFIG_ENV, DEFAULT_CONFIG_FILE))
+    data: dict[str, Any] = {}
+    if path.is_file():
+        with path.open("rb") as f:
+            data = dict(tomllib.load(f).get("hub", {}))
+    return InitSettingsSource(settings_cls, data)
+
+
+class HubSettings(BaseSettings):
+    """Everything the edge hub needs; each field is ``SPOKE_<NAME>`` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="SPOKE_", env_file=".env", extra="ignore")
+
+    hub_id: str = Field(default_factory=_default_hub_id, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+    hub_data_dir: Path = Path(".spoke/hub")
+    # Radio
+    radio: RadioType = "sim"
+    serial_port: str | None = None
+    baudrate: int | None = None
+    flow_control: Literal["hardware", "software"] | None = None
+    channel: int | None = Field(default=None, ge=11, le=26)
+    # Simulator (radio "sim"): the devices powered on when the simulated network is new, as built-in
+    # kind names or ZHA diagnostics files/dirs; simulated time runs `sim_speed` times real time.
+    sim_devices: list[str] = Field(default_factory=lambda: ["default"])
+    sim_speed: float = Field(default=1.0, gt=0)
+    sim_tick: float = Field(default=1.0, gt=0)
+    # MQTT
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: int = Field(default=1883, ge=1, le=65535)
+    mqtt_username: str | None = None
+    mqtt_password: SecretStr | None = None
+    mqtt_keepalive: int = Field(default=30, ge=5)
+    # Behaviour
+    command_timeout: float = Field(default=8.0, gt=0)  # one Zigbee exchange + read back
+    state_refresh_on_start: bool = True
+    device_info_debounce: float = Field(default=5.0, ge=0)
+    outbox_max_events: int = Field(default=100_000, ge=100)
+    outbox_max_age: float = Field(default=7 * 24 * 3600, gt=0)
+
+    @field_validator("sim_devices", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [v for v in re.split(r"[,\s]+", value) if v]
+        return value
+
+    @property
+    def zigbee_db(self) -> Path:
+        return self.hub_data_dir / "zigbee.db"
+
+    @property
+    def outbox_db(self) -> Path:
+        return self.hub_data_dir / "outbox.db"
+
+    @property
+    def sim_state(self) -> Path:
+        return self.hub_data_dir / "sim-network.json"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, dotenv_settings, _toml_values(settings_cls))
