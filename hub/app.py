@@ -84,6 +84,7 @@ class Hub:
             if self.zigbee.network is not None:
                 self.zigbee.network.close()
         self.store.close()
+        LOGGER.info("hub %s stopped", self.hub_id)
 
     def _is_end_node(self, device: zigpy.device.Device) -> bool:
         return device.nwk != 0x0000 and device.ieee != self.app.state.node_info.ieee
@@ -149,6 +150,7 @@ class Hub:
     async def _adopt(self, device: zigpy.device.Device) -> None:
         """Configure a freshly interviewed device and publish it with its current state."""
         tracked = self.tracker.track(device)
+        self.tracker.publish_info(tracked.ieee)  # the cloud learns the device before its events
         steps = await tracked.handler.configure()
         failed = [s for s in steps if not s.ok]
         LOGGER.info("device %s (%s %s): configured %d steps (%d failed), capabilities %s",
@@ -175,7 +177,7 @@ class Hub:
                 await self._refresh(ieee)
 
     # ------------------------------------------------------------------ MQTT
-    async def _on_connected(self) -> None:
+    def _on_connected(self) -> None:
         self.link.publish_retained(Topics.status(self.hub_id), self.status().to_bytes())
         self.tracker.publish_all()
 
@@ -262,4 +264,9 @@ async def run_hub(settings: HubSettings, *, ready: asyncio.Event | None = None) 
     try:
         await asyncio.Event().wait()
     finally:
-        await hub.stop()
+        # Finish the shutdown even if cancelled again (a second Ctrl-C, a cancelling parent):
+        # a half-stopped hub would leave the radio and its database open.
+        stopping = asyncio.ensure_future(hub.stop())
+        while not stopping.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(stopping)

@@ -22,7 +22,7 @@ LOGGER = logging.getLogger(__name__)
 INFLIGHT_WINDOW = 100
 
 MessageHandler = Callable[[str, bytes], Awaitable[None]]
-ConnectedHandler = Callable[[], Awaitable[None]]
+ConnectedHandler = Callable[[], None]
 
 
 class HubLink:
@@ -144,12 +144,11 @@ class HubLink:
     def _connected(self) -> None:
         LOGGER.info("MQTT connected to %s:%s as hub %s", self.settings.mqtt_host,
                     self.settings.mqtt_port, self.hub_id)
-        if self._inflight:
-            # paho resends its unacknowledged messages itself; don't send those rows twice.
-            pass
         self.connected.set()
+        # Descriptions first, then the outbox: the cloud must know a device before its events.
+        # (paho resends its own unacknowledged messages; the pump only sends rows not yet sent.)
+        self._on_connected()
         self._wake.set()
-        self._spawn(self._on_connected())
 
     def _paho_disconnect(self, client: mqtt.Client, userdata: object, flags: object,
                          reason_code: object, properties: object) -> None:

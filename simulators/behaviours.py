@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import random
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -61,7 +60,7 @@ def run_cluster_command(device: VirtualDevice, ep: VirtualEndpoint, cluster: Vir
     handler = _HANDLERS.get((cluster.cluster_id, definition.name))
     if handler is None:
         return Status.UNSUP_CLUSTER_COMMAND, None
-    return handler(device, ep, cluster, args, time.monotonic()), None
+    return handler(device, ep, cluster, args, device.clock()), None
 
 
 def _set(device: VirtualDevice, ep: VirtualEndpoint, cluster: VirtualCluster, name: str,
@@ -256,12 +255,11 @@ def _enroll(device, ep, cluster, args, now):
 
 # ================================================================================ physics
 class Behaviour:
-    """Per-kind dynamics of a virtual device. ``speed`` scales time (tests run it fast)."""
+    """Per-kind dynamics of a virtual device; ``tick`` gets simulated seconds."""
 
     name = "static"
 
-    def __init__(self, speed: float = 1.0, rng: random.Random | None = None) -> None:
-        self.speed = speed
+    def __init__(self, rng: random.Random | None = None) -> None:
         self.rng = rng or random.Random()
 
     def tick(self, device: VirtualDevice, dt: float, now: float) -> None:
@@ -296,7 +294,7 @@ class ThermostatBehaviour(Behaviour):
         temp = (tc.get("local_temperature") or 2000) / 100
         setpoint = (tc.get("occupied_heating_setpoint") or 2000) / 100
         mode = int(tc.get("system_mode") or 0)
-        minutes = dt * self.speed / 60
+        minutes = dt / 60
         heating = mode in (Thermostat.SystemMode.Heat, Thermostat.SystemMode.Auto,
                            Thermostat.SystemMode.Emergency_Heating) and temp < setpoint - 0.1
         if heating:
@@ -316,7 +314,7 @@ class ClimateSensorBehaviour(Behaviour):
     name = "climate"
 
     def tick(self, device, dt, now):
-        steps = dt * self.speed / 30  # one noticeable step every 30 s of simulated time
+        steps = dt / 30  # one noticeable step every 30 s of simulated time
         for cluster_id, lo, hi, sigma in ((TemperatureMeasurement.cluster_id, 1500, 3000, 15),
                                           (RelativeHumidity.cluster_id, 2500, 7500, 40)):
             found = _first(device, cluster_id)
@@ -335,13 +333,13 @@ class MotionBehaviour(Behaviour):
     hold = 60.0
     mean_gap = 120.0
 
-    def __init__(self, speed: float = 1.0, rng: random.Random | None = None) -> None:
-        super().__init__(speed, rng)
+    def __init__(self, rng: random.Random | None = None) -> None:
+        super().__init__(rng)
         self.until = 0.0
         self.next_motion = 0.0
 
     def tick(self, device, dt, now):
-        sim_now = now * self.speed
+        sim_now = now
         occupied = sim_now < self.until
         if not occupied and sim_now >= self.next_motion:
             self.until = sim_now + self.hold
@@ -389,7 +387,7 @@ class PlugBehaviour(Behaviour):
             divisor = cl.get("divisor") or 1
             multiplier = cl.get("multiplier") or 1
             summ = cl.get("current_summ_delivered") or 0
-            kwh = watts * dt * self.speed / 3600 / 1000
+            kwh = watts * dt / 3600 / 1000
             _set(device, ep, cl, "current_summ_delivered",
                  summ + round(kwh * divisor / multiplier), now)
             if Metering.AttributeDefs.instantaneous_demand.id in cl.values:

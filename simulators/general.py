@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING
 
 from zigpy.zcl import foundation
@@ -71,7 +70,7 @@ def _write(device: VirtualDevice, cluster: VirtualCluster, hdr: foundation.ZCLHe
             failures.append(foundation.WriteAttributesStatusRecord(status=status,
                                                                    attrid=attr.attrid))
     if not (undivided and failures):
-        now = time.monotonic()
+        now = device.clock()
         ep = device.endpoint_of(cluster)
         for attr in accepted:
             value = attr.value.value

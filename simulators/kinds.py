@@ -203,7 +203,7 @@ def _client_values(cluster: type[Cluster]) -> dict[int, Any]:
     return {}
 
 
-def build(kind: str, *, ieee: t.EUI64, nwk: int, speed: float = 1.0) -> VirtualDevice:
+def build(kind: str, *, ieee: t.EUI64, nwk: int) -> VirtualDevice:
     """Build a virtual device of a built-in kind."""
     spec = KINDS[kind]
     endpoints = {}
@@ -218,7 +218,7 @@ def build(kind: str, *, ieee: t.EUI64, nwk: int, speed: float = 1.0) -> VirtualD
             in_clusters=clusters,
             out_clusters={c.cluster_id: VirtualCluster(c.cluster_id, _client_values(c))
                           for c in ep.out_clusters})
-    behaviour: Behaviour = BEHAVIOURS[spec.behaviour](speed=speed)
+    behaviour: Behaviour = BEHAVIOURS[spec.behaviour]()
     return VirtualDevice(
         ieee=ieee, nwk=nwk, kind=kind, source=f"kind:{kind}", behaviour=behaviour,
         node_desc=node_descriptor(mains=spec.mains_powered,

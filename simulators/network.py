@@ -85,6 +85,10 @@ class SimNetwork:
             self._load()
         _NETWORKS[name] = self
 
+    def clock(self) -> float:
+        """Simulated seconds: real monotonic time scaled by the network's speed."""
+        return time.monotonic() * self.speed
+
     @property
     def path(self) -> str:
         """The radio path that reaches this network."""
@@ -174,11 +178,11 @@ class SimNetwork:
         task.add_done_callback(self._tasks.discard)
 
     async def _ticker(self) -> None:
-        last = time.monotonic()
-        saved = last
+        last = self.clock()
+        saved = time.monotonic()
         while True:
             await asyncio.sleep(self.tick_interval)
-            now = time.monotonic()
+            now = self.clock()
             if self.failed or self.app is None:
                 last = now
                 continue
@@ -189,9 +193,9 @@ class SimNetwork:
                     except Exception:
                         LOGGER.exception("virtual device %s tick failed", device.ieee)
             last = now
-            if now - saved > 30:
+            if time.monotonic() - saved > 30:
                 self.save()
-                saved = now
+                saved = time.monotonic()
 
     # ------------------------------------------------------------------ device side
     def new_ieee(self) -> t.EUI64:
@@ -220,12 +224,13 @@ class SimNetwork:
             if ref not in kinds.KINDS:
                 raise ValueError(
                     f"unknown device kind {ref!r} (kinds: {', '.join(sorted(kinds.KINDS))})")
-            device = kinds.build(ref, ieee=ieee, nwk=nwk, speed=self.speed)
+            device = kinds.build(ref, ieee=ieee, nwk=nwk)
         elif scheme in SOURCE_BUILDERS:
-            device = SOURCE_BUILDERS[scheme](ref, ieee=ieee, nwk=nwk, speed=self.speed)
+            device = SOURCE_BUILDERS[scheme](ref, ieee=ieee, nwk=nwk)
         else:
             raise ValueError(f"unknown device source {source!r}")
         device.source = source
+        device.clock = self.clock
         return device
 
     def power_on(self, device: VirtualDevice) -> None:

@@ -1,0 +1,228 @@
+"""The `spoke` command line: run the hub, the cloud, the broker or the demo; talk to the REST API."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from spoke.api_client import ApiClient, parse_args
+from spoke.console import console, fail, setup_logging
+
+app = typer.Typer(help="Spoke: Zigbee hub on the edge, FastAPI + MQTT in the cloud.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+hub_app = typer.Typer(help="Run and manage the edge hub.", no_args_is_help=True)
+cloud_app = typer.Typer(help="Run the cloud and manage its API tokens.", no_args_is_help=True)
+token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
+devices_app = typer.Typer(help="Devices known to the cloud.", no_args_is_help=True)
+device_app = typer.Typer(help="One device: show it, command it.", no_args_is_help=True)
+app.add_typer(hub_app, name="hub")
+app.add_typer(cloud_app, name="cloud")
+cloud_app.add_typer(token_app, name="token")
+app.add_typer(devices_app, name="devices")
+app.add_typer(device_app, name="device")
+
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")]
+ApiUrl = Annotated[str, typer.Option("--api-url", envvar="SPOKE_API_URL",
+                                     help="Cloud API base URL.")]
+Token = Annotated[str | None, typer.Option("--token", envvar="SPOKE_API_TOKEN",
+                                           help="API bearer token.")]
+DEFAULT_API = "http://127.0.0.1:8000"
+
+
+def _run(coro: object) -> None:
+    """Run a service until Ctrl-C; a clean stop is not an error."""
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(coro)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------------------- demo
+@app.command()
+def demo(
+    data_dir: Annotated[Path, typer.Option(help="Where the demo keeps its state.")] = Path(
+        ".spoke/demo"),
+    speed: Annotated[float, typer.Option(help="Simulated time per real second.")] = 10.0,
+    verbose: Verbose = False,
+) -> None:
+    """Broker + cloud + hub with simulated devices, in one process (ports from SPOKE_CLOUD_PORT,
+    SPOKE_MQTT_PORT; token from SPOKE_DEMO_TOKEN or generated)."""
+    from spoke.demo import demo_settings_from_env, run_demo
+
+    setup_logging(verbose)
+    api_port, mqtt_port, token = demo_settings_from_env()
+    try:
+        _run(run_demo(api_port=api_port, mqtt_port=mqtt_port, token=token, data_dir=data_dir,
+                      sim_speed=speed))
+    except OSError as exc:
+        fail(f"cannot start the demo: {exc} (is port {api_port} or {mqtt_port} in use? "
+             "set SPOKE_CLOUD_PORT / SPOKE_MQTT_PORT)")
+
+
+@app.command()
+def broker(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(envvar="SPOKE_MQTT_PORT")] = 1883,
+    verbose: Verbose = False,
+) -> None:
+    """Run the embedded MQTT broker (amqtt) alone."""
+    from cloud.broker import start_broker, stop_broker
+
+    setup_logging(verbose)
+
+    async def serve() -> None:
+        b = await start_broker(host, port)
+        console.print(f"MQTT broker on mqtt://{host}:{port} (Ctrl-C stops it)")
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await stop_broker(b)
+
+    try:
+        _run(serve())
+    except OSError as exc:
+        fail(f"cannot listen on {host}:{port}: {exc}")
+
+
+# ---------------------------------------------------------------------------------------- hub
+@hub_app.command("run")
+def hub_run(
+    radio: Annotated[str | None, typer.Option(help="sim | ezsp | znp | deconz | auto")] = None,
+    port: Annotated[str | None, typer.Option("--port", help="Serial port of the stick.")] = None,
+    baudrate: Annotated[int | None, typer.Option()] = None,
+    flow_control: Annotated[str | None, typer.Option(help="hardware | software")] = None,
+    sim_devices: Annotated[list[str] | None, typer.Option(
+        "--sim-devices", help="Kinds or ZHA diagnostics files/dirs to power on (sim radio).")
+    ] = None,
+    hub_id: Annotated[str | None, typer.Option(envvar="SPOKE_HUB_ID")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Hub state directory.")] = None,
+    verbose: Verbose = False,
+) -> None:
+    """Run the edge hub: zigpy with the radio, MQTT to the cloud."""
+    from pydantic import ValidationError
+
+    from hub.app import run_hub
+    from hub.radio import RadioError
+    from hub.settings import HubSettings
+
+    setup_logging(verbose)
+    overrides = {k: v for k, v in {
+        "radio": radio, "serial_port": port, "baudrate": baudrate, "flow_control": flow_control,
+        "sim_devices": sim_devices, "hub_id": hub_id, "hub_data_dir": data_dir}.items()
+        if v is not None}
+    try:
+        settings = HubSettings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        fail(f"invalid hub setting {'.'.join(map(str, first['loc']))}: {first['msg']}")
+    try:
+        _run(run_hub(settings))
+    except RadioError as exc:
+        fail(str(exc), code=2)
+
+
+# ---------------------------------------------------------------------------------------- cloud
+@cloud_app.command("run")
+def cloud_run(verbose: Verbose = False) -> None:
+    """Run the cloud: REST API + MQTT ingest (settings from SPOKE_* and spoke.toml)."""
+    from cloud.service import run_cloud
+    from cloud.settings import CloudSettings
+
+    setup_logging(verbose)
+    settings = CloudSettings()
+    try:
+        _run(run_cloud(settings))
+    except OSError as exc:
+        fail(f"cannot start the cloud on {settings.cloud_host}:{settings.cloud_port}: {exc}")
+
+
+@token_app.command("create")
+def token_create(name: Annotated[str, typer.Argument(help="What the token is for.")]) -> None:
+    """Create an API token; it is shown once."""
+    from cloud.auth import create_token
+    from cloud.settings import CloudSettings
+    from cloud.storage import open_registry
+
+    with open_registry(CloudSettings()) as registry:
+        record, token = create_token(registry, name)
+    console.print(f"token id {record.id} ({name}):")
+    console.print(token, highlight=False)
+
+
+@token_app.command("list")
+def token_list() -> None:
+    """List API tokens (ids and names; the secrets are not stored)."""
+    from cloud.auth import list_tokens
+    from cloud.settings import CloudSettings
+    from cloud.storage import open_registry
+
+    with open_registry(CloudSettings()) as registry:
+        tokens = list_tokens(registry)
+    table = Table("id", "name", "created", "revoked")
+    for t in tokens:
+        table.add_row(t.id, t.name, str(t.created_at), "yes" if t.revoked else "")
+    console.print(table)
+
+
+@token_app.command("revoke")
+def token_revoke(token_id: str) -> None:
+    """Revoke an API token by id."""
+    from cloud.auth import revoke_token
+    from cloud.settings import CloudSettings
+    from cloud.storage import open_registry
+
+    with open_registry(CloudSettings()) as registry:
+        if not revoke_token(registry, token_id):
+            fail(f"no token with id {token_id}")
+    console.print(f"revoked {token_id}")
+
+
+# ---------------------------------------------------------------------------------------- REST
+def _value(v: object) -> str:
+    return "—" if v is None else str(v)
+
+
+@devices_app.command("list")
+def devices_list(api_url: ApiUrl = DEFAULT_API, token: Token = None) -> None:
+    """List devices with their current capability state."""
+    devices = ApiClient(api_url, token).get("/api/v1/devices")
+    table = Table("id", "name / model", "available", "state")
+    for d in devices:
+        state = "; ".join(
+            f"{cap}: " + ", ".join(f"{k}={_value(v)}" for k, v in attrs.items())
+            for cap, attrs in sorted((d.get("capabilities") or {}).items()))
+        label = d.get("name") or f"{d.get('manufacturer') or ''} {d.get('model') or ''}".strip()
+        table.add_row(d["id"], label, "yes" if d.get("available") else "no", state)
+    console.print(table)
+
+
+@device_app.command("show")
+def device_show(device_id: str, api_url: ApiUrl = DEFAULT_API, token: Token = None) -> None:
+    """Show one device as JSON."""
+    console.print_json(data=ApiClient(api_url, token).get(f"/api/v1/devices/{device_id}"))
+
+
+@device_app.command("command")
+def device_command(
+    device_id: str,
+    capability: str,
+    command: str,
+    args: Annotated[list[str] | None, typer.Argument(help="key=value arguments")] = None,
+    api_url: ApiUrl = DEFAULT_API,
+    token: Token = None,
+) -> None:
+    """Send a capability command and print the state read back from the device."""
+    body = {"capability": capability, "command": command, "args": parse_args(args or [])}
+    result = ApiClient(api_url, token).post(f"/api/v1/devices/{device_id}/commands", body)
+    console.print_json(data=result)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

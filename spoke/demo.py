@@ -1,0 +1,94 @@
+"""`spoke demo`: the embedded broker, the cloud and a hub with simulated devices in one process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+from pathlib import Path
+
+from rich.panel import Panel
+
+from spoke.console import console
+
+LOGGER = logging.getLogger(__name__)
+DEMO_HUB_ID = "demo-hub"
+
+
+async def run_demo(*, api_port: int, mqtt_port: int, token: str | None, data_dir: Path,
+                   sim_speed: float = 10.0) -> None:
+    from cloud.auth import ensure_token
+    from cloud.broker import start_broker, stop_broker
+    from cloud.service import run_cloud
+    from cloud.settings import CloudSettings
+    from cloud.storage import open_registry
+    from hub.app import run_hub
+    from hub.settings import HubSettings
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    token = token or secrets.token_urlsafe(24)
+    cloud_settings = CloudSettings(
+        database_url=f"sqlite:///{data_dir / 'cloud.db'}", mqtt_host="127.0.0.1",
+        mqtt_port=mqtt_port, cloud_host="127.0.0.1", cloud_port=api_port,
+        mqtt_client_id="spoke-demo-cloud", telemetry_backend="sql",
+    )
+    hub_settings = HubSettings(
+        hub_id=DEMO_HUB_ID, hub_data_dir=data_dir / "hub", radio="sim", mqtt_host="127.0.0.1",
+        mqtt_port=mqtt_port, sim_devices=["default"], sim_speed=sim_speed,
+    )
+    with open_registry(cloud_settings) as registry:
+        ensure_token(registry, token, name="demo")
+
+    broker = await start_broker("127.0.0.1", mqtt_port)
+    cloud_ready, hub_ready = asyncio.Event(), asyncio.Event()
+    cloud = asyncio.create_task(run_cloud(cloud_settings, started=cloud_ready), name="cloud")
+    hub: asyncio.Task[None] | None = None
+    try:
+        await _first(cloud_ready.wait(), cloud)
+        hub = asyncio.create_task(run_hub(hub_settings, ready=hub_ready), name="hub")
+        await _first(hub_ready.wait(), hub)
+        _banner(api_port, mqtt_port, token, data_dir)
+        await asyncio.wait({cloud, hub}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (hub, cloud):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        await stop_broker(broker)
+        console.print("[bold]Spoke demo stopped.[/]")
+
+
+async def _first(waiter: object, task: asyncio.Task[None]) -> None:
+    """Wait for a readiness event, or re-raise if the task it belongs to dies first."""
+    ready = asyncio.ensure_future(waiter)  # type: ignore[arg-type]
+    done, _ = await asyncio.wait({ready, task}, return_when=asyncio.FIRST_COMPLETED)
+    if task in done:
+        ready.cancel()
+        task.result()
+        raise RuntimeError(f"{task.get_name()} stopped during startup")
+
+
+def _banner(api_port: int, mqtt_port: int, token: str, data_dir: Path) -> None:
+    api = f"http://127.0.0.1:{api_port}"
+    text = (
+        f"[bold green]Spoke demo is running[/]  (Ctrl-C stops it)\n\n"
+        f"  API          {api}/api/v1\n"
+        f"  OpenAPI docs {api}/docs\n"
+        f"  Health       {api}/healthz\n"
+        f"  MQTT broker  mqtt://127.0.0.1:{mqtt_port}  (topics spoke/v1/#)\n"
+        f"  API token    [bold]{token}[/]\n"
+        f"  Data         {data_dir}/\n\n"
+        f"  export SPOKE_API_URL={api} SPOKE_API_TOKEN={token}\n"
+        f"  curl -H 'Authorization: Bearer {token}' {api}/api/v1/devices\n"
+        f"  .venv/bin/spoke devices list"
+    )
+    console.print(Panel(text, title="spoke demo", expand=False), highlight=False)
+
+
+def demo_settings_from_env() -> tuple[int, int, str | None]:
+    return (int(os.environ.get("SPOKE_CLOUD_PORT", "8000")),
+            int(os.environ.get("SPOKE_MQTT_PORT", "1883")),
+            os.environ.get("SPOKE_DEMO_TOKEN") or None)

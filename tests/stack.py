@@ -1,0 +1,106 @@
+"""The whole stack for end-to-end tests: a real broker, the cloud on a real HTTP port, and a hub
+running zigpy with the simulated radio, all on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from cloud.auth import create_token
+from cloud.service import CloudServices, run_cloud
+from cloud.settings import CloudSettings
+from hub.app import Hub
+from hub.settings import HubSettings
+from tests.common import eventually
+from tests.conftest import BrokerAddress, _free_port
+
+
+@dataclass
+class Stack:
+    broker: BrokerAddress
+    cloud_settings: CloudSettings
+    services: CloudServices
+    api: httpx.AsyncClient
+    base_url: str
+    token: str
+    hub: Hub | None
+    hub_settings: HubSettings
+
+    async def devices(self) -> list[dict[str, Any]]:
+        response = await self.api.get("/api/v1/devices")
+        assert response.status_code == 200, response.text
+        return response.json()  # type: ignore[no-any-return]
+
+    async def device_by_model(self, model: str) -> dict[str, Any]:
+        for d in await self.devices():
+            if d["model"] == model:
+                return d
+        raise AssertionError(f"no {model} in the cloud")
+
+    async def start_hub(self, **overrides: Any) -> Hub:
+        settings = self.hub_settings.model_copy(update=overrides)
+        self.hub = Hub(settings)
+        await self.hub.start()
+        return self.hub
+
+    async def stop_hub(self) -> None:
+        if self.hub is not None:
+            await self.hub.stop()
+            self.hub = None
+
+    async def wait_for_devices(self, n: int, within: float = 20.0) -> list[dict[str, Any]]:
+        async def enough() -> bool:
+            devices = await self.devices()
+            return len(devices) >= n and all(d["capabilities"] for d in devices)
+
+        await eventually(enough, within=within, what=f"{n} devices in the cloud")
+        return await self.devices()
+
+
+def hub_settings(tmp_path: Path, broker: BrokerAddress, hub_id: str, **overrides: Any
+                 ) -> HubSettings:
+    values: dict[str, Any] = {
+        "hub_id": hub_id, "hub_data_dir": tmp_path / hub_id, "radio": "sim",
+        "mqtt_host": broker.host, "mqtt_port": broker.port, "sim_speed": 60.0,
+        "sim_tick": 0.2, "device_info_debounce": 0.2, "command_timeout": 5.0,
+    }
+    values.update(overrides)
+    return HubSettings(**values)
+
+
+@contextlib.asynccontextmanager
+async def running_stack(tmp_path: Path, broker: BrokerAddress, *, hub_id: str = "hub-e2e",
+                        start_hub: bool = True, cloud: dict[str, Any] | None = None,
+                        hub: dict[str, Any] | None = None) -> AsyncIterator[Stack]:
+    port = _free_port()
+    values: dict[str, Any] = {
+        "database_url": f"sqlite:///{tmp_path / 'cloud.db'}", "mqtt_host": broker.host,
+        "mqtt_port": broker.port, "cloud_host": "127.0.0.1", "cloud_port": port,
+        "command_timeout": 5.0, "command_ttl": 10.0}
+    settings = CloudSettings(**{**values, **(cloud or {})})
+    services = await asyncio.to_thread(CloudServices.build, settings)
+    _, token = await asyncio.to_thread(create_token, services.storage.registry, "e2e")
+    started = asyncio.Event()
+    server_task = asyncio.create_task(run_cloud(settings, services=services, started=started))
+    await asyncio.wait_for(started.wait(), 15)
+    base = f"http://127.0.0.1:{port}"
+    hs = hub_settings(tmp_path, broker, hub_id, **(hub or {}))
+    async with httpx.AsyncClient(base_url=base, timeout=20,
+                                 headers={"Authorization": f"Bearer {token}"}) as api:
+        stack = Stack(broker, settings, services, api, base, token, None, hs)
+        try:
+            if start_hub:
+                await stack.start_hub()
+            yield stack
+        finally:
+            await stack.stop_hub()
+            server_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await server_task
+
