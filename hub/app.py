@@ -24,7 +24,7 @@ from hub.link import HubLink
 from hub.radio import Zigbee, start_zigbee
 from hub.settings import HubSettings
 from hub.store import HubStore
-from wire.contract import HubRequest, HubStatus, Topics, TopicKind, WireError, utcnow
+from wire.contract import HubRequest, HubStatus, TopicKind, Topics, WireError, utcnow
 
 LOGGER = logging.getLogger(__name__)
 VERSION = "0.1.0"
@@ -95,30 +95,19 @@ class Hub:
         task.add_done_callback(self._tasks.discard)
 
     # ------------------------------------------------------------------ simulator
-    async def power_on_sim_devices(self, sources: list[str], *, timeout: float = 30.0) -> int:
+    async def power_on_sim_devices(self, sources: list[str], *, within: float = 30.0) -> int:
         """Switch on virtual devices with permit-join open and wait for their interviews."""
-        from simulators.kinds import DEFAULT_KINDS
-
         network = self.zigbee.network if self.zigbee else None
         if network is None:
             raise RuntimeError("virtual devices need the simulated radio (--radio sim)")
-        expanded: list[str] = []
-        for src in sources:
-            if src == "default":
-                expanded.extend(DEFAULT_KINDS)
-            elif Path(src).is_dir():
-                expanded.extend(f"file:{p}" for p in sorted(Path(src).glob("*.json")))
-            elif src.endswith(".json") or Path(src).is_file():
-                expanded.append(f"file:{src}")
-            else:
-                expanded.append(src)
-        await self.app.permit(min(254, int(timeout) + 30))
+        expanded = expand_sim_sources(sources)
+        await self.app.permit(min(254, int(within) + 30))
         ieees = []
         for src in expanded:
             device = network.create(src)
             network.power_on(device)
             ieees.append(str(device.ieee))
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + within
         while any(i not in self.tracker.devices for i in ieees) and time.monotonic() < deadline:
             self.adopted.clear()
             with contextlib.suppress(TimeoutError):
@@ -249,6 +238,24 @@ class Hub:
         while True:
             await asyncio.sleep(STATUS_INTERVAL)
             self.link.publish_retained(Topics.status(self.hub_id), self.status().to_bytes())
+
+
+def expand_sim_sources(sources: list[str]) -> list[str]:
+    """Device sources for the simulator: "default" (the demo set), kind names, diagnostics files,
+    or directories of them."""
+    from simulators.kinds import DEFAULT_KINDS
+
+    expanded: list[str] = []
+    for src in sources:
+        if src == "default":
+            expanded.extend(DEFAULT_KINDS)
+        elif Path(src).is_dir():
+            expanded.extend(f"file:{p}" for p in sorted(Path(src).glob("*.json")))
+        elif src.endswith(".json") or Path(src).is_file():
+            expanded.append(f"file:{src}")
+        else:
+            expanded.append(src)
+    return expanded
 
 
 async def run_hub(settings: HubSettings, *, ready: asyncio.Event | None = None) -> None:

@@ -27,7 +27,7 @@ async def run_demo(*, api_port: int, mqtt_port: int, token: str | None, data_dir
     from hub.app import run_hub
     from hub.settings import HubSettings
 
-    data_dir.mkdir(parents=True, exist_ok=True)
+    await asyncio.to_thread(data_dir.mkdir, parents=True, exist_ok=True)
     token = token or secrets.token_urlsafe(24)
     cloud_settings = CloudSettings(
         database_url=f"sqlite:///{data_dir / 'cloud.db'}", mqtt_host="127.0.0.1",

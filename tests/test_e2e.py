@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from zigpy.zcl.clusters.measurement import TemperatureMeasurement
 
 from tests.common import MqttTestClient, eventually
 from tests.conftest import BrokerAddress
@@ -35,8 +36,13 @@ async def test_default_devices_reach_the_cloud(tmp_path: Path, mqtt_broker: Brok
         assert {"temperature", "humidity", "battery"} <= set(by_model["SIM-TH-1"]["capabilities"])
         assert "occupancy" in by_model["SIM-PIR-1"]["capabilities"]
         assert {"switch", "power", "energy"} <= set(by_model["SIM-PLUG-1"]["capabilities"])
-        # Raw ZCL 2150 (hundredths of a degree) arrives in the cloud as 21.5 °C.
-        assert by_model["SIM-TH-1"]["capabilities"]["battery"]["battery"] == 87.0
+
+        async def battery_known() -> bool:
+            sensor = await stack.device_by_model("SIM-TH-1")
+            # ZCL battery_percentage_remaining is in half-percent units: raw 174 is 87 %.
+            return sensor["capabilities"]["battery"].get("battery") == 87.0
+
+        await eventually(battery_known, what="battery state in the cloud")
         hub = (await stack.api.get(f"/api/v1/hubs/{stack.hub_settings.hub_id}")).json()
         assert hub["online"] is True
         assert hub["events_received"] > 0
@@ -95,26 +101,39 @@ async def test_bulb_dims_and_switches(tmp_path: Path, mosquitto: BrokerAddress) 
 
 
 async def test_telemetry_is_stored_and_served(tmp_path: Path, mosquitto: BrokerAddress) -> None:
-    async with running_stack(tmp_path, mosquitto) as stack:
+    async with running_stack(tmp_path, mosquitto, hub={"sim_speed": 120.0}) as stack:
         await stack.wait_for_devices(5)
         sensor = await stack.device_by_model("SIM-TH-1")
+        assert stack.hub is not None and stack.hub.zigbee is not None
+        virtual = stack.hub.zigbee.network.devices[_eui(sensor["ieee"])]
+        virtual.behaviour = None  # hold the room still: only the values set below change
         path = f"/api/v1/devices/{sensor['id']}/telemetry"
+        # The sensor's firmware measures these; each is a change beyond the reporting threshold
+        # (0.5 °C), sent once the minimum reporting interval (30 s simulated) has passed.
+        for raw in (2400, 2500, 2600):
+            virtual.set_attribute(1, TemperatureMeasurement.cluster_id, "measured_value", raw)
+            await asyncio.sleep(30 / 120 + 0.3)
 
-        async def several_points() -> bool:
+        async def reported() -> bool:
             r = await stack.api.get(path, params={"capability": "temperature"})
-            return r.status_code == 200 and len(r.json()) >= 3
+            return [p["value"] for p in r.json()][-3:] == [24.0, 25.0, 26.0]
 
-        await eventually(several_points, within=20, what="temperature points")
+        await eventually(reported, within=10, what="24, 25, 26 °C stored")
         points = (await stack.api.get(path, params={"capability": "temperature"})).json()
         stamps = [datetime.fromisoformat(p["ts"]) for p in points]
         assert stamps == sorted(stamps), "newest last"
-        assert all(15.0 <= p["value"] <= 30.0 for p in points)
         newest = (await stack.api.get(path, params={"capability": "temperature", "limit": 1})
                   ).json()
         assert newest == points[-1:]
+        since = stamps[-2].isoformat()
+        recent = (await stack.api.get(path, params={"capability": "temperature", "since": since})
+                  ).json()
+        assert [p["value"] for p in recent] == [25.0, 26.0]
         future = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
         assert (await stack.api.get(path, params={"capability": "temperature",
                                                   "since": future})).json() == []
+        bad = await stack.api.get(path, params={"capability": "temperature", "limit": 0})
+        assert bad.status_code == 422
 
 
 async def test_hub_restart_keeps_paired_devices(tmp_path: Path, mosquitto: BrokerAddress) -> None:

@@ -1,0 +1,49 @@
+"""The FastAPI application factory; its lifespan starts and stops the cloud services."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, Depends, FastAPI
+
+from cloud.api.deps import require_token
+from cloud.api.errors import install_error_handlers
+from cloud.api.routes import commands, devices, health, hubs
+from cloud.service import CloudServices
+from cloud.settings import CloudSettings
+
+log = logging.getLogger(__name__)
+
+API_PREFIX = "/api/v1"
+
+
+def create_app(settings: CloudSettings, services: CloudServices | None = None) -> FastAPI:
+    """Build the app; its lifespan builds (unless given), starts and stops the services."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        svc: CloudServices = (
+            services if services is not None
+            else await asyncio.to_thread(CloudServices.build, settings)
+        )
+        app.state.services = svc
+        await asyncio.to_thread(svc.start)
+        if not await asyncio.to_thread(svc.ingest.wait_ready, settings.mqtt_startup_wait):
+            log.warning("MQTT broker %s:%s not reachable yet; serving anyway, retrying",
+                        settings.mqtt_host, settings.mqtt_port)
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(svc.stop)
+
+    app = FastAPI(title="Spoke cloud", version="0.1.0", lifespan=lifespan)
+    install_error_handlers(app)
+    api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(require_token)])  # all need a token
+    for module in (hubs, devices, commands):
+        api.include_router(module.router)
+    app.include_router(api)
+    app.include_router(health.router)
+    return app

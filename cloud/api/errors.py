@@ -1,0 +1,59 @@
+"""The one place where domain errors become HTTP status codes."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from cloud.errors import (
+    CommandFailed,
+    CommandInvalid,
+    CommandTimedOut,
+    NotFound,
+    StoreUnavailable,
+    Unauthorized,
+)
+from wire.contract import CommandStatus
+
+log = logging.getLogger(__name__)
+
+
+def _command_body(exc: CommandFailed | CommandTimedOut) -> dict[str, object]:
+    c = exc.command
+    return {"id": c.id, "status": c.status, "detail": str(exc), "error": c.error,
+            "error_code": c.error_code}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """404 unknown, 401 unauthenticated, 422 invalid command, 502 hub said failed, 504 no answer
+    in time or expired on the hub, 503 storage down."""
+
+    @app.exception_handler(NotFound)
+    async def _not_found(_request: Request, exc: NotFound) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=404)
+
+    @app.exception_handler(Unauthorized)
+    async def _unauthorized(_request: Request, exc: Unauthorized) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=401,
+                            headers={"WWW-Authenticate": "Bearer"})
+
+    @app.exception_handler(CommandInvalid)
+    async def _invalid(_request: Request, exc: CommandInvalid) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=422)
+
+    @app.exception_handler(CommandFailed)
+    async def _failed(_request: Request, exc: CommandFailed) -> JSONResponse:
+        expired = exc.command.status == CommandStatus.EXPIRED
+        return JSONResponse(_command_body(exc), status_code=504 if expired else 502)
+
+    @app.exception_handler(CommandTimedOut)
+    async def _timed_out(_request: Request, exc: CommandTimedOut) -> JSONResponse:
+        return JSONResponse(_command_body(exc), status_code=504)
+
+    @app.exception_handler(StoreUnavailable)
+    async def _store_down(_request: Request, exc: StoreUnavailable) -> JSONResponse:
+        log.error("storage unavailable: %s", exc)
+        return JSONResponse({"detail": "storage unavailable"}, status_code=503,
+                            headers={"Retry-After": "5"})

@@ -1,0 +1,15 @@
+"""``/api/v1/commands``: a command's status and result, also after its REST call timed out."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from cloud.api.deps import CommandsDep
+from cloud.api.schemas import CommandPublic
+
+router = APIRouter(prefix="/commands", tags=["commands"])
+
+
+@router.get("/{command_id}")
+async def get_command(command_id: str, commands: CommandsDep) -> CommandPublic:
+    return CommandPublic.of(await commands.get(command_id))

@@ -1,0 +1,93 @@
+"""``/api/v1/devices``: devices, their current state, their telemetry, and commands to them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query
+
+from cloud.api.deps import CommandsDep, SettingsDep, StoreDep, TelemetryDep
+from cloud.api.schemas import CommandCreate, CommandPublic, DevicePublic, SamplePublic
+from cloud.errors import NotFound
+from cloud.storage.base import DeviceRecord, Registry
+from wire.capabilities import CAPABILITIES, split_instance
+
+router = APIRouter(prefix="/devices", tags=["devices"])
+
+
+def _device(store: Registry, device_id: str) -> DeviceRecord:
+    device = store.get_device(device_id)
+    if device is None or device.removed:
+        raise NotFound("device", device_id)
+    return device
+
+
+def _utc(ts: datetime | None) -> datetime | None:
+    if ts is None:
+        return None
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts
+
+
+def _default_attribute(capability: str) -> str:
+    spec = CAPABILITIES.get(split_instance(capability)[0])
+    if spec is not None and len(spec.attributes) == 1:
+        return spec.attributes[0].name
+    names = ", ".join(a.name for a in spec.attributes) if spec else "unknown capability"
+    raise HTTPException(422, f"attribute is required for capability {capability!r} ({names})")
+
+
+@router.get("")
+def list_devices(
+    store: StoreDep, hub_id: Annotated[str | None, Query()] = None
+) -> list[DevicePublic]:
+    return [DevicePublic.of(d) for d in store.list_devices(hub_id)]
+
+
+@router.get("/{device_id}")
+def get_device(device_id: str, store: StoreDep) -> DevicePublic:
+    return DevicePublic.of(_device(store, device_id))
+
+
+@router.get("/{device_id}/telemetry")
+def get_telemetry(
+    device_id: str,
+    store: StoreDep,
+    telemetry: TelemetryDep,
+    settings: SettingsDep,
+    capability: Annotated[str, Query(min_length=1, max_length=64)],
+    attribute: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+    since: Annotated[datetime | None, Query(description="ISO 8601, inclusive")] = None,
+    until: Annotated[datetime | None, Query(description="ISO 8601, inclusive")] = None,
+    limit: Annotated[int, Query(ge=1, description="the newest N samples")] = 1000,
+) -> list[SamplePublic]:
+    """Samples of one attribute, oldest first; ``limit`` keeps the newest N."""
+    _device(store, device_id)
+    if limit > settings.telemetry_max_limit:
+        raise HTTPException(422, f"limit must be at most {settings.telemetry_max_limit}")
+    samples = telemetry.query(
+        device_id,
+        capability,
+        attribute or _default_attribute(capability),
+        since=_utc(since),
+        until=_utc(until),
+        limit=limit,
+    )
+    return [SamplePublic(ts=s.ts, value=s.value) for s in samples]
+
+
+@router.post(
+    "/{device_id}/commands",
+    responses={
+        404: {"description": "unknown device"},
+        422: {"description": "the command does not fit the vocabulary or the device"},
+        502: {"description": "the hub answered `failed` (see error, error_code)"},
+        504: {"description": "no result in time (status pending), or expired on the hub"},
+    },
+)
+async def send_command(
+    device_id: str, body: CommandCreate, commands: CommandsDep
+) -> CommandPublic:
+    """Send a command and wait for the hub's result (at most ``command_timeout`` seconds)."""
+    record = await commands.execute(device_id, body.capability, body.command, body.args)
+    return CommandPublic.of(record)

@@ -1,0 +1,158 @@
+"""The command service: validate, record, publish to the hub, and wait for its result.
+
+Results reach the waiting request through the ingest worker (another thread): it stores the result
+and calls ``resolve``, which hands the record to the request's event loop. Every log line about a
+command carries ``cmd=<id>``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from cloud.errors import CommandFailed, CommandTimedOut, NotFound
+from cloud.settings import CloudSettings
+from cloud.storage.base import CommandRecord, Registry
+from wire.capabilities import validate_command
+from wire.contract import Command, CommandStatus, HubRequest, Topics
+
+log = logging.getLogger(__name__)
+
+Publish = Callable[[str, bytes], bool]
+# A pending command is reported as timed out once its expiry is this far behind us.
+_TIMEOUT_GRACE = timedelta(seconds=5)
+
+
+class CommandService:
+    """Sends capability commands and hub requests over MQTT and tracks their results."""
+
+    def __init__(self, settings: CloudSettings, registry: Registry, publish: Publish) -> None:
+        self.settings = settings
+        self.registry = registry
+        self._publish = publish
+        self._lock = threading.Lock()
+        self._waiters: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Future[CommandRecord]]]
+        self._waiters = {}
+
+    async def execute(
+        self, device_id: str, capability: str, command: str, args: dict[str, Any] | None = None
+    ) -> CommandRecord:
+        """Run a command on a device and return its succeeded record.
+
+        Raises NotFound, CommandInvalid (before anything is sent), CommandFailed (the hub said
+        failed or expired) or CommandTimedOut (no answer within ``command_timeout``).
+        """
+        device = await asyncio.to_thread(self.registry.get_device, device_id)
+        if device is None or device.removed:
+            raise NotFound("device", device_id)
+        checked = validate_command(capability, command, args or {}, set(device.capabilities))
+        now = datetime.now(UTC)
+        record = CommandRecord(
+            id=uuid.uuid4().hex,
+            hub_id=device.hub_id,
+            device_id=device.id,
+            ieee=device.ieee,
+            capability=capability,
+            command=command,
+            args=checked,
+            status=CommandStatus.PENDING.value,
+            created_at=now,
+            expires_at=now + timedelta(seconds=self.settings.command_ttl),
+        )
+        await asyncio.to_thread(self.registry.add_command, record)
+        message = Command(
+            id=record.id,
+            hub_id=record.hub_id,
+            ieee=record.ieee,
+            capability=capability,
+            command=command,
+            args=checked,
+            issued_at=now,
+            expires_at=record.expires_at,
+        )
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[CommandRecord] = loop.create_future()
+        with self._lock:
+            self._waiters[record.id] = (loop, future)
+        try:
+            log.info("cmd=%s %s.%s %s -> device %s on hub %s", record.id, capability, command,
+                     checked, device.id, device.hub_id)
+            if not self._publish(Topics.commands(record.hub_id), message.to_bytes()):
+                log.warning("cmd=%s could not be queued for publishing", record.id)
+            try:
+                result = await asyncio.wait_for(future, self.settings.command_timeout)
+            except TimeoutError:
+                log.warning("cmd=%s no result within %.1fs; it stays pending", record.id,
+                            self.settings.command_timeout)
+                raise CommandTimedOut(record, f"no result from hub {record.hub_id} within "
+                                              f"{self.settings.command_timeout:g}s") from None
+        finally:
+            with self._lock:
+                self._waiters.pop(record.id, None)
+        if result.status != CommandStatus.SUCCEEDED:
+            raise CommandFailed(result, result.error or f"command {result.status}")
+        return result
+
+    def resolve(self, record: CommandRecord) -> None:
+        """Hand a stored result to whoever waits for it (called from the ingest thread)."""
+        with self._lock:
+            waiter = self._waiters.get(record.id)
+        if waiter is None:
+            return
+        loop, future = waiter
+
+        def _set() -> None:
+            if not future.done():
+                future.set_result(record)
+
+        try:
+            loop.call_soon_threadsafe(_set)
+        except RuntimeError:  # the waiting loop has closed
+            log.debug("cmd=%s result arrived after its request ended", record.id)
+
+    async def get(self, command_id: str) -> CommandRecord:
+        """A command's current record; an unanswered one past its expiry reads as timed out."""
+        record = await asyncio.to_thread(self.registry.get_command, command_id)
+        if record is None:
+            raise NotFound("command", command_id)
+        now = datetime.now(UTC)
+        if record.status == CommandStatus.PENDING and record.expires_at + _TIMEOUT_GRACE < now:
+            updated = await asyncio.to_thread(self.registry.mark_command_timeout, command_id,
+                                              now - _TIMEOUT_GRACE)
+            if updated is not None:
+                if updated.status == CommandStatus.TIMEOUT:
+                    log.info("cmd=%s expired without a result; marked timeout", command_id)
+                record = updated
+        return record
+
+    async def request_hub(
+        self,
+        hub_id: str,
+        action: Literal["permit_join", "close_join", "rename", "remove"],
+        *,
+        ieee: str | None = None,
+        duration: int | None = None,
+        name: str | None = None,
+    ) -> HubRequest:
+        """Publish a management request (pairing, rename, remove) to a hub; return it."""
+        hub = await asyncio.to_thread(self.registry.get_hub, hub_id)
+        if hub is None:
+            raise NotFound("hub", hub_id)
+        now = datetime.now(UTC)
+        request = HubRequest(
+            id=uuid.uuid4().hex,
+            hub_id=hub_id,
+            action=action,
+            ieee=ieee,
+            duration=duration,
+            name=name,
+            expires_at=now + timedelta(seconds=self.settings.command_ttl),
+        )
+        log.info("req=%s %s on hub %s", request.id, action, hub_id)
+        self._publish(Topics.requests(hub_id), request.to_bytes())
+        return request

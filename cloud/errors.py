@@ -1,0 +1,46 @@
+"""Domain errors of the cloud services; the API maps them to HTTP status codes in one place."""
+
+from __future__ import annotations
+
+from cloud.storage.base import CommandRecord, StoreUnavailable
+from wire.capabilities import CommandInvalid
+
+
+class NotFound(LookupError):
+    """No such hub, device or command."""
+
+    def __init__(self, kind: str, ident: str) -> None:
+        super().__init__(f"{kind} {ident!r} not found")
+        self.kind = kind
+        self.ident = ident
+
+
+class Unauthorized(PermissionError):
+    """Missing, unknown or revoked API token."""
+
+
+class CommandNotCompleted(RuntimeError):
+    """A command that did not succeed; ``command`` says how far it got."""
+
+    def __init__(self, command: CommandRecord, message: str) -> None:
+        super().__init__(message)
+        self.command = command
+
+
+class CommandFailed(CommandNotCompleted):
+    """The hub answered: the device refused, could not be reached, or the command expired."""
+
+
+class CommandTimedOut(CommandNotCompleted):
+    """No answer within the REST call's wait; the command stays pending and queryable."""
+
+
+__all__ = [
+    "CommandFailed",
+    "CommandInvalid",
+    "CommandNotCompleted",
+    "CommandTimedOut",
+    "NotFound",
+    "StoreUnavailable",
+    "Unauthorized",
+]

@@ -1,0 +1,321 @@
+"""The MQTT ingest worker: decode every hub message, store it, and only then acknowledge it.
+
+paho's network thread only queues messages; one worker thread decodes them, applies a batch in one
+database transaction, commits, and then sends the PUBACKs, so a crash before the commit leaves the
+messages with the broker (persistent session) to be delivered again. Bad messages are logged on one
+line, counted by reason and acknowledged; they never stop the worker.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from cloud.mqtt import Inbound, MqttLink
+from cloud.settings import CloudSettings
+from cloud.storage import Storage
+from cloud.storage.base import (
+    CommandRecord,
+    EventOutcome,
+    IngestTx,
+    StoreUnavailable,
+    TelemetryPoint,
+)
+from wire.contract import (
+    MAX_PAYLOAD_BYTES,
+    PAYLOAD_MODELS,
+    CommandResult,
+    DeviceInfo,
+    Event,
+    HubStatus,
+    Message,
+    TopicKind,
+    Topics,
+    WireError,
+    decode,
+)
+
+log = logging.getLogger(__name__)
+
+_STOP = object()
+_RETRY_MAX_DELAY = 5.0
+
+
+class IngestMetrics:
+    """Counters since the process started (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.received = 0
+        self.stored = 0
+        self.duplicates = 0
+        self.gaps = 0
+        self.results = 0
+        self.batches = 0
+        self.telemetry_errors = 0
+        self.rejected: Counter[str] = Counter()
+
+    def add(self, **deltas: int) -> None:
+        with self._lock:
+            for name, delta in deltas.items():
+                setattr(self, name, getattr(self, name) + delta)
+
+    def reject(self, reason: str) -> None:
+        with self._lock:
+            self.rejected[reason] += 1
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "received": self.received,
+                "stored": self.stored,
+                "duplicates": self.duplicates,
+                "gaps": self.gaps,
+                "results": self.results,
+                "batches": self.batches,
+                "telemetry_errors": self.telemetry_errors,
+                "rejected": dict(self.rejected),
+                "rejected_total": sum(self.rejected.values()),
+            }
+
+
+def reject_reason(topic: str, payload: bytes) -> str:
+    """Name the kind of contract violation of a message that ``decode`` refused."""
+    try:
+        kind, _, _ = Topics.parse(topic)
+    except WireError:
+        return "bad_topic"
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        return "too_large"
+    try:
+        PAYLOAD_MODELS[kind].from_bytes(payload)
+    except WireError:
+        try:
+            json.loads(payload)
+        except ValueError:
+            return "not_json"
+        return "invalid_payload"
+    return "mismatch"  # valid on its own, but its hub id or IEEE disagrees with the topic
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Decoded:
+    inbound: Inbound
+    kind: TopicKind
+    hub_id: str
+    ieee: str | None
+    message: Message | None
+
+
+@dataclass(kw_only=True)
+class _Applied:
+    """What one batch did, gathered inside the transaction and published after the commit."""
+
+    stored: int = 0
+    duplicates: int = 0
+    gaps: int = 0
+    results: int = 0
+    points: list[TelemetryPoint]
+    commands: list[CommandRecord]
+    rejected: list[tuple[_Decoded, str, str]]
+
+
+def ingest_subscriptions(shared_group: str | None = None) -> list[tuple[str, int]]:
+    """The QoS 1 subscriptions of the ingest; events may be shared, results never are."""
+    subs = []
+    for topic_filter in Topics.cloud_ingest_filters():
+        if shared_group and topic_filter.endswith("/" + TopicKind.EVENTS):
+            topic_filter = f"$share/{shared_group}/{topic_filter}"
+        subs.append((topic_filter, 1))
+    return subs
+
+
+class Ingest:
+    """Receives hub messages over MQTT and writes them to storage off the asyncio loop."""
+
+    def __init__(
+        self,
+        settings: CloudSettings,
+        storage: Storage,
+        on_result: Callable[[CommandRecord], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.storage = storage
+        self.metrics = IngestMetrics()
+        self._on_result = on_result
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self.link = MqttLink(settings, ingest_subscriptions(settings.mqtt_shared_group),
+                             self._queue.put)
+
+    # Lifecycle ------------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="spoke-ingest", daemon=True)
+        self._thread.start()
+        self.link.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Disconnect, store what was already received, and end the worker thread."""
+        self.link.stop()
+        self._stopping.set()
+        self._queue.put(_STOP)
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def wait_ready(self, timeout: float) -> bool:
+        return self.link.wait_ready(timeout)
+
+    @property
+    def connected(self) -> bool:
+        return self.link.connected
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1) -> bool:
+        return self.link.publish(topic, payload, qos=qos)
+
+    # Worker ---------------------------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is _STOP:
+                return
+            batch: list[Inbound] = [first]
+            stop = False
+            while len(batch) < self.settings.ingest_batch_size:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stop = True
+                    break
+                batch.append(item)
+            try:
+                self._process(batch)
+            except Exception:  # never let the worker die
+                log.exception("ingest batch of %d messages failed", len(batch))
+            if stop:
+                return
+
+    def _process(self, batch: list[Inbound]) -> None:
+        self.metrics.add(received=len(batch))
+        decoded: list[_Decoded] = []
+        for inbound in batch:
+            try:
+                kind, hub_id, ieee, message = decode(inbound.topic, inbound.payload)
+            except WireError as exc:
+                self._reject(inbound, reject_reason(inbound.topic, inbound.payload), str(exc))
+                self.link.ack(inbound)
+                continue
+            if kind not in (TopicKind.STATUS, TopicKind.DEVICE, TopicKind.EVENTS,
+                            TopicKind.RESULTS):
+                self._reject(inbound, "unexpected_topic", f"{kind} is not for the cloud")
+                self.link.ack(inbound)
+                continue
+            decoded.append(_Decoded(inbound=inbound, kind=kind, hub_id=hub_id, ieee=ieee,
+                                    message=message))
+        if decoded:
+            self._store(decoded)
+
+    def _store(self, items: Sequence[_Decoded]) -> None:
+        delay = 0.2
+        while True:
+            try:
+                applied = self._apply(items)
+                break
+            except StoreUnavailable as exc:
+                if self._stopping.is_set():
+                    log.error("storage unavailable while stopping; %d messages left to the "
+                              "broker to deliver again: %s", len(items), exc)
+                    return
+                log.error("storage unavailable, retrying %d messages in %.1fs: %s",
+                          len(items), delay, exc)
+                self._stopping.wait(delay)
+                delay = min(delay * 2, _RETRY_MAX_DELAY)
+            except Exception:
+                if len(items) == 1:
+                    self._reject(items[0].inbound, "store_error", "could not be stored",
+                                 exc_info=True)
+                    self.link.ack(items[0].inbound)
+                    return
+                for item in items:  # find the one message that breaks the batch
+                    self._store([item])
+                return
+        self._committed(items, applied)
+
+    def _apply(self, items: Sequence[_Decoded]) -> _Applied:
+        applied = _Applied(points=[], commands=[], rejected=[])
+        with self.storage.registry.ingest() as tx:
+            for item in items:
+                self._apply_one(tx, item, applied)
+        return applied
+
+    def _apply_one(self, tx: IngestTx, item: _Decoded, applied: _Applied) -> None:
+        msg = item.message
+        if item.kind is TopicKind.STATUS:
+            assert isinstance(msg, HubStatus)
+            tx.hub_status(msg)
+        elif item.kind is TopicKind.DEVICE:
+            if msg is None:
+                assert item.ieee is not None
+                tx.device_removed(item.hub_id, item.ieee)
+            else:
+                assert isinstance(msg, DeviceInfo)
+                tx.device_info(msg)
+        elif item.kind is TopicKind.EVENTS:
+            assert isinstance(msg, Event)
+            result = tx.event(msg)
+            applied.gaps += result.gap
+            if result.outcome is EventOutcome.STORED:
+                applied.stored += 1
+                if result.point is not None:
+                    applied.points.append(result.point)
+            elif result.outcome is EventOutcome.DUPLICATE:
+                applied.duplicates += 1
+            else:
+                applied.rejected.append(
+                    (item, "unknown_device", f"no device {msg.ieee} on hub {msg.hub_id}")
+                )
+        elif item.kind is TopicKind.RESULTS:
+            assert isinstance(msg, CommandResult)
+            record = tx.command_result(msg)
+            if record is None:
+                applied.rejected.append((item, "unknown_command", f"cmd={msg.id} is not known"))
+            else:
+                applied.results += 1
+                applied.commands.append(record)
+
+    def _committed(self, items: Sequence[_Decoded], applied: _Applied) -> None:
+        for item in items:
+            self.link.ack(item.inbound)
+        self.metrics.add(stored=applied.stored, duplicates=applied.duplicates, gaps=applied.gaps,
+                         results=applied.results, batches=1)
+        for item, reason, detail in applied.rejected:
+            self._reject(item.inbound, reason, detail)
+        sink = self.storage.telemetry_sink
+        if sink is not None and applied.points:
+            try:
+                sink.write(applied.points)
+            except Exception as exc:
+                self.metrics.add(telemetry_errors=1)
+                log.error("telemetry backend lost %d points: %s", len(applied.points), exc)
+        for record in applied.commands:
+            log.info("cmd=%s result %s%s", record.id, record.status,
+                     f" ({record.error_code}: {record.error})" if record.error else "")
+            if self._on_result is not None:
+                try:
+                    self._on_result(record)
+                except Exception:
+                    log.exception("cmd=%s result callback failed", record.id)
+
+    def _reject(self, inbound: Inbound, reason: str, detail: str, exc_info: bool = False) -> None:
+        self.metrics.reject(reason)
+        log.warning("rejected message on %s (%s): %s", inbound.topic, reason, detail,
+                    exc_info=exc_info)

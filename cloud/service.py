@@ -1,0 +1,80 @@
+"""The cloud process: storage, ingest and command services, and the HTTP server, wired together."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+import uvicorn
+
+from cloud.commands import CommandService
+from cloud.ingest import Ingest
+from cloud.settings import CloudSettings
+from cloud.storage import Storage, open_storage
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(kw_only=True)
+class CloudServices:
+    """Everything the API calls into; built once per process."""
+
+    settings: CloudSettings
+    storage: Storage
+    ingest: Ingest
+    commands: CommandService
+
+    @classmethod
+    def build(cls, settings: CloudSettings) -> CloudServices:
+        """Open storage and wire ingest results to command waiters (nothing is connected yet)."""
+        storage = open_storage(settings)
+        holder: list[CommandService] = []
+        ingest = Ingest(settings, storage, on_result=lambda record: holder[0].resolve(record))
+        commands = CommandService(settings, storage.registry, ingest.publish)
+        holder.append(commands)
+        return cls(settings=settings, storage=storage, ingest=ingest, commands=commands)
+
+    def start(self) -> None:
+        self.ingest.start()
+
+    def stop(self) -> None:
+        self.ingest.stop()
+        self.storage.close()
+
+
+async def run_cloud(
+    settings: CloudSettings,
+    *,
+    services: CloudServices | None = None,
+    started: asyncio.Event | None = None,
+) -> None:
+    """Serve the API and run the ingest until cancelled (or SIGINT/SIGTERM); then stop cleanly."""
+    from cloud.api.app import create_app
+
+    app = create_app(settings, services)
+    config = uvicorn.Config(app, host=settings.cloud_host, port=settings.cloud_port,
+                            log_level="info", access_log=False, lifespan="on")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        # uvicorn has no startup event to await; it only sets a flag.
+        while not server.started and not task.done():  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        if server.started:
+            log.info("cloud API on http://%s:%s", settings.cloud_host, bound_port(server))
+            if started is not None:
+                started.set()
+        await asyncio.shield(task)  # a cancel must not cut uvicorn's shutdown (and lifespan) short
+    except asyncio.CancelledError:
+        server.should_exit = True
+        await task
+        raise
+
+
+def bound_port(server: uvicorn.Server) -> int | None:
+    """The port a started uvicorn server listens on (useful with ``cloud_port = 0``)."""
+    for srv in server.servers:
+        for sock in srv.sockets:
+            return int(sock.getsockname()[1])
+    return None

@@ -1,0 +1,93 @@
+"""Cloud configuration: environment (``SPOKE_*``), ``.env``, a TOML file, then defaults."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+CONFIG_ENV = "SPOKE_CONFIG"
+DEFAULT_CONFIG_FILE = "spoke.toml"
+
+
+def _default_client_id() -> str:
+    """A client id unique to this process (and to this settings object)."""
+    return f"spoke-cloud-{socket.gethostname()[:20]}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+def _toml_values(settings_cls: type[BaseSettings]) -> PydanticBaseSettingsSource:
+    """Values from ``$SPOKE_CONFIG`` (or ./spoke.toml): its ``[cloud]`` table, else top level."""
+    path = Path(os.environ.get(CONFIG_ENV, DEFAULT_CONFIG_FILE))
+    data: dict[str, Any] = {}
+    if path.is_file():
+        with path.open("rb") as f:
+            loaded = tomllib.load(f)
+        table = loaded.get("cloud", loaded)
+        data = {k: v for k, v in table.items() if not isinstance(v, dict)}
+    return InitSettingsSource(settings_cls, data)
+
+
+class CloudSettings(BaseSettings):
+    """Everything the cloud service needs; each field is ``SPOKE_<NAME>`` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="SPOKE_", env_file=".env", extra="ignore")
+
+    database_url: str = "sqlite:///.spoke/cloud.db"
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: int = Field(default=1883, ge=1, le=65535)
+    mqtt_username: str | None = None
+    mqtt_password: SecretStr | None = None
+    mqtt_client_id: str = Field(default_factory=_default_client_id)
+    # "auto" tries MQTT 5 and falls back to 3.1.1 (the embedded amqtt broker speaks only 3.1.1).
+    mqtt_protocol: Literal["auto", "5", "3.1.1"] = "auto"
+    # Seconds the broker keeps this client's session (subscriptions, unacked messages) while it is
+    # away; 0 = a clean session each time. Use a stable mqtt_client_id to survive process restarts.
+    mqtt_session_expiry: int = Field(default=300, ge=0)
+    # Shared-subscription group for events when several cloud processes run behind one broker.
+    mqtt_shared_group: str | None = None
+    mqtt_keepalive: int = Field(default=30, ge=5)
+    # How long startup waits for the broker before serving anyway (/healthz then says mqtt is down).
+    mqtt_startup_wait: float = Field(default=5.0, ge=0)
+    cloud_host: str = "127.0.0.1"
+    cloud_port: int = Field(default=8000, ge=0, le=65535)
+    command_timeout: float = Field(default=10.0, gt=0)
+    command_ttl: float = Field(default=30.0, gt=0)
+    telemetry_backend: Literal["sql", "influxdb"] = "sql"
+    influx_url: str = "http://127.0.0.1:8086"
+    influx_token: SecretStr | None = None
+    influx_org: str = "spoke"
+    influx_bucket: str = "spoke"
+    ingest_batch_size: int = Field(default=500, ge=1)
+    telemetry_max_limit: int = Field(default=10_000, ge=1)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, dotenv_settings, _toml_values(settings_cls)
+
+    def sqlite_path(self) -> Path | None:
+        """The database file for a file-backed SQLite URL, else None."""
+        prefix = "sqlite:///"
+        if not self.database_url.startswith(prefix):
+            return None
+        rest = self.database_url[len(prefix) :].split("?", 1)[0]
+        if rest in ("", ":memory:"):
+            return None
+        return Path(rest)

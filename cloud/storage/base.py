@@ -1,0 +1,193 @@
+"""Storage interfaces: the registry (hubs, devices, commands, tokens, event ledger) and telemetry.
+
+Records are plain frozen dataclasses so that services and routes never see an engine's types.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Protocol
+
+from wire.contract import CommandResult, DeviceInfo, Event, HubStatus, State, Value
+
+HUB_OFFLINE_REASON = "hub offline"
+
+
+def device_id_for(hub_id: str, ieee: str) -> str:
+    """The cloud's device id: readable and unique across hubs (``hub-1-00124b0001abcdef``)."""
+    return f"{hub_id}-{ieee.replace(':', '').lower()}"
+
+
+class StoreUnavailable(RuntimeError):
+    """The storage engine cannot be reached (retry later); other errors are bugs or bad data."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class HubRecord:
+    id: str
+    online: bool | None
+    last_seen: datetime | None
+    events_received: int = 0
+    events_stored: int = 0
+    duplicates: int = 0
+    gaps: int = 0
+    last_seq: int | None = None
+    status: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeviceRecord:
+    id: str
+    hub_id: str
+    ieee: str
+    manufacturer: str | None = None
+    model: str | None = None
+    name: str | None = None
+    quirk: str | None = None
+    power_source: str = "unknown"
+    available: bool = True
+    availability_reason: str | None = None
+    availability_changed_at: datetime | None = None
+    capabilities: State = field(default_factory=dict)
+    updated_at: datetime | None = None
+    removed: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class CommandRecord:
+    id: str
+    hub_id: str
+    device_id: str
+    ieee: str
+    capability: str
+    command: str
+    args: dict[str, Value]
+    status: str
+    created_at: datetime
+    expires_at: datetime
+    state: State | None = None
+    error: str | None = None
+    error_code: str | None = None
+    completed_at: datetime | None = None
+    duration_ms: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class TokenRecord:
+    id: str
+    name: str
+    created_at: datetime
+    revoked: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class TelemetryPoint:
+    """One stored capability value, as written to a telemetry backend."""
+
+    hub_id: str
+    seq: int
+    device_id: str
+    capability: str
+    attribute: str
+    ts: datetime
+    value: Value
+    unit: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Sample:
+    ts: datetime
+    value: Value
+
+
+class EventOutcome(StrEnum):
+    STORED = "stored"
+    DUPLICATE = "duplicate"
+    UNKNOWN_DEVICE = "unknown_device"
+
+
+@dataclass(frozen=True, kw_only=True)
+class EventResult:
+    outcome: EventOutcome
+    gap: int = 0  # sequence numbers found missing before this event
+    point: TelemetryPoint | None = None  # set when stored
+
+
+class IngestTx(Protocol):
+    """One ingest transaction: every call is applied together, or none is."""
+
+    def hub_status(self, status: HubStatus) -> None: ...
+
+    def device_info(self, info: DeviceInfo) -> None: ...
+
+    def device_removed(self, hub_id: str, ieee: str) -> None: ...
+
+    def event(self, event: Event) -> EventResult: ...
+
+    def command_result(self, result: CommandResult) -> CommandRecord | None: ...
+
+
+class Registry(Protocol):
+    """Hubs, devices, commands, API tokens and the per-hub event ledger."""
+
+    def ping(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def ingest(self) -> AbstractContextManager[IngestTx]: ...
+
+    def list_hubs(self) -> list[HubRecord]: ...
+
+    def get_hub(self, hub_id: str) -> HubRecord | None: ...
+
+    def list_devices(self, hub_id: str | None = None) -> list[DeviceRecord]: ...
+
+    def get_device(self, device_id: str) -> DeviceRecord | None: ...
+
+    def add_command(self, command: CommandRecord) -> None: ...
+
+    def get_command(self, command_id: str) -> CommandRecord | None: ...
+
+    def mark_command_timeout(self, command_id: str, now: datetime) -> CommandRecord | None: ...
+
+    def add_token(
+        self, token_id: str, name: str, token_hash: str, created_at: datetime
+    ) -> None: ...
+
+    def find_token(self, token_hash: str) -> TokenRecord | None: ...
+
+    def list_tokens(self) -> list[TokenRecord]: ...
+
+    def revoke_token(self, token_id: str) -> bool: ...
+
+
+class TelemetryReader(Protocol):
+    """Reads stored capability values of one device attribute."""
+
+    def query(
+        self,
+        device_id: str,
+        capability: str,
+        attribute: str,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 1000,
+    ) -> list[Sample]:
+        """The newest ``limit`` samples in [since, until], oldest first."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class TelemetryWriter(Protocol):
+    """A backend that keeps its own copy of telemetry (the SQL ledger already holds it)."""
+
+    def write(self, points: Sequence[TelemetryPoint]) -> None: ...
+
+    def close(self) -> None: ...
+

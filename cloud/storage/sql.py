@@ -1,0 +1,305 @@
+"""The SQL storage adapter (SQLAlchemy 2 Core): SQLite by default (WAL), PostgreSQL by URL."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Row,
+    create_engine,
+    event,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.pool import StaticPool
+
+from cloud.storage.base import (
+    HUB_OFFLINE_REASON,
+    CommandRecord,
+    DeviceRecord,
+    HubRecord,
+    Sample,
+    StoreUnavailable,
+    TokenRecord,
+)
+from cloud.storage.sql_ingest import SqlIngestTx, command_record
+from cloud.storage.sql_schema import api_tokens, commands, devices, events, hubs, metadata
+from wire.contract import CommandStatus
+
+log = logging.getLogger(__name__)
+
+_IMMEDIATE = "spoke_sqlite_immediate"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url``; SQLite gets its folder, WAL, a busy timeout and early write locks."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True)
+    database = parsed.database or ""
+    in_memory = database in ("", ":memory:") or "mode=memory" in str(parsed)
+    if in_memory:
+        engine = create_engine(
+            url, poolclass=StaticPool, connect_args={"check_same_thread": False}
+        )
+    else:
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves (below)
+        cursor = dbapi_connection.cursor()
+        if not in_memory:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # Writers take the write lock up front: a deferred transaction that reads and then writes
+        # fails at once with SQLITE_BUSY under WAL instead of waiting for the lock.
+        immediate = conn.get_execution_options().get(_IMMEDIATE, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+def _hub_record(row: Row[Any] | Mapping[str, Any]) -> HubRecord:
+    m = row._mapping if isinstance(row, Row) else row
+    return HubRecord(
+        id=m["id"],
+        online=m["online"],
+        last_seen=m["last_seen"],
+        events_received=m["events_received"] or 0,
+        events_stored=m["events_stored"] or 0,
+        duplicates=m["duplicates"] or 0,
+        gaps=m["gaps"] or 0,
+        last_seq=m["last_seq"],
+        status=m["status"],
+    )
+
+
+def _device_record(row: Row[Any]) -> DeviceRecord:
+    m = row._mapping
+    available, reason = m["available"], m["availability_reason"]
+    changed = m["availability_changed_at"]
+    if m["hub_online"] is False:
+        available, reason = False, HUB_OFFLINE_REASON
+        changed = max((t for t in (changed, m["hub_online_changed_at"]) if t), default=None)
+    return DeviceRecord(
+        id=m["id"],
+        hub_id=m["hub_id"],
+        ieee=m["ieee"],
+        manufacturer=m["manufacturer"],
+        model=m["model"],
+        name=m["name"],
+        quirk=m["quirk"],
+        power_source=m["power_source"],
+        available=available,
+        availability_reason=reason,
+        availability_changed_at=changed,
+        capabilities=m["capabilities"] or {},
+        updated_at=m["updated_at"],
+        removed=m["removed"],
+    )
+
+
+def _token_record(row: Row[Any]) -> TokenRecord:
+    m = row._mapping
+    return TokenRecord(id=m["id"], name=m["name"], created_at=m["created_at"], revoked=m["revoked"])
+
+
+_DEVICE_SELECT = select(
+    devices,
+    hubs.c.online.label("hub_online"),
+    hubs.c.online_changed_at.label("hub_online_changed_at"),
+).select_from(devices.outerjoin(hubs, hubs.c.id == devices.c.hub_id))
+
+
+class SqlRegistry:
+    """Registry on a SQL database (see ``cloud.storage.base.Registry``)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        metadata.create_all(engine)
+
+    @classmethod
+    def from_url(cls, url: str) -> SqlRegistry:
+        return cls(make_engine(url))
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        try:
+            with self.engine.connect() as conn:
+                yield conn
+        except OperationalError as exc:
+            raise StoreUnavailable(str(exc.orig or exc)) from exc
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        try:
+            with self.engine.connect() as conn:
+                conn = conn.execution_options(**{_IMMEDIATE: True})
+                with conn.begin():
+                    yield conn
+        except OperationalError as exc:
+            raise StoreUnavailable(str(exc.orig or exc)) from exc
+        except DBAPIError as exc:
+            if exc.connection_invalidated:
+                raise StoreUnavailable(str(exc.orig or exc)) from exc
+            raise
+
+    def ping(self) -> None:
+        with self._read() as conn:
+            conn.execute(text("SELECT 1")).scalar_one()
+            conn.execute(select(func.count()).select_from(hubs)).scalar_one()
+
+    @contextmanager
+    def ingest(self) -> Iterator[SqlIngestTx]:
+        with self._write() as conn:
+            tx = SqlIngestTx(conn)
+            yield tx
+            tx.flush()
+
+    # Hubs and devices -----------------------------------------------------------------------------
+    def list_hubs(self) -> list[HubRecord]:
+        with self._read() as conn:
+            return [_hub_record(r) for r in conn.execute(select(hubs).order_by(hubs.c.id))]
+
+    def get_hub(self, hub_id: str) -> HubRecord | None:
+        with self._read() as conn:
+            row = conn.execute(select(hubs).where(hubs.c.id == hub_id)).first()
+        return _hub_record(row) if row else None
+
+    def list_devices(self, hub_id: str | None = None) -> list[DeviceRecord]:
+        stmt = _DEVICE_SELECT.where(devices.c.removed.is_(False)).order_by(devices.c.id)
+        if hub_id is not None:
+            stmt = stmt.where(devices.c.hub_id == hub_id)
+        with self._read() as conn:
+            return [_device_record(r) for r in conn.execute(stmt)]
+
+    def get_device(self, device_id: str) -> DeviceRecord | None:
+        with self._read() as conn:
+            row = conn.execute(_DEVICE_SELECT.where(devices.c.id == device_id)).first()
+        return _device_record(row) if row else None
+
+    # Commands -------------------------------------------------------------------------------------
+    def add_command(self, command: CommandRecord) -> None:
+        values = {k: getattr(command, k) for k in commands.c.keys()}
+        with self._write() as conn:
+            conn.execute(insert(commands).values(**values))
+
+    def get_command(self, command_id: str) -> CommandRecord | None:
+        with self._read() as conn:
+            row = conn.execute(select(commands).where(commands.c.id == command_id)).first()
+        return command_record(row) if row else None
+
+    def mark_command_timeout(self, command_id: str, now: datetime) -> CommandRecord | None:
+        """Mark a still-pending command whose expiry has passed as timed out; return it."""
+        with self._write() as conn:
+            conn.execute(
+                update(commands)
+                .where(commands.c.id == command_id)
+                .where(commands.c.status == CommandStatus.PENDING.value)
+                .where(commands.c.expires_at < now)
+                .values(status=CommandStatus.TIMEOUT.value)
+            )
+            row = conn.execute(select(commands).where(commands.c.id == command_id)).first()
+        return command_record(row) if row else None
+
+    # API tokens -----------------------------------------------------------------------------------
+    def add_token(self, token_id: str, name: str, token_hash: str, created_at: datetime) -> None:
+        with self._write() as conn:
+            conn.execute(
+                insert(api_tokens).values(
+                    id=token_id, name=name, token_hash=token_hash, created_at=created_at,
+                    revoked=False,
+                )
+            )
+
+    def find_token(self, token_hash: str) -> TokenRecord | None:
+        with self._read() as conn:
+            row = conn.execute(
+                select(api_tokens).where(api_tokens.c.token_hash == token_hash)
+            ).first()
+        return _token_record(row) if row else None
+
+    def list_tokens(self) -> list[TokenRecord]:
+        with self._read() as conn:
+            rows = conn.execute(select(api_tokens).order_by(api_tokens.c.created_at))
+            return [_token_record(r) for r in rows]
+
+    def revoke_token(self, token_id: str) -> bool:
+        with self._write() as conn:
+            result = conn.execute(
+                update(api_tokens)
+                .where(api_tokens.c.id == token_id)
+                .where(api_tokens.c.revoked.is_(False))
+                .values(revoked=True, revoked_at=_now())
+            )
+        return result.rowcount == 1
+
+
+class SqlTelemetry:
+    """Telemetry read from the SQL event ledger (the ingest writes it there)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def close(self) -> None:
+        """The engine belongs to the registry."""
+
+    def query(
+        self,
+        device_id: str,
+        capability: str,
+        attribute: str,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 1000,
+    ) -> list[Sample]:
+        conditions = [
+            events.c.device_id == device_id,
+            events.c.capability == capability,
+            events.c.attribute == attribute,
+        ]
+        if since is not None:
+            conditions.append(events.c.ts >= since)
+        if until is not None:
+            conditions.append(events.c.ts <= until)
+        stmt = (
+            select(events.c.ts, events.c.value_json)
+            .where(*conditions)
+            .order_by(events.c.ts.desc(), events.c.seq.desc())
+            .limit(limit)
+        )
+        try:
+            with self.engine.connect() as conn:
+                rows = conn.execute(stmt).all()
+        except OperationalError as exc:
+            raise StoreUnavailable(str(exc.orig or exc)) from exc
+        return [Sample(ts=r.ts, value=json.loads(r.value_json)) for r in reversed(rows)]
+

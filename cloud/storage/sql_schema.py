@@ -1,0 +1,137 @@
+"""SQL tables of the cloud (SQLAlchemy Core), shared by SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.types import TypeDecorator
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out (SQLite keeps no zone, PostgreSQL does)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+metadata = MetaData()
+_ID = 64
+_BigId = BigInteger().with_variant(Integer(), "sqlite")  # SQLite autoincrements only INTEGER keys
+
+hubs = Table(
+    "hubs",
+    metadata,
+    Column("id", String(_ID), primary_key=True),
+    Column("online", Boolean, nullable=True),  # None until the hub's status was seen
+    Column("online_changed_at", UtcDateTime, nullable=True),
+    Column("last_seen", UtcDateTime, nullable=True),
+    Column("events_received", BigInteger, nullable=False, default=0),
+    Column("events_stored", BigInteger, nullable=False, default=0),
+    Column("duplicates", BigInteger, nullable=False, default=0),
+    Column("gaps", BigInteger, nullable=False, default=0),
+    Column("last_seq", BigInteger, nullable=True),
+    Column("status", JSON, nullable=True),
+)
+
+# Availability columns hold what the hub reported; readers overlay "hub offline" from hubs.online.
+devices = Table(
+    "devices",
+    metadata,
+    Column("id", String(2 * _ID), primary_key=True),
+    Column("hub_id", String(_ID), nullable=False, index=True),
+    Column("ieee", String(23), nullable=False),
+    Column("nwk", Integer, nullable=True),
+    Column("manufacturer", String(128), nullable=True),
+    Column("model", String(128), nullable=True),
+    Column("name", String(128), nullable=True),
+    Column("quirk", String(256), nullable=True),
+    Column("power_source", String(16), nullable=False, default="unknown"),
+    Column("available", Boolean, nullable=False, default=True),
+    Column("availability_reason", Text, nullable=True),
+    Column("availability_changed_at", UtcDateTime, nullable=True),
+    Column("capabilities", JSON, nullable=False),
+    Column("state_at", UtcDateTime, nullable=True),  # hub time of the newest value in capabilities
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("removed", Boolean, nullable=False, default=False),
+    UniqueConstraint("hub_id", "ieee", name="uq_devices_hub_ieee"),
+)
+
+# The event ledger: one row per (hub, seq); it is also the SQL telemetry store.
+events = Table(
+    "events",
+    metadata,
+    Column("id", _BigId, primary_key=True, autoincrement=True),
+    Column("hub_id", String(_ID), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("device_id", String(2 * _ID), nullable=False),
+    Column("capability", String(64), nullable=False),
+    Column("attribute", String(64), nullable=False),
+    Column("ts", UtcDateTime, nullable=False),
+    Column("value_num", Float, nullable=True),  # numbers and booleans, for aggregation
+    Column("value_json", Text, nullable=False),  # the exact value as it came
+    Column("unit", String(16), nullable=True),
+    Column("received_at", UtcDateTime, nullable=False),
+    UniqueConstraint("hub_id", "seq", name="uq_events_hub_seq"),
+    Index("ix_events_series", "device_id", "capability", "attribute", "ts"),
+)
+
+commands = Table(
+    "commands",
+    metadata,
+    Column("id", String(_ID), primary_key=True),
+    Column("hub_id", String(_ID), nullable=False),
+    Column("device_id", String(2 * _ID), nullable=False, index=True),
+    Column("ieee", String(23), nullable=False),
+    Column("capability", String(64), nullable=False),
+    Column("command", String(64), nullable=False),
+    Column("args", JSON, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("state", JSON, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("error_code", String(64), nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("completed_at", UtcDateTime, nullable=True),
+    Column("duration_ms", Float, nullable=True),
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(128), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),  # sha256 hex; never the token
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("revoked", Boolean, nullable=False, default=False),
+    Column("revoked_at", UtcDateTime, nullable=True),
+)

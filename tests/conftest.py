@@ -1,0 +1,120 @@
+"""Shared fixtures: free ports and real MQTT brokers (mosquitto subprocess, embedded amqtt)."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+
+
+@dataclass(frozen=True)
+class BrokerAddress:
+    name: str  # "mosquitto" | "amqtt"
+    host: str
+    port: int
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_listening(
+    port: int, timeout: float = 10.0, alive: Callable[[], bool] = lambda: True
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and alive():
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.02)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
+
+
+@pytest.fixture
+def free_port() -> Callable[[], int]:
+    """A function returning a TCP port that was free a moment ago."""
+    return _free_port
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Path) -> Iterator[BrokerAddress]:
+    """A real mosquitto on a free port, with a config generated for the test."""
+    if not Path(MOSQUITTO).exists():
+        pytest.skip("mosquitto is not installed (apt-get install mosquitto)")
+    port = _free_port()
+    conf = tmp_path / "mosquitto.conf"
+    conf.write_text(
+        f"listener {port} 127.0.0.1\n"
+        "allow_anonymous true\n"
+        "max_queued_messages 100000\n"
+        "persistence false\n"
+    )
+    log = (tmp_path / "mosquitto.log").open("w")
+    proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        _wait_listening(port, alive=lambda: proc.poll() is None)
+        yield BrokerAddress("mosquitto", "127.0.0.1", port)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+@pytest.fixture
+def amqtt_broker() -> Iterator[BrokerAddress]:
+    """The embedded amqtt broker on a free port, in its own thread and event loop."""
+    from cloud.broker import start_broker, stop_broker
+
+    port = _free_port()
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+    failure: list[BaseException] = []
+
+    async def serve(stop: asyncio.Event) -> None:
+        try:
+            broker = await start_broker("127.0.0.1", port)
+        except BaseException as exc:
+            failure.append(exc)
+            started.set()
+            return
+        started.set()
+        await stop.wait()
+        await stop_broker(broker)
+
+    stop_event = asyncio.Event()
+    thread = threading.Thread(target=loop.run_until_complete, args=(serve(stop_event),),
+                              name="amqtt-broker", daemon=True)
+    thread.start()
+    started.wait(10)
+    if failure:
+        raise failure[0]
+    try:
+        yield BrokerAddress("amqtt", "127.0.0.1", port)
+    finally:
+        loop.call_soon_threadsafe(stop_event.set)
+        thread.join(10)
+        loop.close()
+
+
+@pytest.fixture(params=["mosquitto", "amqtt"])
+def mqtt_broker(request: pytest.FixtureRequest) -> BrokerAddress:
+    """Each real broker in turn."""
+    name = "amqtt_broker" if request.param == "amqtt" else "mosquitto"
+    return request.getfixturevalue(name)  # type: ignore[no-any-return]

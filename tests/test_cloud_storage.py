@@ -1,0 +1,251 @@
+"""The storage adapters and the services over them, without MQTT: ledger, state, commands, tokens.
+
+SQLite always; PostgreSQL too when SPOKE_TEST_POSTGRES_URL names a database this test may wipe
+(e.g. postgresql+psycopg://spoke@127.0.0.1:5432/spoke_test).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from cloud.auth import (
+    create_token,
+    ensure_token,
+    hash_token,
+    list_tokens,
+    revoke_token,
+    verify_token,
+)
+from cloud.commands import CommandService
+from cloud.errors import CommandTimedOut, NotFound
+from cloud.settings import CloudSettings
+from cloud.storage import open_storage
+from cloud.storage.base import CommandRecord, EventOutcome, device_id_for
+from cloud.storage.sql import SqlRegistry, SqlTelemetry
+from cloud.storage.sql_schema import metadata
+from tests.common import T0, device, event, status
+from wire.capabilities import CommandInvalid
+from wire.contract import Command, CommandResult, CommandStatus
+
+HUB = "hub-s"
+IEEE = "aa:bb:cc:dd:ee:ff:00:11"
+DEV = "hub-s-aabbccddeeff0011"
+POSTGRES_URL = os.environ.get("SPOKE_TEST_POSTGRES_URL")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def registry(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlRegistry]:
+    if request.param == "sqlite":
+        reg = SqlRegistry.from_url(f"sqlite:///{tmp_path / 'db' / 'cloud.db'}")
+    else:
+        if not POSTGRES_URL:
+            pytest.skip("set SPOKE_TEST_POSTGRES_URL to run the storage tests on PostgreSQL")
+        reg = SqlRegistry.from_url(POSTGRES_URL)
+        metadata.drop_all(reg.engine)
+        metadata.create_all(reg.engine)
+    yield reg
+    reg.close()
+
+
+def ingest_events(registry: SqlRegistry, *events) -> list[EventOutcome]:
+    with registry.ingest() as tx:
+        return [tx.event(e).outcome for e in events]
+
+
+def test_device_ids_are_readable_and_unique_per_hub():
+    assert device_id_for("hub-1", "00:12:4B:00:01:02:03:04") == "hub-1-00124b0001020304"
+    assert device_id_for("hub-2", "00:12:4b:00:01:02:03:04") != device_id_for(
+        "hub-1", "00:12:4b:00:01:02:03:04")
+
+
+def test_ledger_deduplicates_counts_gaps_and_keeps_state(registry: SqlRegistry):
+    with registry.ingest() as tx:
+        tx.hub_status(status(HUB))
+        tx.device_info(device(HUB, IEEE, {"switch": {"on": False}}))
+    S, D, U = EventOutcome.STORED, EventOutcome.DUPLICATE, EventOutcome.UNKNOWN_DEVICE
+    assert ingest_events(registry, event(HUB, 7, IEEE, value=True)) == [S]  # baseline: no gap
+    assert ingest_events(registry, event(HUB, 7, IEEE), event(HUB, 9, IEEE, value=False)) == [D, S]
+    hub = registry.get_hub(HUB)
+    assert hub is not None
+    assert (hub.events_received, hub.events_stored, hub.duplicates, hub.gaps, hub.last_seq) == (
+        3, 2, 1, 1, 9)
+    # an unknown device's event is not stored, but its seq is not a gap either
+    assert ingest_events(registry, event(HUB, 10, "00:00:00:00:00:00:00:01")) == [U]
+    assert ingest_events(registry, event(HUB, 11, IEEE, value=True)) == [S]
+    assert ingest_events(registry, event(HUB, 8, IEEE, value=False)) == [S]  # late: fills the gap
+    hub = registry.get_hub(HUB)
+    assert hub is not None and (hub.gaps, hub.last_seq) == (0, 11)
+    dev = registry.get_device(DEV)
+    assert dev is not None and dev.capabilities == {"switch": {"on": True}}
+
+
+def test_a_replayed_older_device_snapshot_does_not_roll_state_back(registry: SqlRegistry):
+    snapshot = device(HUB, IEEE, {"switch": {"on": False}, "level": {"level": 1.0}}, ts=T0)
+    with registry.ingest() as tx:
+        tx.device_info(snapshot)
+    ingest_events(registry, event(HUB, 1, IEEE, value=True))  # at T0 + 1 s
+    with registry.ingest() as tx:
+        tx.device_info(snapshot)  # the retained message again, after a resubscribe
+    dev = registry.get_device(DEV)
+    assert dev is not None and dev.capabilities == {"switch": {"on": True}, "level": {"level": 1.0}}
+    with registry.ingest() as tx:  # a newer snapshot wins, and drops what the device lost
+        tx.device_info(device(HUB, IEEE, {"switch": {"on": False}}, ts=T0 + timedelta(seconds=5)))
+    dev = registry.get_device(DEV)
+    assert dev is not None and dev.capabilities == {"switch": {"on": False}}
+
+
+def test_one_failed_transaction_changes_nothing(registry: SqlRegistry):
+    with pytest.raises(RuntimeError), registry.ingest() as tx:
+        tx.hub_status(status(HUB))
+        tx.device_info(device(HUB, IEEE))
+        raise RuntimeError("crash before commit")
+    assert registry.get_hub(HUB) is None and registry.list_devices() == []
+
+
+def test_telemetry_keeps_value_types_order_and_window(registry: SqlRegistry):
+    with registry.ingest() as tx:
+        tx.device_info(device(HUB, IEEE, {}))
+    values = [True, 3, 2.5, "heat", None]
+    ingest_events(registry, *(event(HUB, i + 1, IEEE, "x", "y", v) for i, v in enumerate(values)))
+    telemetry = SqlTelemetry(registry.engine)
+    samples = telemetry.query(DEV, "x", "y")
+    assert [s.value for s in samples] == values
+    assert [type(s.value) for s in samples] == [type(v) for v in values]
+    assert all(s.ts.tzinfo is not None for s in samples)
+    assert samples[0].ts == T0 + timedelta(seconds=1)
+    assert [s.value for s in telemetry.query(DEV, "x", "y", limit=2)] == ["heat", None]
+    window = telemetry.query(DEV, "x", "y", since=T0 + timedelta(seconds=2),
+                             until=T0 + timedelta(seconds=3))
+    assert [s.value for s in window] == [3, 2.5]
+    assert telemetry.query(DEV, "x", "other") == []
+
+
+def test_hub_offline_overlays_device_availability(registry: SqlRegistry):
+    with registry.ingest() as tx:
+        tx.hub_status(status(HUB, online=False))
+        tx.device_info(device(HUB, IEEE))  # a retained "available" read after the will
+    dev = registry.get_device(DEV)
+    assert dev is not None and (dev.available, dev.availability_reason) == (False, "hub offline")
+    with registry.ingest() as tx:
+        tx.hub_status(status(HUB, online=True))
+    dev = registry.get_device(DEV)
+    assert dev is not None and (dev.available, dev.availability_reason) == (True, None)
+
+
+def test_device_removal_and_return(registry: SqlRegistry):
+    with registry.ingest() as tx:
+        tx.device_info(device(HUB, IEEE, name="Lamp"))
+    with registry.ingest() as tx:
+        tx.device_removed(HUB, IEEE)
+    assert registry.list_devices() == []
+    removed = registry.get_device(DEV)
+    assert removed is not None and removed.removed
+    with registry.ingest() as tx:
+        tx.device_info(device(HUB, IEEE, name="Lamp 2"))
+    assert [d.name for d in registry.list_devices()] == ["Lamp 2"]
+
+
+def _command(expires_in: float = 30) -> CommandRecord:
+    now = datetime.now(UTC)
+    return CommandRecord(id="c1", hub_id=HUB, device_id=DEV, ieee=IEEE, capability="switch",
+                         command="on", args={}, status="pending", created_at=now,
+                         expires_at=now + timedelta(seconds=expires_in))
+
+
+def test_command_results_apply_once_and_only_from_the_right_hub(registry: SqlRegistry):
+    registry.add_command(_command())
+    with registry.ingest() as tx:
+        assert tx.command_result(CommandResult(id="c1", hub_id="other", status="failed")) is None
+        assert tx.command_result(CommandResult(id="nope", hub_id=HUB, status="failed")) is None
+        done = tx.command_result(CommandResult(id="c1", hub_id=HUB, status="succeeded",
+                                               state={"switch": {"on": True}}))
+    assert done is not None and done.status == "succeeded"
+    with registry.ingest() as tx:  # a redelivered or contradicting answer changes nothing
+        again = tx.command_result(CommandResult(id="c1", hub_id=HUB, status="failed"))
+    assert again is not None and again.status == "succeeded"
+    stored = registry.get_command("c1")
+    assert stored is not None and stored.state == {"switch": {"on": True}}
+
+
+async def test_command_service_validates_and_reports_timeouts(registry: SqlRegistry):
+    with registry.ingest() as tx:
+        tx.device_info(device(HUB, IEEE, {"switch": {"on": False}}))
+    sent: list[tuple[str, bytes]] = []
+    settings = CloudSettings(command_timeout=0.05, command_ttl=0.01)
+    service = CommandService(settings, registry, lambda topic, payload: sent.append(
+        (topic, payload)) is None)
+    with pytest.raises(NotFound):
+        await service.execute("hub-s-0000000000000000", "switch", "on")
+    with pytest.raises(CommandInvalid):
+        await service.execute(DEV, "switch", "on", {"unexpected": 1})
+    assert sent == []
+    with pytest.raises(CommandTimedOut) as caught:
+        await service.execute(DEV, "switch", "on")
+    (topic, payload), = sent
+    assert topic == "spoke/v1/hubs/hub-s/commands"
+    assert Command.model_validate_json(payload).id == caught.value.command.id
+    record = await service.get(caught.value.command.id)
+    assert record.status == CommandStatus.PENDING  # expiry passed, but within the grace period
+    registry.mark_command_timeout(record.id, datetime.now(UTC) + timedelta(seconds=1))
+    assert (await service.get(record.id)).status == CommandStatus.TIMEOUT
+    with registry.ingest() as tx:  # a result still lands after the timeout
+        tx.command_result(CommandResult(id=record.id, hub_id=HUB, status="succeeded"))
+    assert (await service.get(record.id)).status == CommandStatus.SUCCEEDED
+
+
+def test_tokens_store_only_hashes_and_can_be_revoked(registry: SqlRegistry):
+    record, token = create_token(registry, "ci")
+    assert token.startswith("spk_") and len(token) > 40
+    assert verify_token(registry, token) == record
+    assert verify_token(registry, token + "x") is None and verify_token(registry, "") is None
+    with registry.engine.connect() as conn:
+        stored = conn.execute(text("SELECT token_hash FROM api_tokens")).scalars().all()
+    assert stored == [hash_token(token)] and token not in stored
+    demo = ensure_token(registry, "demo-token", name="demo")
+    assert ensure_token(registry, "demo-token") == demo
+    assert [t.name for t in list_tokens(registry)] == ["ci", "demo"]
+    assert revoke_token(registry, record.id) and not revoke_token(registry, record.id)
+    assert verify_token(registry, token) is None
+    revoke_token(registry, demo.id)
+    with pytest.raises(ValueError, match="revoked"):
+        ensure_token(registry, "demo-token")
+
+
+def test_settings_from_env_toml_and_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.chdir(tmp_path)
+    for name in list(os.environ):
+        if name.startswith("SPOKE_"):
+            monkeypatch.delenv(name)
+    defaults = CloudSettings()
+    assert (defaults.database_url, defaults.cloud_port, defaults.command_timeout) == (
+        "sqlite:///.spoke/cloud.db", 8000, 10)
+    assert defaults.mqtt_client_id != CloudSettings().mqtt_client_id
+    (tmp_path / "other.toml").write_text(
+        '[cloud]\nmqtt_port = 1884\ncommand_ttl = 12.5\n[hub]\nmqtt_port = 1\n')
+    monkeypatch.setenv("SPOKE_CONFIG", str(tmp_path / "other.toml"))
+    monkeypatch.setenv("SPOKE_CLOUD_PORT", "9001")
+    monkeypatch.setenv("SPOKE_MQTT_PASSWORD", "secret")
+    settings = CloudSettings()
+    assert (settings.mqtt_port, settings.command_ttl, settings.cloud_port) == (1884, 12.5, 9001)
+    assert "secret" not in repr(settings)
+    monkeypatch.setenv("SPOKE_MQTT_PORT", "1999")  # the environment wins over the file
+    assert CloudSettings().mqtt_port == 1999
+
+
+def test_default_sqlite_database_is_created_in_wal_mode(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.chdir(tmp_path)
+    storage = open_storage(CloudSettings(database_url="sqlite:///.spoke/cloud.db"))
+    try:
+        storage.registry.ping()
+        assert (tmp_path / ".spoke" / "cloud.db").exists()
+        with storage.registry.engine.connect() as conn:  # type: ignore[attr-defined]
+            assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+    finally:
+        storage.close()
