@@ -8,7 +8,7 @@ PYTHON ?= $(shell for p in python3.12 python3.13 $$HOME/.pyenv/versions/3.12*/bi
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench clean mosquitto
 
 $(STAMP): pyproject.toml
 	@if [ -z "$(PYTHON)" ]; then \
@@ -26,8 +26,18 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/spoke demo
 
-test: $(STAMP)
+test: $(STAMP) mosquitto
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# The production-path tests run a real Mosquitto; install Debian's package when we can.
+mosquitto:
+	@command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || { \
+		if command -v apt-get >/dev/null 2>&1 && { [ "$$(id -u)" = 0 ] || sudo -n true 2>/dev/null; }; then \
+			echo "Installing mosquitto (the production-path tests need a real broker)"; \
+			SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+			$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null || \
+			{ $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto; }; \
+		else echo "mosquitto is not installed and cannot be installed here: its tests will be skipped"; fi; }
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
