@@ -1,0 +1,63 @@
+"""`spoke demo` as a user runs it: one process, free ports, devices served, clean stop on Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from tests.conftest import _free_port
+
+SPOKE = Path(sys.executable).with_name("spoke")
+
+
+def _get(url: str, token: str) -> object:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=3) as response:
+        return json.loads(response.read())
+
+
+def test_demo_serves_devices_and_stops_cleanly(tmp_path: Path) -> None:
+    api, mqtt = _free_port(), _free_port()
+    env = dict(os.environ, SPOKE_CLOUD_PORT=str(api), SPOKE_MQTT_PORT=str(mqtt),
+               SPOKE_DEMO_TOKEN="demo-test-token")
+    log = (tmp_path / "demo.log").open("w+")
+    proc = subprocess.Popen([str(SPOKE), "demo", "--data-dir", str(tmp_path / "demo")],
+                            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
+    devices: list[dict[str, object]] = []
+    try:
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                body = _get(f"http://127.0.0.1:{api}/api/v1/devices", "demo-test-token")
+                devices = body if isinstance(body, list) else []
+                if len(devices) == 5 and all(d["capabilities"] for d in devices):
+                    break
+            except OSError:
+                pass
+            time.sleep(0.3)
+        assert len(devices) == 5, _tail(log)
+        health = _get(f"http://127.0.0.1:{api}/healthz", "")
+        assert isinstance(health, dict) and health["status"] == "ok"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            code = proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise AssertionError("demo did not stop within 20 s of Ctrl-C\n" + _tail(log))
+    assert code == 0, _tail(log)
+    output = _tail(log)
+    assert f"http://127.0.0.1:{api}/docs" in output
+    assert "demo-test-token" in output
+    assert "Spoke demo stopped" in output
+
+
+def _tail(log: object) -> str:
+    log.seek(0)  # type: ignore[attr-defined]
+    return "".join(log.readlines()[-60:])  # type: ignore[attr-defined]
