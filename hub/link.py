@@ -103,6 +103,11 @@ class HubLink:
         if self.connected.is_set():
             self.client.publish(topic, payload, qos=1, retain=True)
 
+    def publish_event(self, topic: str, payload: bytes) -> None:
+        """Live, best-effort messages (pairing progress): not worth an outbox row."""
+        if self.connected.is_set():
+            self.client.publish(topic, payload, qos=1)
+
     def kick(self) -> None:
         """Something was added to the outbox."""
         self._wake.set()

@@ -68,20 +68,23 @@ def zigpy_config(settings: HubSettings, path: str) -> dict[str, Any]:
 def sim_network(settings: HubSettings) -> Any:
     from simulators.network import SimNetwork
 
-    return SimNetwork(settings.hub_id, state_path=settings.sim_state, speed=settings.sim_speed,
-                      tick=settings.sim_tick)
+    return SimNetwork(settings.hub_id, state_path=settings.sim_state, stick_path=settings.sim_stick,
+                      speed=settings.sim_speed, tick=settings.sim_tick)
 
 
-async def start_zigbee(settings: HubSettings) -> Zigbee:
-    """Connect the configured radio, form a network on first start or resume it from zigpy's DB."""
+async def start_zigbee(settings: HubSettings, *, network: Any = None) -> Zigbee:
+    """Connect the configured radio, form a network on first start or resume it from zigpy's DB.
+
+    ``network`` reuses a running simulated network (the air stays up when the hub reconnects).
+    """
     settings.hub_data_dir.mkdir(parents=True, exist_ok=True)
     radio = settings.radio
-    network = None
+    created = network is None
     if radio == "sim":
-        network = sim_network(settings)
+        network = network or sim_network(settings)
         path = network.path
     else:
-        path = _serial_path(settings)
+        path = serial_path(settings)
         if radio == "auto":
             radio = await _probe(settings, path)
     cls = controller_class(radio)
@@ -92,7 +95,7 @@ async def start_zigbee(settings: HubSettings) -> Zigbee:
         app = await cls.new(config=config, auto_form=True, start_radio=True,
                             **_quirks_kwargs())
     except Exception as exc:
-        if network is not None:
+        if network is not None and created:
             network.close()
         raise RadioError(_explain(radio, path, exc)) from exc
     LOGGER.info("Zigbee radio %s started on %s: %d devices in zigpy's database", radio, path,
@@ -109,7 +112,7 @@ def _quirks_kwargs() -> dict[str, Any]:
     return quirk_hooks()
 
 
-def _serial_path(settings: HubSettings) -> str:
+def serial_path(settings: HubSettings) -> str:
     if not settings.serial_port:
         raise RadioError(f"radio {settings.radio!r} needs a serial port: pass --port "
                          "(e.g. /dev/ttyUSB0 or /dev/serial/by-id/...)")

@@ -64,6 +64,16 @@ class HubSettings(BaseSettings):
     command_timeout: float = Field(default=8.0, gt=0)  # one Zigbee exchange + read back
     state_refresh_on_start: bool = True
     device_info_debounce: float = Field(default=5.0, ge=0)
+    # Availability: a mains device silent this long is pinged (unavailable if the ping fails); a
+    # battery device silent this long is unavailable. Checked every availability_interval seconds.
+    availability_mains_timeout: float = Field(default=600.0, gt=0)
+    availability_battery_timeout: float = Field(default=25 * 3600.0, gt=0)
+    availability_interval: float = Field(default=60.0, gt=0)
+    backup_interval: float = Field(default=24 * 3600.0, gt=0)
+    # Radio watchdog: reconnect backoff bounds (seconds).
+    radio_retry_min: float = Field(default=1.0, gt=0)
+    radio_retry_max: float = Field(default=60.0, gt=0)
+    control_channel: bool = True
     outbox_max_events: int = Field(default=100_000, ge=100)
     outbox_max_age: float = Field(default=7 * 24 * 3600, gt=0)
 
@@ -85,6 +95,18 @@ class HubSettings(BaseSettings):
     @property
     def sim_state(self) -> Path:
         return self.hub_data_dir / "sim-network.json"
+
+    @property
+    def sim_stick(self) -> Path:
+        return self.hub_data_dir / "sim-stick.json"
+
+    @property
+    def backup_dir(self) -> Path:
+        return self.hub_data_dir / "backups"
+
+    @property
+    def control_socket(self) -> Path:
+        return self.hub_data_dir / "control.sock"
 
     @classmethod
     def settings_customise_sources(

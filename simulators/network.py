@@ -61,13 +61,17 @@ class SimNetwork:
         name: str = "default",
         *,
         state_path: Path | None = None,
+        stick_path: Path | None = None,
         speed: float = 1.0,
         tick: float = 1.0,
         latency: float = 0.002,
         seed: int | None = None,
     ) -> None:
         self.name = name
-        self.state_path = state_path
+        self.state_path = state_path  # the air: virtual devices and their state
+        # The stick: the coordinator's network settings, as a real stick keeps them in NVRAM. A
+        # separate file, so a test can "replace the stick" and restore a backup onto it.
+        self.stick_path = stick_path
         self.speed = speed
         self.tick_interval = tick
         self.latency = latency
@@ -83,6 +87,8 @@ class SimNetwork:
         self._dirty = False
         if state_path is not None and state_path.exists():
             self._load()
+        if stick_path is not None and stick_path.exists():
+            self.backup = json.loads(stick_path.read_text()) or None
         _NETWORKS[name] = self
 
     def clock(self) -> float:
@@ -129,12 +135,12 @@ class SimNetwork:
     def permit_open(self) -> bool:
         return time.monotonic() < self.permit_until
 
-    def fail(self, reason: str = "simulated radio failure") -> None:
-        """Make the radio stop answering, as a crashed stick would."""
+    def fail(self, reason: str = "simulated radio failure", *, silent: bool = False) -> None:
+        """Make the radio stop answering, as a crashed stick would. A loud failure reports the
+        lost connection at once (a USB unplug); a silent one is found by zigpy's watchdog."""
         self.failed = reason
-        if self.app is not None:
-            app, self.app = self.app, None
-            app.connection_lost(RadioFailure(reason))
+        if self.app is not None and not silent:
+            self.app.connection_lost(RadioFailure(reason))
 
     def recover(self) -> None:
         self.failed = None
@@ -276,6 +282,8 @@ class SimNetwork:
     # ------------------------------------------------------------------ persistence
     def set_backup(self, backup: zigpy.backups.NetworkBackup | None) -> None:
         self.backup = None if backup is None else backup.as_open_coordinator_json()
+        if self.stick_path is not None:
+            _write_json(self.stick_path, self.backup)
         self.save()
 
     def get_backup(self) -> zigpy.backups.NetworkBackup | None:
@@ -288,13 +296,10 @@ class SimNetwork:
             return
         state = {
             "version": STATE_VERSION,
-            "backup": self.backup,
+            "backup": None if self.stick_path is not None else self.backup,
             "devices": [_device_state(d) for d in self.devices.values() if d.joined],
         }
-        tmp = self.state_path.with_suffix(".tmp")
-        self.state_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(state, indent=1, default=str))
-        os.replace(tmp, self.state_path)
+        _write_json(self.state_path, state)
 
     def _load(self) -> None:
         assert self.state_path is not None
@@ -312,6 +317,14 @@ class SimNetwork:
             device.joined = True
             device.send = self._from_device
             self.devices[device.ieee] = device
+
+
+def _write_json(path: Path, data: Any) -> None:
+    """Replace a file atomically, so a crash never leaves half a state file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1, default=str))
+    os.replace(tmp, path)
 
 
 def _key(ep: int, cluster: int, attr: int) -> str:

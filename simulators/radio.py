@@ -40,7 +40,7 @@ class SimControllerApplication(zigpy.application.ControllerApplication):
 
     DISPLAY_NAME = "Spoke simulated radio"
     DESCRIPTION = "Virtual Zigbee devices behind a simulated coordinator (no hardware)"
-    _watchdog_period = 5
+    _watchdog_period = 2  # a silent simulated failure is noticed within 2 s
 
     def __init__(self, config: dict[str, Any]) -> None:
         super().__init__(config)

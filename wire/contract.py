@@ -53,6 +53,7 @@ class TopicKind(StrEnum):
     COMMANDS = "commands"  # cloud -> hub, QoS 1, never retained
     RESULTS = "results"  # hub -> cloud command results, QoS 1
     REQUESTS = "requests"  # cloud -> hub management requests (pairing, rename, remove), QoS 1
+    PAIRING = "pairing"  # hub -> cloud pairing progress (joins, interview steps), QoS 1
 
 
 def ieee_to_topic(ieee: str) -> str:
@@ -106,12 +107,17 @@ class Topics:
     def requests(cls, hub_id: str) -> str:
         return f"{cls.hub(hub_id)}/requests"
 
+    @classmethod
+    def pairing(cls, hub_id: str) -> str:
+        return f"{cls.hub(hub_id)}/pairing"
+
     # Subscriptions -------------------------------------------------------------------------------
     @staticmethod
     def cloud_ingest_filters() -> list[str]:
         """What the cloud's ingest worker subscribes to (all hubs)."""
         base = f"{TOPIC_ROOT}/hubs/+"
-        return [f"{base}/status", f"{base}/devices/+", f"{base}/events", f"{base}/results"]
+        return [f"{base}/status", f"{base}/devices/+", f"{base}/events", f"{base}/results",
+                f"{base}/pairing"]
 
     @classmethod
     def hub_filters(cls, hub_id: str) -> list[str]:
@@ -136,6 +142,7 @@ class Topics:
             TopicKind.COMMANDS,
             TopicKind.RESULTS,
             TopicKind.REQUESTS,
+            TopicKind.PAIRING,
         }:
             return TopicKind(rest[0]), hub_id, None
         raise WireError(f"unknown Spoke topic: {topic!r}")
@@ -262,6 +269,40 @@ class HubRequest(Message):
     expires_at: datetime
 
 
+PairingStep = Literal[
+    "permit_open",  # permit-join opened (until = when it closes)
+    "permit_closed",
+    "joined",  # a device joined; the interview starts
+    "refused",  # a device tried to join while permit-join was closed
+    "node_descriptor",
+    "endpoints",
+    "simple_descriptor",
+    "basic_attributes",  # manufacturer and model read
+    "interviewed",  # zigpy finished the interview (quirk applied if any)
+    "bind",
+    "configure_reporting",
+    "state_read",
+    "capabilities",  # the capabilities the device handlers derived
+    "adopted",  # ready: described, configured, state known
+    "failed",  # the interview or configuration failed
+]
+
+
+class PairingEvent(Message):
+    """One step of pairing on a hub, for live progress in the CLI and apps."""
+
+    hub_id: HubId
+    ts: datetime = Field(default_factory=utcnow)
+    step: PairingStep
+    ieee: Ieee | None = None
+    ok: bool = True
+    detail: str | None = Field(default=None, max_length=512)
+    until: datetime | None = None  # permit_open: when permit-join closes
+    capabilities: list[str] | None = None  # capabilities / adopted
+    manufacturer: str | None = None
+    model: str | None = None
+
+
 PAYLOAD_MODELS: dict[TopicKind, type[Message]] = {
     TopicKind.STATUS: HubStatus,
     TopicKind.DEVICE: DeviceInfo,
@@ -269,6 +310,7 @@ PAYLOAD_MODELS: dict[TopicKind, type[Message]] = {
     TopicKind.COMMANDS: Command,
     TopicKind.RESULTS: CommandResult,
     TopicKind.REQUESTS: HubRequest,
+    TopicKind.PAIRING: PairingEvent,
 }
 
 
