@@ -44,6 +44,8 @@ from wire.contract import (
 log = logging.getLogger(__name__)
 
 _STOP = object()
+_STORED = {TopicKind.STATUS, TopicKind.DEVICE, TopicKind.EVENTS, TopicKind.RESULTS}
+_TO_HUBS = {TopicKind.COMMANDS, TopicKind.REQUESTS}
 _RETRY_MAX_DELAY = 5.0
 
 
@@ -60,6 +62,7 @@ class IngestMetrics:
         self.batches = 0
         self.telemetry_errors = 0
         self.rejected: Counter[str] = Counter()
+        self.passed_on: Counter[str] = Counter()  # valid kinds handed to listeners, not stored
 
     def add(self, **deltas: int) -> None:
         with self._lock:
@@ -69,6 +72,10 @@ class IngestMetrics:
     def reject(self, reason: str) -> None:
         with self._lock:
             self.rejected[reason] += 1
+
+    def pass_on(self, kind: str) -> None:
+        with self._lock:
+            self.passed_on[kind] += 1
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
@@ -81,6 +88,7 @@ class IngestMetrics:
                 "batches": self.batches,
                 "telemetry_errors": self.telemetry_errors,
                 "rejected": dict(self.rejected),
+                "passed_on": dict(self.passed_on),
                 "rejected_total": sum(self.rejected.values()),
             }
 
@@ -149,6 +157,7 @@ class Ingest:
         self.storage = storage
         self.metrics = IngestMetrics()
         self._on_result = on_result
+        self._listeners: dict[TopicKind, list[Callable[[Message], None]]] = {}
         self._queue: queue.Queue[Any] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -172,6 +181,10 @@ class Ingest:
 
     def wait_ready(self, timeout: float) -> bool:
         return self.link.wait_ready(timeout)
+
+    def add_listener(self, kind: TopicKind, callback: Callable[[Message], None]) -> None:
+        """Call ``callback`` (on the ingest thread) for each valid message of a kind not stored."""
+        self._listeners.setdefault(kind, []).append(callback)
 
     @property
     def connected(self) -> bool:
@@ -214,9 +227,12 @@ class Ingest:
                 self._reject(inbound, reject_reason(inbound.topic, inbound.payload), str(exc))
                 self.link.ack(inbound)
                 continue
-            if kind not in (TopicKind.STATUS, TopicKind.DEVICE, TopicKind.EVENTS,
-                            TopicKind.RESULTS):
-                self._reject(inbound, "unexpected_topic", f"{kind} is not for the cloud")
+            if kind in _TO_HUBS:
+                self._reject(inbound, "unexpected_topic", f"{kind} messages go to hubs")
+                self.link.ack(inbound)
+                continue
+            if kind not in _STORED:
+                self._notify(kind, message)  # valid, not stored here (e.g. pairing progress)
                 self.link.ack(inbound)
                 continue
             decoded.append(_Decoded(inbound=inbound, kind=kind, hub_id=hub_id, ieee=ieee,
@@ -314,6 +330,15 @@ class Ingest:
                     self._on_result(record)
                 except Exception:
                     log.exception("cmd=%s result callback failed", record.id)
+
+    def _notify(self, kind: TopicKind, message: Message | None) -> None:
+        self.metrics.pass_on(kind.value)
+        for callback in self._listeners.get(kind, []):
+            try:
+                if message is not None:
+                    callback(message)
+            except Exception:
+                log.exception("%s listener failed", kind)
 
     def _reject(self, inbound: Inbound, reason: str, detail: str, exc_info: bool = False) -> None:
         self.metrics.reject(reason)

@@ -56,7 +56,7 @@ async def run_cloud(
     config = uvicorn.Config(app, host=settings.cloud_host, port=settings.cloud_port,
                             log_level="info", access_log=False, lifespan="on")
     server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
+    task = asyncio.create_task(_serve(server, settings))
     try:
         # uvicorn has no startup event to await; it only sets a flag.
         while not server.started and not task.done():  # noqa: ASYNC110
@@ -70,6 +70,15 @@ async def run_cloud(
         server.should_exit = True
         await task
         raise
+
+
+async def _serve(server: uvicorn.Server, settings: CloudSettings) -> None:
+    """uvicorn's serve(), with its sys.exit on a failed startup turned into an OSError."""
+    try:
+        await server.serve()
+    except SystemExit:
+        raise OSError(f"the cloud could not start on {settings.cloud_host}:"
+                      f"{settings.cloud_port} (see the log above)") from None
 
 
 def bound_port(server: uvicorn.Server) -> int | None:

@@ -6,6 +6,8 @@ zigpy keeps the paired devices in its own SQLite database (``zigbee.db`` in the 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import importlib
 import logging
 from dataclasses import dataclass
@@ -91,12 +93,19 @@ async def start_zigbee(settings: HubSettings, *, network: Any = None) -> Zigbee:
     config = zigpy_config(settings, path)
     if radio == "sim" and conf.CONF_NWK_CHANNEL not in config[conf.CONF_NWK]:
         config[conf.CONF_NWK][conf.CONF_NWK_CHANNEL] = 15
+    # As ZHA does: load zigpy's database first, then start the radio, so a radio that fails to
+    # start can be shut down together with the database (no thread left behind).
+    app = await cls.new(config=config, auto_form=True, start_radio=False, **_quirks_kwargs())
     try:
-        app = await cls.new(config=config, auto_form=True, start_radio=True,
-                            **_quirks_kwargs())
-    except Exception as exc:
+        async with asyncio.timeout(settings.radio_connect_timeout):
+            await app.startup(auto_form=True)
+    except (Exception, asyncio.CancelledError) as exc:
+        with contextlib.suppress(Exception):
+            await app.shutdown()
         if network is not None and created:
             network.close()
+        if isinstance(exc, asyncio.CancelledError):
+            raise
         raise RadioError(_explain(radio, path, exc)) from exc
     LOGGER.info("Zigbee radio %s started on %s: %d devices in zigpy's database", radio, path,
                 len(app.devices) - 1)
@@ -148,6 +157,6 @@ def _explain(radio: str, path: str, exc: BaseException) -> str:
     if "busy" in text.lower() or "Resource temporarily unavailable" in text:
         return f"{path} is busy: another program (ZHA, Zigbee2MQTT, a second hub) holds it"
     if isinstance(exc, TimeoutError | ConnectionError) or "Timeout" in type(exc).__name__:
-        return (f"the {radio} radio on {path} does not answer: check that it is a {radio} stick, "
+        return (f"the {radio} radio on {path} does not answer: check that the stick speaks {radio}, "
                 "its firmware, the baud rate (--baudrate) and flow control (--flow-control)")
     return f"cannot start the {radio} radio on {path}: {text}"

@@ -49,6 +49,8 @@ class HubSettings(BaseSettings):
     baudrate: int | None = None
     flow_control: Literal["hardware", "software"] | None = None
     channel: int | None = Field(default=None, ge=11, le=26)
+    # How long the radio may take to answer at start before the hub gives up with a clear error.
+    radio_connect_timeout: float = Field(default=30.0, gt=0)
     # Simulator (radio "sim"): the devices powered on when the simulated network is new, as built-in
     # kind names or ZHA diagnostics files/dirs; simulated time runs `sim_speed` times real time.
     sim_devices: list[str] = Field(default_factory=lambda: ["default"])

@@ -270,6 +270,9 @@ class Behaviour:
         """A value the coordinator writes; return what the device stores."""
         return value
 
+    def wake(self, device: VirtualDevice) -> None:
+        """Do now what the device does on its own from time to time (a heartbeat report)."""
+
 
 def _first(device: VirtualDevice, cluster_id: int) -> tuple[VirtualEndpoint, VirtualCluster] | None:
     for ep in device.endpoints.values():

@@ -105,6 +105,13 @@ class VirtualEndpoint:
     in_clusters: dict[int, VirtualCluster]
     # Client clusters can hold attributes too: zigpy reads the OTA client's current_file_version.
     out_clusters: dict[int, VirtualCluster] = field(default_factory=dict)
+    # Clusters the device does not declare in its simple descriptor but reports from anyway (a
+    # vendor's proprietary reports that a quirk turns into standard attributes).
+    undeclared: dict[int, VirtualCluster] = field(default_factory=dict)
+
+    def clusters(self) -> list[VirtualCluster]:
+        return [*self.in_clusters.values(), *self.out_clusters.values(),
+                *self.undeclared.values()]
 
     def simple_descriptor(self) -> zdo_t.SizePrefixedSimpleDescriptor:
         return zdo_t.SizePrefixedSimpleDescriptor(
@@ -171,7 +178,7 @@ class VirtualDevice:
 
     def endpoint_of(self, cluster: VirtualCluster) -> VirtualEndpoint:
         return next(ep for ep in self.endpoints.values()
-                    if cluster in ep.in_clusters.values() or cluster in ep.out_clusters.values())
+                    if any(c is cluster for c in ep.clusters()))
 
     def _packet(self, *, src_ep: int, dst_ep: int, cluster_id: int, profile: int, tsn: int,
                 data: bytes) -> t.ZigbeePacket:
@@ -245,6 +252,16 @@ class VirtualDevice:
         ep = self.endpoints[endpoint_id]
         tsn = self.next_tsn()
         data = frames.cluster_command_frame(tsn, cluster_id, command_id, fields)
+        self._emit(self._packet(src_ep=endpoint_id, dst_ep=1, cluster_id=cluster_id,
+                                profile=ep.profile_id, tsn=tsn, data=data))
+
+    def send_client_command(self, endpoint_id: int, cluster_id: int, command_id: int,
+                            **fields: Any) -> None:
+        """Send a command from one of our client clusters, as a remote or a sensor switching
+        lights does (e.g. On/Off "on" to the coordinator it is bound to)."""
+        ep = self.endpoints[endpoint_id]
+        tsn = self.next_tsn()
+        data = frames.client_command_frame(tsn, cluster_id, command_id, fields)
         self._emit(self._packet(src_ep=endpoint_id, dst_ep=1, cluster_id=cluster_id,
                                 profile=ep.profile_id, tsn=tsn, data=data))
 
@@ -341,7 +358,9 @@ class VirtualDevice:
             return z.Simple_Desc_rsp, [ok, self.nwk, ep.simple_descriptor()]
         if cmd in (z.Bind_req, z.Unbind_req):
             src_ep, cluster_id = args[1], args[2]
-            cluster = self.cluster(cluster_id, src_ep)
+            ep = self.endpoints.get(src_ep)
+            cluster = None if ep is None else (
+                ep.in_clusters.get(cluster_id) or ep.out_clusters.get(cluster_id))
             if cluster is not None:
                 cluster.bound = cmd == z.Bind_req
             rsp = z.Bind_rsp if cmd == z.Bind_req else z.Unbind_rsp

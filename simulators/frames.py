@@ -80,6 +80,21 @@ def cluster_command_frame(
     return hdr.serialize() + schema(**fields).serialize()
 
 
+def client_command_frame(
+    tsn: int, cluster_id: int, command_id: int, fields: dict[str, Any]
+) -> bytes:
+    """A command sent from a device's client cluster (client -> server), e.g. a remote's "on"."""
+    cls = Cluster._registry.get(cluster_id)
+    if cls is None or command_id not in cls.server_commands:
+        raise ValueError(f"no server command 0x{command_id:02x} on cluster 0x{cluster_id:04x}")
+    schema = cls.server_commands[command_id].schema
+    hdr = foundation.ZCLHeader.cluster(
+        tsn, command_id, direction=foundation.Direction.Client_to_Server
+    )
+    hdr.frame_control = hdr.frame_control.replace(disable_default_response=True)
+    return hdr.serialize() + schema(**fields).serialize()
+
+
 def typed_value(zcl_type: int, value: Any) -> foundation.TypeValue:
     """Wrap a plain Python value in zigpy's type for the given ZCL data type id."""
     python_type = foundation.DataType.from_type_id(zcl_type).python_type

@@ -226,6 +226,8 @@ class SimNetwork:
         scheme, _, ref = source.partition(":")
         ieee = ieee or self.new_ieee()
         nwk = self.new_nwk() if nwk is None else nwk
+        if scheme == "file" and scheme not in SOURCE_BUILDERS:
+            import simulators.diagnostics  # noqa: F401  (registers the "file" builder)
         if scheme == "kind":
             if ref not in kinds.KINDS:
                 raise ValueError(
@@ -256,6 +258,13 @@ class SimNetwork:
                     device.ieee, device.nwk)
         self.app.handle_join(nwk=device.nwk, ieee=device.ieee, parent_nwk=t.NWK(0x0000))
         self.save()
+
+    def wake(self, ieee: t.EUI64) -> None:
+        """Let a device send now what it sends on its own now and then (its heartbeat), as if
+        simulated time had run to that moment."""
+        device = self.devices.get(ieee)
+        if device is not None and device.joined and device.powered and device.behaviour:
+            device.behaviour.wake(device)
 
     def power_off(self, ieee: t.EUI64) -> None:
         device = self.devices.get(ieee)

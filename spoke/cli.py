@@ -11,6 +11,8 @@ import typer
 from rich.table import Table
 
 from spoke.api_client import ApiClient, parse_args
+from spoke.cli_simulate import simulate_app
+from spoke.cli_hub import register as register_hub_tools
 from spoke.console import console, fail, setup_logging
 
 app = typer.Typer(help="Spoke: Zigbee hub on the edge, FastAPI + MQTT in the cloud.",
@@ -25,6 +27,8 @@ app.add_typer(cloud_app, name="cloud")
 cloud_app.add_typer(token_app, name="token")
 app.add_typer(devices_app, name="devices")
 app.add_typer(device_app, name="device")
+app.add_typer(simulate_app, name="simulate")
+register_hub_tools(hub_app)
 
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")]
 ApiUrl = Annotated[str, typer.Option("--api-url", envvar="SPOKE_API_URL",
@@ -218,6 +222,22 @@ def device_command(
     body = {"capability": capability, "command": command, "args": parse_args(args or [])}
     result = ApiClient(api_url, token).post(f"/api/v1/devices/{device_id}/commands", body)
     console.print_json(data=result)
+
+
+@device_app.command("rename")
+def device_rename(device_id: str, name: str, api_url: ApiUrl = DEFAULT_API,
+                  token: Token = None) -> None:
+    """Give a device a name (kept by its hub)."""
+    device = ApiClient(api_url, token).request("PATCH", f"/api/v1/devices/{device_id}",
+                                               json={"name": name})
+    console.print(f"{device_id} is now {device.get('name')!r}" if device else "rename sent")
+
+
+@device_app.command("remove")
+def device_remove(device_id: str, api_url: ApiUrl = DEFAULT_API, token: Token = None) -> None:
+    """Remove a device from its hub's network (zigpy leave/remove); the cloud drops it."""
+    ApiClient(api_url, token).request("DELETE", f"/api/v1/devices/{device_id}")
+    console.print(f"{device_id} removed")
 
 
 def main() -> None:

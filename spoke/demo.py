@@ -33,6 +33,7 @@ async def run_demo(*, api_port: int, mqtt_port: int, token: str | None, data_dir
         database_url=f"sqlite:///{data_dir / 'cloud.db'}", mqtt_host="127.0.0.1",
         mqtt_port=mqtt_port, cloud_host="127.0.0.1", cloud_port=api_port,
         mqtt_client_id="spoke-demo-cloud", telemetry_backend="sql",
+        mqtt_protocol="3.1.1",  # the embedded amqtt broker speaks only MQTT 3.1.1
     )
     hub_settings = HubSettings(
         hub_id=DEMO_HUB_ID, hub_data_dir=data_dir / "hub", radio="sim", mqtt_host="127.0.0.1",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -308,3 +309,14 @@ async def test_run_cloud_serves_http_and_stops_on_cancel(tmp_path: Path, mosquit
 
 async def _healthy(http: httpx.AsyncClient) -> bool:
     return (await http.get("/healthz")).status_code == 200
+
+
+async def test_run_cloud_raises_oserror_when_its_port_is_taken(tmp_path: Path,
+                                                               mosquitto: BrokerAddress):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        settings = cloud_settings(tmp_path, mosquitto, cloud_port=port)
+        with pytest.raises(OSError, match=f"could not start on 127.0.0.1:{port}"):
+            await asyncio.wait_for(run_cloud(settings), 15)
