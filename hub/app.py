@@ -55,6 +55,7 @@ class Hub:
             interval=settings.availability_interval)
         self.control_server = ControlServer(self, settings.control_socket)
         self.zigbee: Zigbee | None = None
+        self.sim_network: Any = None  # the simulated air; it outlives radio reconnects
         self.pairing_until: float = 0.0
         self.adopted = asyncio.Event()  # set each time a device finishes adoption
         self.radio_up = False
@@ -90,32 +91,33 @@ class Hub:
             asyncio.create_task(periodic_backups(lambda: self.app, self.settings.backup_dir,
                                                  self.settings.backup_interval), name="backups"),
         ]
-        network = self.zigbee.network if self.zigbee else None
+        network = self.sim_network
         if network is not None and not network.devices and self.settings.sim_devices:
             await self.power_on_sim_devices(self.settings.sim_devices)
         elif self.settings.state_refresh_on_start:
             self._spawn(self._refresh_all())
 
     async def stop(self) -> None:
-        for task in [*self._loops, *([self._reconnecting] if self._reconnecting else [])]:
+        background = [*self._loops, *([self._reconnecting] if self._reconnecting else []),
+                      *self._tasks]
+        for task in background:
             task.cancel()
         await self.availability.stop()
         await self.control_server.stop()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, *self._loops, return_exceptions=True)
+        await asyncio.gather(*background, return_exceptions=True)
         self.tracker.close()
         await self.link.stop(self.status(online=False, reason="hub stopped"))
         if self.zigbee is not None:
             await self.zigbee.app.shutdown()
-            if self.zigbee.network is not None:
-                self.zigbee.network.close()
+        if self.sim_network is not None:
+            self.sim_network.close()
         self.store.close()
         LOGGER.info("hub %s stopped", self.hub_id)
 
     async def _attach_radio(self, zigbee: Zigbee) -> None:
         """Take a started zigpy application into use and follow its paired devices."""
         self.zigbee = zigbee
+        self.sim_network = zigbee.network or self.sim_network
         zigbee.app.add_listener(self)
         for device in list(zigbee.app.devices.values()):
             if self._is_end_node(device) and device.is_initialized:
@@ -156,8 +158,7 @@ class Hub:
         while True:
             attempts += 1
             try:
-                zigbee = await start_zigbee(self.settings,
-                                            network=old.network if old is not None else None)
+                zigbee = await start_zigbee(self.settings, network=self.sim_network)
                 break
             except RadioError as exc:
                 LOGGER.warning("radio reconnect attempt %d failed: %s; next in %.0f s", attempts,
@@ -198,7 +199,7 @@ class Hub:
         return joined
 
     def _sim_network(self) -> Any:
-        network = self.zigbee.network if self.zigbee else None
+        network = self.sim_network
         if network is None:
             raise ControlError("virtual devices need the simulated radio (--radio sim)")
         return network

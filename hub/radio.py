@@ -139,7 +139,9 @@ async def _probe(settings: HubSettings, path: str) -> str:
         if settings.baudrate:
             device[conf.CONF_DEVICE_BAUDRATE] = settings.baudrate
         try:
-            if await cls.probe(device):
+            async with asyncio.timeout(min(10.0, settings.radio_connect_timeout)):
+                answered = await cls.probe(device)
+            if answered:
                 LOGGER.info("radio on %s answered as %s", path, radio)
                 return radio
         except Exception as exc:  # a probe that crashes means "not this radio"
@@ -150,6 +152,12 @@ async def _probe(settings: HubSettings, path: str) -> str:
 
 
 def _explain(radio: str, path: str, exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return (f"the {radio} radio on {path} does not answer: check that the stick speaks {radio}, "
+                "its firmware, the baud rate (--baudrate) and flow control (--flow-control)")
+    # zigpy wraps connection errors in an empty TransientConnectionError; the cause says why.
+    while not str(exc) and exc.__cause__ is not None:
+        exc = exc.__cause__
     text = str(exc) or type(exc).__name__
     if isinstance(exc, PermissionError) or "Permission denied" in text:
         return (f"cannot open {path}: permission denied; add your user to the 'dialout' group "

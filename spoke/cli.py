@@ -11,8 +11,8 @@ import typer
 from rich.table import Table
 
 from spoke.api_client import ApiClient, parse_args
-from spoke.cli_simulate import simulate_app
 from spoke.cli_hub import register as register_hub_tools
+from spoke.cli_simulate import simulate_app
 from spoke.console import console, fail, setup_logging
 
 app = typer.Typer(help="Spoke: Zigbee hub on the edge, FastAPI + MQTT in the cloud.",
@@ -28,7 +28,7 @@ cloud_app.add_typer(token_app, name="token")
 app.add_typer(devices_app, name="devices")
 app.add_typer(device_app, name="device")
 app.add_typer(simulate_app, name="simulate")
-register_hub_tools(hub_app)
+register_hub_tools(hub_app, simulate_app)
 
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")]
 ApiUrl = Annotated[str, typer.Option("--api-url", envvar="SPOKE_API_URL",

@@ -6,20 +6,30 @@ cover, lock, fan, siren) and have no ``entity_category`` (configuration and diag
 out), Battery excepted. An entity matches when a Spoke reading on the same endpoint and one of
 the entity's clusters agrees with ZHA's state:
 
-- numbers within ZHA's ``decimals`` (one unit of the last decimal ZHA shows);
+- numbers within ZHA's ``decimals``, to the precision ZHA's state shows: half a unit of its last
+  decimal (ZHA shows a battery of raw 169 half-percent as 84, rounded half to even, although its
+  ``decimals`` is 1; Spoke's 84.5 agrees with it);
 - booleans equal (a binary sensor's state, a lock's ``is_locked``, a switch's state);
 - a light: ``on`` equal to the On/Off reading and, when ZHA knows a brightness (0-254), the level
   reading (0-100 %) within half a percent of it;
 - a cover or fan: its position/percentage as a number (0 decimals).
 
 Where several readings come from one cluster (voltage, current and power from Electrical
-Measurement), the one whose capability ZHA's device class names is compared; tamper flags are never
-taken for the zone's alarm. A ZHA state of null (ZHA had no value either) agrees with no reading.
+Measurement), those whose capability ZHA's device class names are compared; tamper flags are never
+taken for the zone's alarm.
+
+What ZHA shows without having a value from the device is compared as unknown, and unknown agrees
+only with no reading: a null state; a binary sensor that is off while the attribute it shows has no
+recorded value (ZHA shows off until it hears otherwise); the on/off of a light ZHA marks
+unavailable (Home Assistant shows such a light as unavailable, and ZHA's ``on`` is then not the
+device's: every unavailable light of the corpus is off in ZHA, also those whose On/Off attribute is
+recorded as on; their brightness, which ZHA took from the attribute cache, is still compared).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,6 +89,7 @@ class Expected:
     clusters: frozenset[int]
     state: Mapping[str, Any]
     decimals: int | None
+    recorded: bool = True  # the attribute the entity shows has a value in cluster_details
 
     @property
     def label(self) -> str:
@@ -92,6 +103,32 @@ class Outcome:
     expected: Expected
     matched: bool
     detail: str = ""
+
+
+_ATTR_NAME = re.compile(r"name='(\w+)'")
+
+
+def _recorded(diag: Mapping[str, Any], info: Mapping[str, Any]) -> bool:
+    """Whether the attribute an entity shows has a value in the file's cluster_details (True
+    when the file cannot say)."""
+    name = info.get("attribute_name") or info.get("attribute")
+    handlers = info.get("cluster_handlers") or []
+    if not name or not handlers:
+        return True
+    handler = handlers[0]
+    side = "out_clusters" if handler.get("cluster", {}).get("type") == "client" else "in_clusters"
+    details = (diag.get("cluster_details") or {}).get(str(handler.get("endpoint_id")), {})
+    cluster = (details.get(side) or {}).get(f"0x{int(handler['cluster']['id']):04x}")
+    if cluster is None:
+        return True
+    for record in (cluster.get("attributes") or {}).values():
+        found = record.get("attribute_name")
+        if found is None:
+            match = _ATTR_NAME.search(str(record.get("attribute", "")))
+            found = match.group(1) if match else None
+        if found == name:
+            return record.get("value") is not None
+    return False
 
 
 def zha_entities(diag: Mapping[str, Any]) -> list[Expected]:
@@ -111,6 +148,7 @@ def zha_entities(diag: Mapping[str, Any]) -> list[Expected]:
                 device_class=info.get("device_class"), endpoint=int(endpoint or 0),
                 clusters=frozenset(int(h["cluster"]["id"]) for h in handlers if "cluster" in h),
                 state=entity.get("state") or {}, decimals=info.get("decimals"),
+                recorded=_recorded(diag, info),
             ))
     return found
 
@@ -127,13 +165,19 @@ def _on_cluster(e: Expected, readings: Iterable[Mapping[str, Any]], *, kind: typ
     else:
         found = [r for r in found if not isinstance(r["value"], bool)]
     wanted = DEVICE_CLASS_CAPABILITIES.get(e.device_class or "")
-    if wanted and any(r["capability"] in wanted for r in found):
-        found = [r for r in found if r["capability"] in wanted]
-    return found
+    return [r for r in found if r["capability"] in wanted] if wanted else found
 
 
 def _shown(readings: list[Mapping[str, Any]]) -> str:
     return ", ".join(f"{r['capability']}.{r['attribute']}={r['value']}" for r in readings) or "none"
+
+
+def _shown_decimals(value: Any) -> int:
+    """How many decimals a JSON number shows (84 → 0, 20.2 → 1, 22.568 → 3)."""
+    if isinstance(value, int):
+        return 0
+    text = repr(float(value))
+    return len(text.split(".")[1]) if "." in text and "e" not in text else 6
 
 
 def _number(e: Expected, zha: Any, readings: list[Mapping[str, Any]], decimals: int | None
@@ -141,7 +185,7 @@ def _number(e: Expected, zha: Any, readings: list[Mapping[str, Any]], decimals: 
     if zha is None:
         return Outcome(expected=e, matched=not readings,
                        detail="" if not readings else f"zha=null spoke={_shown(readings)}")
-    tolerance = 10.0 ** -(decimals if decimals is not None else 2) + 1e-9
+    tolerance = 0.5 * 10.0 ** -min(2 if decimals is None else decimals, _shown_decimals(zha)) + 1e-9
     ok = any(abs(float(r["value"]) - float(zha)) <= tolerance for r in readings)
     return Outcome(expected=e, matched=ok, detail="" if ok else f"zha={zha} spoke={_shown(readings)}")
 
@@ -156,7 +200,7 @@ def _boolean(e: Expected, zha: Any, readings: list[Mapping[str, Any]]) -> Outcom
 
 
 def _light(e: Expected, readings: list[Mapping[str, Any]]) -> Outcome:
-    on = e.state.get("on")
+    on = e.state.get("on") if e.state.get("available", True) is not False else None
     switch = [r for r in _on_cluster(e, readings, kind=bool) if r["capability"] == "switch"]
     problems = []
     if on is not None and not any(r["value"] == bool(on) for r in switch):
@@ -177,7 +221,10 @@ def compare(e: Expected, readings: list[Mapping[str, Any]]) -> Outcome:
     if e.platform == "light":
         return _light(e, readings)
     if e.platform in ("binary_sensor", "switch", "siren"):
-        return _boolean(e, state.get("state"), _on_cluster(e, readings, kind=bool))
+        value = state.get("state")
+        if e.platform == "binary_sensor" and value is False and not e.recorded:
+            value = None  # ZHA's "off" before it has heard from the device
+        return _boolean(e, value, _on_cluster(e, readings, kind=bool))
     if e.platform == "lock":
         return _boolean(e, state.get("is_locked"), _on_cluster(e, readings, kind=bool))
     numbers = _on_cluster(e, readings, kind=(int, float))
@@ -186,6 +233,16 @@ def compare(e: Expected, readings: list[Mapping[str, Any]]) -> Outcome:
     if e.platform == "fan":
         return _number(e, state.get("percentage"), numbers, 0)
     return _number(e, state.get("state"), numbers, e.decimals)
+
+
+def _unknown(e: Expected) -> bool:
+    if e.platform == "light":
+        return e.state.get("available", True) is False
+    if e.platform == "binary_sensor" and e.state.get("state") is False and not e.recorded:
+        return True
+    key = {"cover": "current_position", "fan": "percentage", "lock": "is_locked"}.get(
+        e.platform, "state")
+    return e.state.get(key) is None
 
 
 @dataclass
@@ -221,9 +278,8 @@ def table(results: list[DeviceResult]) -> list[str]:
         rows.append(f"{r.name:<{width}}  {r.matched:>2}/{len(r.outcomes):<2}  {note}".rstrip())
     matched = sum(r.matched for r in results)
     total = sum(len(r.outcomes) for r in results)
-    unknown = sum(o.expected.state.get("state", 0) is None for r in results for o in r.outcomes
-                  if o.expected.platform not in ("light", "cover", "fan", "lock"))
+    unknown = sum(_unknown(o.expected) for r in results for o in r.outcomes)
     percent = 100.0 * matched / total if total else 100.0
-    rows.append(f"entities ZHA had no state for (compared as unknown): {unknown}")
+    rows.append(f"ZHA values without a value from the device (compared as unknown): {unknown}")
     rows.append(f"conformance: {matched}/{total} ({percent:.1f}%)")
     return rows
