@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from cloud.errors import CommandFailed, CommandTimedOut, NotFound
+from cloud.errors import CommandFailed, CommandTimedOut, HubOffline, NotFound
 from cloud.settings import CloudSettings
 from cloud.storage.base import CommandRecord, Registry
 from wire.capabilities import validate_command
@@ -139,10 +139,15 @@ class CommandService:
         duration: int | None = None,
         name: str | None = None,
     ) -> HubRequest:
-        """Publish a management request (pairing, rename, remove) to a hub; return it."""
+        """Publish a management request (pairing, rename, remove) to a hub; return it.
+
+        Raises NotFound for a hub never heard from and HubOffline when its last status says offline.
+        """
         hub = await asyncio.to_thread(self.registry.get_hub, hub_id)
         if hub is None:
             raise NotFound("hub", hub_id)
+        if hub.online is False:
+            raise HubOffline(hub_id)
         now = datetime.now(UTC)
         request = HubRequest(
             id=uuid.uuid4().hex,
@@ -153,6 +158,7 @@ class CommandService:
             name=name,
             expires_at=now + timedelta(seconds=self.settings.command_ttl),
         )
-        log.info("req=%s %s on hub %s", request.id, action, hub_id)
-        self._publish(Topics.requests(hub_id), request.to_bytes())
+        log.info("req=%s %s on hub %s%s", request.id, action, hub_id, f" ({ieee})" if ieee else "")
+        if not self._publish(Topics.requests(hub_id), request.to_bytes()):
+            log.warning("req=%s could not be queued for publishing", request.id)
         return request

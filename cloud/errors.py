@@ -19,6 +19,22 @@ class Unauthorized(PermissionError):
     """Missing, unknown or revoked API token."""
 
 
+class HubOffline(RuntimeError):
+    """The hub's last status says it is offline, so a request to it would only wait."""
+
+    def __init__(self, hub_id: str) -> None:
+        super().__init__(f"hub {hub_id!r} is offline")
+        self.hub_id = hub_id
+
+
+class HubRequestTimedOut(RuntimeError):
+    """A request (rename, remove) was sent but the hub's confirmation did not arrive in time."""
+
+    def __init__(self, request_id: str, message: str) -> None:
+        super().__init__(message)
+        self.request_id = request_id
+
+
 class CommandNotCompleted(RuntimeError):
     """A command that did not succeed; ``command`` says how far it got."""
 
@@ -40,6 +56,8 @@ __all__ = [
     "CommandInvalid",
     "CommandNotCompleted",
     "CommandTimedOut",
+    "HubOffline",
+    "HubRequestTimedOut",
     "NotFound",
     "StoreUnavailable",
     "Unauthorized",

@@ -26,6 +26,7 @@ from cloud.storage.base import (
     IngestTx,
     StoreUnavailable,
     TelemetryPoint,
+    device_id_for,
 )
 from wire.contract import (
     MAX_PAYLOAD_BYTES,
@@ -35,6 +36,7 @@ from wire.contract import (
     Event,
     HubStatus,
     Message,
+    PairingEvent,
     TopicKind,
     Topics,
     WireError,
@@ -44,8 +46,12 @@ from wire.contract import (
 log = logging.getLogger(__name__)
 
 _STOP = object()
-_STORED = {TopicKind.STATUS, TopicKind.DEVICE, TopicKind.EVENTS, TopicKind.RESULTS}
 _TO_HUBS = {TopicKind.COMMANDS, TopicKind.REQUESTS}
+# Kinds that several cloud processes may split between them (one $share group). Results are not
+# shared (the process that sent a command waits for its result), retained kinds neither, and pairing
+# events are not: every process stores each one (deduplicated by digest), so their ids, the clients'
+# cursors, are committed in the order the hub sent them.
+_SHARED = {TopicKind.EVENTS}
 _RETRY_MAX_DELAY = 5.0
 
 
@@ -59,10 +65,10 @@ class IngestMetrics:
         self.duplicates = 0
         self.gaps = 0
         self.results = 0
+        self.pairing_events = 0
         self.batches = 0
         self.telemetry_errors = 0
         self.rejected: Counter[str] = Counter()
-        self.passed_on: Counter[str] = Counter()  # valid kinds handed to listeners, not stored
 
     def add(self, **deltas: int) -> None:
         with self._lock:
@@ -73,10 +79,6 @@ class IngestMetrics:
         with self._lock:
             self.rejected[reason] += 1
 
-    def pass_on(self, kind: str) -> None:
-        with self._lock:
-            self.passed_on[kind] += 1
-
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
             return {
@@ -85,10 +87,10 @@ class IngestMetrics:
                 "duplicates": self.duplicates,
                 "gaps": self.gaps,
                 "results": self.results,
+                "pairing_events": self.pairing_events,
                 "batches": self.batches,
                 "telemetry_errors": self.telemetry_errors,
                 "rejected": dict(self.rejected),
-                "passed_on": dict(self.passed_on),
                 "rejected_total": sum(self.rejected.values()),
             }
 
@@ -106,7 +108,7 @@ def reject_reason(topic: str, payload: bytes) -> str:
     except WireError:
         try:
             json.loads(payload)
-        except ValueError:
+        except (ValueError, RecursionError):  # nested too deep to read counts as not JSON
             return "not_json"
         return "invalid_payload"
     return "mismatch"  # valid on its own, but its hub id or IEEE disagrees with the topic
@@ -129,7 +131,9 @@ class _Applied:
     duplicates: int = 0
     gaps: int = 0
     results: int = 0
+    pairing_events: int = 0
     points: list[TelemetryPoint]
+    devices: set[str]  # ids of devices described or removed
     commands: list[CommandRecord]
     rejected: list[tuple[_Decoded, str, str]]
 
@@ -137,8 +141,9 @@ class _Applied:
 def ingest_subscriptions(shared_group: str | None = None) -> list[tuple[str, int]]:
     """The QoS 1 subscriptions of the ingest; events may be shared, results never are."""
     subs = []
+    shared_ends = tuple("/" + kind.value for kind in _SHARED)
     for topic_filter in Topics.cloud_ingest_filters():
-        if shared_group and topic_filter.endswith("/" + TopicKind.EVENTS):
+        if shared_group and topic_filter.endswith(shared_ends):
             topic_filter = f"$share/{shared_group}/{topic_filter}"
         subs.append((topic_filter, 1))
     return subs
@@ -152,12 +157,13 @@ class Ingest:
         settings: CloudSettings,
         storage: Storage,
         on_result: Callable[[CommandRecord], None] | None = None,
+        on_devices: Callable[[set[str]], None] | None = None,
     ) -> None:
         self.settings = settings
         self.storage = storage
         self.metrics = IngestMetrics()
         self._on_result = on_result
-        self._listeners: dict[TopicKind, list[Callable[[Message], None]]] = {}
+        self._on_devices = on_devices
         self._queue: queue.Queue[Any] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -181,10 +187,6 @@ class Ingest:
 
     def wait_ready(self, timeout: float) -> bool:
         return self.link.wait_ready(timeout)
-
-    def add_listener(self, kind: TopicKind, callback: Callable[[Message], None]) -> None:
-        """Call ``callback`` (on the ingest thread) for each valid message of a kind not stored."""
-        self._listeners.setdefault(kind, []).append(callback)
 
     @property
     def connected(self) -> bool:
@@ -231,10 +233,6 @@ class Ingest:
                 self._reject(inbound, "unexpected_topic", f"{kind} messages go to hubs")
                 self.link.ack(inbound)
                 continue
-            if kind not in _STORED:
-                self._notify(kind, message)  # valid, not stored here (e.g. pairing progress)
-                self.link.ack(inbound)
-                continue
             decoded.append(_Decoded(inbound=inbound, kind=kind, hub_id=hub_id, ieee=ieee,
                                     message=message))
         if decoded:
@@ -267,7 +265,7 @@ class Ingest:
         self._committed(items, applied)
 
     def _apply(self, items: Sequence[_Decoded]) -> _Applied:
-        applied = _Applied(points=[], commands=[], rejected=[])
+        applied = _Applied(points=[], commands=[], rejected=[], devices=set())
         with self.storage.registry.ingest() as tx:
             for item in items:
                 self._apply_one(tx, item, applied)
@@ -279,8 +277,9 @@ class Ingest:
             assert isinstance(msg, HubStatus)
             tx.hub_status(msg)
         elif item.kind is TopicKind.DEVICE:
+            assert item.ieee is not None
+            applied.devices.add(device_id_for(item.hub_id, item.ieee))
             if msg is None:
-                assert item.ieee is not None
                 tx.device_removed(item.hub_id, item.ieee)
             else:
                 assert isinstance(msg, DeviceInfo)
@@ -307,12 +306,16 @@ class Ingest:
             else:
                 applied.results += 1
                 applied.commands.append(record)
+        elif item.kind is TopicKind.PAIRING:
+            assert isinstance(msg, PairingEvent)
+            applied.pairing_events += tx.pairing_event(msg)
 
     def _committed(self, items: Sequence[_Decoded], applied: _Applied) -> None:
         for item in items:
             self.link.ack(item.inbound)
         self.metrics.add(stored=applied.stored, duplicates=applied.duplicates, gaps=applied.gaps,
-                         results=applied.results, batches=1)
+                         results=applied.results, pairing_events=applied.pairing_events,
+                         batches=1)
         for item, reason, detail in applied.rejected:
             self._reject(item.inbound, reason, detail)
         sink = self.storage.telemetry_sink
@@ -330,15 +333,11 @@ class Ingest:
                     self._on_result(record)
                 except Exception:
                     log.exception("cmd=%s result callback failed", record.id)
-
-    def _notify(self, kind: TopicKind, message: Message | None) -> None:
-        self.metrics.pass_on(kind.value)
-        for callback in self._listeners.get(kind, []):
+        if self._on_devices is not None and applied.devices:
             try:
-                if message is not None:
-                    callback(message)
+                self._on_devices(applied.devices)
             except Exception:
-                log.exception("%s listener failed", kind)
+                log.exception("device change callback failed")
 
     def _reject(self, inbound: Inbound, reason: str, detail: str, exc_info: bool = False) -> None:
         self.metrics.reject(reason)

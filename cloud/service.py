@@ -10,6 +10,7 @@ import uvicorn
 
 from cloud.commands import CommandService
 from cloud.ingest import Ingest
+from cloud.management import ManagementService
 from cloud.settings import CloudSettings
 from cloud.storage import Storage, open_storage
 
@@ -24,16 +25,24 @@ class CloudServices:
     storage: Storage
     ingest: Ingest
     commands: CommandService
+    management: ManagementService
 
     @classmethod
     def build(cls, settings: CloudSettings) -> CloudServices:
-        """Open storage and wire ingest results to command waiters (nothing is connected yet)."""
+        """Open storage; wire ingested results and device changes to the requests waiting for
+        them (nothing is connected yet)."""
         storage = open_storage(settings)
-        holder: list[CommandService] = []
-        ingest = Ingest(settings, storage, on_result=lambda record: holder[0].resolve(record))
+        services: list[CloudServices] = []
+        ingest = Ingest(
+            settings, storage,
+            on_result=lambda record: services[0].commands.resolve(record),
+            on_devices=lambda ids: services[0].management.devices_changed(ids),
+        )
         commands = CommandService(settings, storage.registry, ingest.publish)
-        holder.append(commands)
-        return cls(settings=settings, storage=storage, ingest=ingest, commands=commands)
+        management = ManagementService(settings, storage.registry, commands)
+        services.append(cls(settings=settings, storage=storage, ingest=ingest, commands=commands,
+                            management=management))
+        return services[0]
 
     def start(self) -> None:
         self.ingest.start()

@@ -24,6 +24,7 @@ from zigpy.zcl import (
 )
 from zigpy.zcl.foundation import Status, ZCLAttributeDef, ZCLCommandDef
 
+from device_handlers.assumed import AssumedStates
 from device_handlers.convert import is_non_value, plain
 from device_handlers.model import CommandError, ConfigureStep, Reading, ReadingsCallback
 from device_handlers.tables import (
@@ -134,6 +135,8 @@ class Request:
     fields: dict[str, Any] = field(default_factory=dict)
     writes: dict[AttributeRef, Any] = field(default_factory=dict)  # ... or attribute writes
     read_back: tuple[str, ...] = ()
+    assumes: Value | None = None  # the assumed state the command sets (a siren sounding)
+    assumed_for: float | None = None
     cluster: Cluster = field(repr=False, compare=False)
 
     def payload(self) -> bytes:
@@ -208,6 +211,8 @@ class TableDeviceHandler:
                     continue
                 deps = tuple(d for dep in entry.depends if (d := _defines(cluster, dep)))
                 self._bindings.append(Binding(entry, cluster, attr, deps, table.client))
+        self._assumed = AssumedStates(self._tables)
+        self._notify: ReadingsCallback | None = None
 
     # --- what the device is ----------------------------------------------------------------
 
@@ -220,12 +225,11 @@ class TableDeviceHandler:
             best[b.key] = max(best.get(b.key, b.entry.priority), b.entry.priority)
         return [b for b in candidates if b.entry.priority == best[b.key]]
 
-    @staticmethod
-    def _primaries(active: Iterable[Binding]) -> dict[str, int]:
+    def _primaries(self, active: Iterable[Binding]) -> dict[str, int]:
         primaries: dict[str, int] = {}
-        for b in active:
-            cap = b.entry.capability
-            primaries[cap] = min(primaries.get(cap, b.endpoint), b.endpoint)
+        for cap, endpoint in [*((b.entry.capability, b.endpoint) for b in active),
+                              *self._assumed.endpoints()]:
+            primaries[cap] = min(primaries.get(cap, endpoint), endpoint)
         return primaries
 
     @property
@@ -234,16 +238,18 @@ class TableDeviceHandler:
         configure turns "alarm" into "contact")."""
         active = self._active()
         primaries = self._primaries(active)
-        return {
+        found = {
             instance_name(b.entry.capability, b.endpoint, primaries[b.entry.capability]):
                 b.entry.capability
             for b in sorted(active, key=lambda b: b.key)
         }
+        found.update({r.instance: r.capability for r in self._assumed.readings(primaries)})
+        return found
 
     # --- readings ----------------------------------------------------------------------------
 
     def _reading(self, b: Binding, raw: Any, primaries: Mapping[str, int]) -> Reading | None:
-        if is_non_value(b.attribute, raw):
+        if raw is None or (is_non_value(b.attribute, raw) and not b.entry.non_value_is_value):
             return None
         try:
             value: Value = plain(b.entry.convert(raw, CachedAttributes(b.cluster)))
@@ -277,7 +283,10 @@ class TableDeviceHandler:
         return readings
 
     def cached_readings(self) -> list[Reading]:
-        return self._from_cache(lambda b: True)
+        return self._from_cache(lambda b: True) + self._assumed_readings()
+
+    def _assumed_readings(self, **only: Any) -> list[Reading]:
+        return self._assumed.readings(self._primaries(self._active()), **only)
 
     def readings_for_update(
         self, cluster: Cluster, attribute_id: int, attribute_name: str | None, value: Any
@@ -302,7 +311,8 @@ class TableDeviceHandler:
         return readings
 
     def attach(self, on_readings: ReadingsCallback) -> Callable[[], None]:
-        undo: list[Callable[[], None]] = []
+        undo: list[Callable[[], None]] = [self._assumed.close]
+        self._notify = on_readings
 
         for table, cluster in self._tables:
 
@@ -376,7 +386,7 @@ class TableDeviceHandler:
         done, errors = await self._read(self._read_plan(self._bindings), "reading")
         if errors and not done:
             raise errors[0]
-        return self._after_read(done)
+        return self._after_read(done) + self._assumed_readings()
 
     # --- commands ------------------------------------------------------------------------------
 
@@ -407,6 +417,8 @@ class TableDeviceHandler:
         common: dict[str, Any] = dict(
             instance=instance, command_name=cmd.command, endpoint=endpoint,
             cluster_id=int(cluster.cluster_id), read_back=cmd.read_back, cluster=cluster,
+            assumes=cmd.assumes,
+            assumed_for=cmd.assumed_for(args) if cmd.assumed_for is not None else None,
         )
         action = cmd.action
         try:
@@ -457,6 +469,13 @@ class TableDeviceHandler:
     async def execute(self, instance: str, command: str, args: dict[str, Value]) -> list[Reading]:
         request = self.plan(instance, command, args)
         await self._send(request)
+        assumed: list[Reading] = []
+        if request.assumes is not None:
+            capability = split_instance(instance)[0]
+            self._assumed.assume(request.endpoint, capability, request.assumes,
+                                 lasts=request.assumed_for,
+                                 on_return=lambda: self._returned(request.endpoint, capability))
+            assumed = self._assumed_readings(endpoint=request.endpoint, capability=capability)
         bindings = [
             b for b in self._bindings
             if not b.client and b.endpoint == request.endpoint
@@ -467,7 +486,12 @@ class TableDeviceHandler:
         )
         if errors:
             raise errors[0]
-        return self._after_read(done)
+        return self._after_read(done) + assumed
+
+    def _returned(self, endpoint: int, capability: str) -> None:
+        """A timed assumed state (a siren's warning) ran out: tell the hub."""
+        if self._notify is not None:
+            self._notify(self._assumed_readings(endpoint=endpoint, capability=capability))
 
     # --- pairing -------------------------------------------------------------------------------
 

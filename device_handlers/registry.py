@@ -19,6 +19,7 @@ from device_handlers.clusters import (
     homeautomation,
     hvac,
     lighting,
+    manufacturer,
     measurement,
     security,
     smartenergy,
@@ -73,7 +74,7 @@ class ClusterRegistry:
 
 REGISTRY = ClusterRegistry()
 for _module in (general, lighting, measurement, hvac, security, smartenergy, homeautomation,
-                closures):
+                closures, manufacturer):
     for _table in _module.TABLES:
         REGISTRY.register(_table)
 

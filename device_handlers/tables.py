@@ -60,6 +60,8 @@ class AttributeMap:
     priority: int = 0
     models: frozenset[str] | None = None
     unit: str | None = None  # defaults to the vocabulary's unit for the field
+    # The data type's "invalid" value (0xFF for a uint8, ...) is a value here, not "unknown".
+    non_value_is_value: bool = False
 
     def __post_init__(self) -> None:
         spec = CAPABILITIES.get(self.capability)
@@ -107,6 +109,22 @@ def write_attribute(
 
 
 @dataclass(frozen=True, kw_only=True)
+class AssumedState:
+    """A capability field the device cannot be asked about: the hub holds it, starting from
+    ``initial`` and changed by the commands it sends (``CommandMap.assumes``). An IAS warning
+    device has no "sounding" attribute; it is silent until told to sound (ZHA assumes the same)."""
+
+    capability: str
+    field: str
+    initial: Value
+
+    def __post_init__(self) -> None:
+        spec = CAPABILITIES.get(self.capability)
+        if spec is None or spec.attribute(self.field) is None:
+            raise ValueError(f"{self.capability}.{self.field} is not in the capability vocabulary")
+
+
+@dataclass(frozen=True, kw_only=True)
 class CommandMap:
     """A capability command → one ZCL command or attribute write on this cluster.
 
@@ -120,6 +138,10 @@ class CommandMap:
     action: SendCommand | WriteAttribute
     read_back: tuple[str, ...] = ()
     when: Predicate | None = None
+    # For an AssumedState of this capability: the value it takes once the device acknowledged the
+    # command, and (optionally) after how many seconds it returns to its initial value.
+    assumes: Value | None = None
+    assumed_for: Callable[[CommandArgs], float] | None = None
 
     def __post_init__(self) -> None:
         spec = CAPABILITIES.get(self.capability)
@@ -169,6 +191,7 @@ class ClusterTable:
     commands: tuple[CommandMap, ...] = ()
     received: tuple[ReceivedCommand, ...] = ()
     setup: tuple[SetupStep, ...] = ()
+    assumed: tuple[AssumedState, ...] = ()
 
     def __post_init__(self) -> None:
         names = self.cluster.attributes_by_name

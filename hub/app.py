@@ -388,6 +388,15 @@ class Hub:
         if op == "radio_recover":
             self._sim_network().recover()
             return {}
+        if op in ("sim_pause", "sim_resume"):
+            self._sim_network().paused = op == "sim_pause"
+            return {}
+        if op == "sim_device":
+            device = self._sim_network().devices.get(t.EUI64.convert(str(request.get("ieee"))))
+            if device is None:
+                raise ControlError(f"no virtual device {request.get('ieee')}")
+            return {"kind": device.kind, "powered": device.powered, "joined": device.joined,
+                    "commands": dict(device.command_counts)}
         raise ControlError(f"unknown operation {op!r}")
 
     # ------------------------------------------------------------------ status

@@ -49,8 +49,15 @@ class CommandExecutor:
             # Redelivered (broker retry, cloud resend): never run it again; repeat the answer.
             self.counts["duplicate"] += 1
             LOGGER.info("cmd=%s duplicate delivery, not executed again", command.id)
-            if stored is not None:
-                self._send(command.id, stored)
+            if stored is None:
+                # Journaled but never answered: the hub stopped while running it. It may or may
+                # not have reached the device; at most once means it is not tried again.
+                stored = CommandResult(
+                    id=command.id, hub_id=self.hub_id, ieee=command.ieee,
+                    status=CommandStatus.FAILED, error_code="interrupted",
+                    error="the hub restarted while running this command; not retried",
+                ).to_bytes()
+            self._send(command.id, stored)
             return
         result = await self._run(command)
         self.counts[result.status] += 1
@@ -106,7 +113,9 @@ class CommandExecutor:
         LOGGER.warning("rejected command: %s", reason)
         try:
             command_id = json.loads(payload).get("id")
-        except (ValueError, AttributeError, TypeError, RecursionError):
+            if isinstance(command_id, str):
+                command_id.encode()  # a lone surrogate can be neither journaled nor answered
+        except (ValueError, AttributeError, TypeError, RecursionError):  # incl. UnicodeEncodeError
             return
         if isinstance(command_id, str) and 0 < len(command_id) <= 64:
             first, _ = self.store.begin_command(command_id)

@@ -45,11 +45,21 @@ def power_source(device: zigpy.device.Device) -> str:
     return "mains" if device.node_desc.is_mains_powered else "battery"
 
 
+# A quirks v2 device is an instance of zha-quirks' generic clone class; ZHA's diagnostics name it by
+# the class's historical home in zigpy.
+_V2_DEVICE_CLASS = ("zhaquirks.device", "CustomZigpyDevice")
+V2_QUIRK_NAME = "zigpy.quirks.v2.CustomDeviceV2"
+
+
 def quirk_name(device: zigpy.device.Device) -> str | None:
+    """The applied quirk's class as ZHA's diagnostics name it (``quirk_class``), e.g.
+    "zhaquirks.centralite.ias.CentraLiteIASSensor"; None for a device without a quirk."""
     cls = type(device)
     if cls is zigpy.device.Device:
         return getattr(device, "quirk_id", None) or None
-    return f"{cls.__module__}.{cls.__qualname__}"
+    if any((c.__module__, c.__name__) == _V2_DEVICE_CLASS for c in cls.__mro__):
+        return V2_QUIRK_NAME
+    return f"{cls.__module__}.{cls.__name__}"
 
 
 class DeviceTracker:

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
@@ -53,7 +55,8 @@ class HubSettings(BaseSettings):
     radio_connect_timeout: float = Field(default=30.0, gt=0)
     # Simulator (radio "sim"): the devices powered on when the simulated network is new, as built-in
     # kind names or ZHA diagnostics files/dirs; simulated time runs `sim_speed` times real time.
-    sim_devices: list[str] = Field(default_factory=lambda: ["default"])
+    # Comma-separated in the environment (SPOKE_SIM_DEVICES=loadgen,bulb) as well as JSON.
+    sim_devices: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["default"])
     sim_speed: float = Field(default=1.0, gt=0)
     sim_tick: float = Field(default=1.0, gt=0)
     # MQTT
@@ -83,6 +86,8 @@ class HubSettings(BaseSettings):
     @classmethod
     def _split(cls, value: Any) -> Any:
         if isinstance(value, str):
+            if value.lstrip().startswith("["):
+                return json.loads(value)
             return [v for v in re.split(r"[,\s]+", value) if v]
         return value
 

@@ -60,6 +60,10 @@ def run_cluster_command(device: VirtualDevice, ep: VirtualEndpoint, cluster: Vir
     handler = _HANDLERS.get((cluster.cluster_id, definition.name))
     if handler is None:
         return Status.UNSUP_CLUSTER_COMMAND, None
+    name = f"{cluster.cls.ep_attribute}.{definition.name}"
+    device.command_counts[name] += 1
+    if device.on_command is not None:
+        device.on_command(device, name)
     return handler(device, ep, cluster, args, device.clock()), None
 
 
@@ -397,8 +401,24 @@ class PlugBehaviour(Behaviour):
                 _set(device, ep, cl, "instantaneous_demand", round(watts), now)
 
 
+class RampBehaviour(Behaviour):
+    """A load generator: active power steps up by 1 W every tick, so every tick yields exactly one
+    attribute report (and one event) — a known, steady rate for throughput and fault tests."""
+
+    name = "ramp"
+
+    def tick(self, device, dt, now):
+        em = _first(device, ElectricalMeasurement.cluster_id)
+        if em is None:
+            return
+        ep, cl = em
+        divisor = cl.get("ac_power_divisor") or 1
+        watts = (cl.get("active_power") or 0) // divisor
+        _set(device, ep, cl, "active_power", ((watts + 1) % 30000) * divisor, now)
+
+
 BEHAVIOURS: dict[str, type[Behaviour]] = {
     cls.name: cls
     for cls in (Behaviour, ThermostatBehaviour, ClimateSensorBehaviour, MotionBehaviour,
-                PlugBehaviour)
+                PlugBehaviour, RampBehaviour)
 }

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -155,6 +156,9 @@ class VirtualDevice:
         self.send: Sender | None = None  # set by the network when the device is on it
         self._tsn = 0
         self.animations: list[Animation] = []
+        # Cluster commands carried out, by "cluster.command": tests count executions with it.
+        self.command_counts: Counter[str] = Counter()
+        self.on_command: Callable[[VirtualDevice, str], None] | None = None  # set by the network
         # Simulated time in seconds. The network scales it (tests run devices 60x faster), so
         # reporting intervals, transitions and physics all speed up together.
         self.clock: Callable[[], float] = time.monotonic

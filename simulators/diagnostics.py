@@ -27,6 +27,7 @@ from zigpy.profiles import zha
 from zigpy.zcl import Cluster, foundation
 from zigpy.zcl.clusters.general import Basic, OnOff
 
+from simulators import unquirk
 from simulators.behaviours import Behaviour
 from simulators.device import VirtualCluster, VirtualDevice, VirtualEndpoint
 from simulators.kinds import node_descriptor
@@ -183,10 +184,7 @@ def recorded_cluster(cluster_id: int, details: dict[str, Any] | None) -> Virtual
         if type_id is None:
             continue
         typed = _coerce(type_id, value)
-        if typed is None and known is not None:  # a quirk stored its own kind of value
-            type_id = _type_from_value(value) or type_id
-            typed = _coerce(type_id, value)
-        if typed is None:
+        if typed is None:  # e.g. a quirk's 400 in a uint8: the device cannot send it
             LOGGER.debug("0x%04x/0x%04x: cannot represent %r", cluster_id, attrid, value)
             continue
         values[attrid] = typed
@@ -210,10 +208,22 @@ def _endpoint(diag: dict[str, Any], sig: EndpointSignature) -> VirtualEndpoint:
     details = _details(diag, sig.endpoint_id)
     recorded_in = _by_id(details.get("in_clusters", {}))
     recorded_out = _by_id(details.get("out_clusters", {}))
+
+    def values(cluster_id: int, mine: dict[int, Any], other: dict[int, Any], other_side: tuple[int, ...]
+               ) -> VirtualCluster:
+        # A quirk may move a cluster to the other side (Xiaomi's On/Off server becomes a client):
+        # its values were recorded there.
+        details = mine.get(cluster_id)
+        if details is None and cluster_id not in other_side:
+            details = other.get(cluster_id)
+        return recorded_cluster(cluster_id, details)
+
     return VirtualEndpoint(
         endpoint_id=sig.endpoint_id, profile_id=sig.profile_id, device_type=sig.device_type,
-        in_clusters={c: recorded_cluster(c, recorded_in.get(c)) for c in sig.in_clusters},
-        out_clusters={c: recorded_cluster(c, recorded_out.get(c)) for c in sig.out_clusters},
+        in_clusters={c: values(c, recorded_in, recorded_out, sig.out_clusters)
+                     for c in sig.in_clusters},
+        out_clusters={c: values(c, recorded_out, recorded_in, sig.in_clusters)
+                      for c in sig.out_clusters},
         # What the quirk made of the device's proprietary reports, on clusters it does not
         # declare: the device "reports" those values in the standard form.
         undeclared={c: recorded_cluster(c, d) for c, d in recorded_in.items()
@@ -248,6 +258,7 @@ def build(ref: str, *, ieee: t.EUI64, nwk: int) -> VirtualDevice:
     endpoints = {ep: _endpoint(diag, sig) for ep, sig in sorted(signatures.items())}
     _ensure_identity(diag, endpoints)
     node_desc = _node_descriptor(diag)
+    unquirk.device_values(diag, endpoints, node_desc)  # ZHA recorded them after the quirk
     return VirtualDevice(
         ieee=ieee, nwk=nwk, node_desc=node_desc, endpoints=endpoints, kind=Path(ref).stem,
         source=f"{SCHEME}:{ref}", behaviour=ReplayBehaviour(),

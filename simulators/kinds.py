@@ -181,6 +181,17 @@ KINDS: dict[str, KindSpec] = {
     )
 }
 
+KINDS["loadgen"] = KindSpec(
+    name="loadgen", description="load generator: a power meter whose reading steps every tick",
+    manufacturer="Spoke Sim", model="SIM-LOADGEN", mains_powered=True, behaviour="ramp",
+    endpoints=(EndpointSpec(device_type=zha.DeviceType.METER_INTERFACE, in_clusters=(
+        _basic("Spoke Sim", "SIM-LOADGEN", True),
+        ClusterSpec(cluster=ElectricalMeasurement, values={
+            "measurement_type": 0x0008, "active_power": 0, "ac_power_multiplier": 1,
+            "ac_power_divisor": 1}),
+    )),),
+)
+
 # The set `spoke demo` and `spoke hub run --radio sim` start with.
 DEFAULT_KINDS = ("thermostat", "bulb", "climate", "motion", "plug")
 

@@ -81,6 +81,7 @@ class SimNetwork:
         self.app: Any = None  # the attached zigpy ControllerApplication
         self.permit_until = 0.0
         self.failed: str | None = None
+        self.paused = False  # time stands still: no physics, no periodic reports
         self.refused_joins = 0
         self._tick_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -189,7 +190,7 @@ class SimNetwork:
         while True:
             await asyncio.sleep(self.tick_interval)
             now = self.clock()
-            if self.failed or self.app is None:
+            if self.failed or self.app is None or self.paused:
                 last = now
                 continue
             for device in list(self.devices.values()):
@@ -239,7 +240,20 @@ class SimNetwork:
             raise ValueError(f"unknown device source {source!r}")
         device.source = source
         device.clock = self.clock
+        device.on_command = self._executed
         return device
+
+    @property
+    def executions_path(self) -> Path | None:
+        """A log of every cluster command the devices carried out (the devices' own memory:
+        it survives the hub process, so tests can count executions across a crash)."""
+        return None if self.state_path is None else self.state_path.with_name("sim-executions.log")
+
+    def _executed(self, device: VirtualDevice, command: str) -> None:
+        path = self.executions_path
+        if path is not None:
+            with path.open("a") as log:
+                log.write(f"{device.ieee} {command}\n")
 
     def power_on(self, device: VirtualDevice) -> None:
         """Switch a device on: it is on the network if it was before, else it asks to join."""

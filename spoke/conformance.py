@@ -12,7 +12,8 @@ the entity's clusters agrees with ZHA's state:
 - booleans equal (a binary sensor's state, a lock's ``is_locked``, a switch's state);
 - a light: ``on`` equal to the On/Off reading and, when ZHA knows a brightness (0-254), the level
   reading (0-100 %) within half a percent of it;
-- a cover or fan: its position/percentage as a number (0 decimals).
+- a cover or fan: its position/percentage within 1 % (ZHA truncates a level of 0-255 to a whole
+  percent, Spoke rounds a level of 0-254 to a tenth).
 
 Where several readings come from one cluster (voltage, current and power from Electrical
 Measurement), those whose capability ZHA's device class names are compared; tamper flags are never
@@ -76,6 +77,10 @@ DEVICE_CLASS_CAPABILITIES: dict[str, frozenset[str]] = {
     }.items()
 }
 SECONDARY = frozenset({"tamper"})  # flags that never stand for a zone's main alarm
+# What a cluster means whatever ZHA's device class says: a sensor's On/Off commands are its
+# "opening" or "motion" in ZHA, and the state of the On/Off (client) cluster in Spoke.
+CLUSTER_CAPABILITIES: dict[int, frozenset[str]] = {0x0006: frozenset({"switch"})}
+POSITION_TOLERANCE = 1.0  # percent: ZHA truncates level * 100 / 255, Spoke rounds level / 254
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -165,7 +170,11 @@ def _on_cluster(e: Expected, readings: Iterable[Mapping[str, Any]], *, kind: typ
     else:
         found = [r for r in found if not isinstance(r["value"], bool)]
     wanted = DEVICE_CLASS_CAPABILITIES.get(e.device_class or "")
-    return [r for r in found if r["capability"] in wanted] if wanted else found
+    if not wanted:
+        return found
+    for cluster in e.clusters:
+        wanted |= CLUSTER_CAPABILITIES.get(cluster, frozenset())
+    return [r for r in found if r["capability"] in wanted]
 
 
 def _shown(readings: list[Mapping[str, Any]]) -> str:
@@ -180,12 +189,15 @@ def _shown_decimals(value: Any) -> int:
     return len(text.split(".")[1]) if "." in text and "e" not in text else 6
 
 
-def _number(e: Expected, zha: Any, readings: list[Mapping[str, Any]], decimals: int | None
-            ) -> Outcome:
+def _number(e: Expected, zha: Any, readings: list[Mapping[str, Any]], decimals: int | None,
+            tolerance: float | None = None) -> Outcome:
     if zha is None:
         return Outcome(expected=e, matched=not readings,
                        detail="" if not readings else f"zha=null spoke={_shown(readings)}")
-    tolerance = 0.5 * 10.0 ** -min(2 if decimals is None else decimals, _shown_decimals(zha)) + 1e-9
+    if tolerance is None:
+        shown = min(2 if decimals is None else decimals, _shown_decimals(zha))
+        tolerance = 0.5 * 10.0 ** -shown
+    tolerance += 1e-9
     ok = any(abs(float(r["value"]) - float(zha)) <= tolerance for r in readings)
     return Outcome(expected=e, matched=ok, detail="" if ok else f"zha={zha} spoke={_shown(readings)}")
 
@@ -229,9 +241,9 @@ def compare(e: Expected, readings: list[Mapping[str, Any]]) -> Outcome:
         return _boolean(e, state.get("is_locked"), _on_cluster(e, readings, kind=bool))
     numbers = _on_cluster(e, readings, kind=(int, float))
     if e.platform == "cover":
-        return _number(e, state.get("current_position"), numbers, 0)
+        return _number(e, state.get("current_position"), numbers, 0, POSITION_TOLERANCE)
     if e.platform == "fan":
-        return _number(e, state.get("percentage"), numbers, 0)
+        return _number(e, state.get("percentage"), numbers, 0, POSITION_TOLERANCE)
     return _number(e, state.get("state"), numbers, e.decimals)
 
 

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.processes import render_mosquitto_conf
+
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 
 
@@ -56,12 +58,7 @@ def mosquitto(tmp_path: Path) -> Iterator[BrokerAddress]:
         pytest.skip("mosquitto is not installed (apt-get install mosquitto)")
     port = _free_port()
     conf = tmp_path / "mosquitto.conf"
-    conf.write_text(
-        f"listener {port} 127.0.0.1\n"
-        "allow_anonymous true\n"
-        "max_queued_messages 100000\n"
-        "persistence false\n"
-    )
+    conf.write_text(render_mosquitto_conf(port, tmp_path / "mosquitto-data"))
     log = (tmp_path / "mosquitto.log").open("w")
     proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT)
     try:

@@ -7,6 +7,7 @@ SQLite always; PostgreSQL too when SPOKE_TEST_POSTGRES_URL names a database this
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,7 +24,8 @@ from cloud.auth import (
     verify_token,
 )
 from cloud.commands import CommandService
-from cloud.errors import CommandTimedOut, NotFound
+from cloud.errors import CommandTimedOut, HubOffline, HubRequestTimedOut, NotFound
+from cloud.management import ManagementService
 from cloud.settings import CloudSettings
 from cloud.storage import open_storage
 from cloud.storage.base import CommandRecord, EventOutcome, device_id_for
@@ -31,7 +33,7 @@ from cloud.storage.sql import SqlRegistry, SqlTelemetry
 from cloud.storage.sql_schema import metadata
 from tests.common import T0, device, event, status
 from wire.capabilities import CommandInvalid
-from wire.contract import Command, CommandResult, CommandStatus
+from wire.contract import Command, CommandResult, CommandStatus, HubRequest, PairingEvent
 
 HUB = "hub-s"
 IEEE = "aa:bb:cc:dd:ee:ff:00:11"
@@ -197,6 +199,97 @@ async def test_command_service_validates_and_reports_timeouts(registry: SqlRegis
     with registry.ingest() as tx:  # a result still lands after the timeout
         tx.command_result(CommandResult(id=record.id, hub_id=HUB, status="succeeded"))
     assert (await service.get(record.id)).status == CommandStatus.SUCCEEDED
+
+
+def _pairing(step: str, hub_id: str = HUB, seconds: float = 0, **kw) -> PairingEvent:
+    return PairingEvent(hub_id=hub_id, step=step, ts=T0 + timedelta(seconds=seconds), **kw)
+
+
+def test_pairing_events_are_stored_once_in_order_and_pruned(registry: SqlRegistry,
+                                                            monkeypatch: pytest.MonkeyPatch):
+    assert registry.last_pairing_event_id(HUB) == 0 and registry.pairing_events(HUB) == []
+    until = T0 + timedelta(seconds=60)
+    with registry.ingest() as tx:
+        assert tx.pairing_event(_pairing("permit_open", until=until, detail="open for 60 s"))
+        assert tx.pairing_event(_pairing("joined", seconds=1, ieee=IEEE))
+        assert tx.pairing_event(_pairing("joined", hub_id="hub-other", seconds=1, ieee=IEEE))
+        assert tx.pairing_event(_pairing("adopted", seconds=2, ieee=IEEE, capabilities=["switch"],
+                                         manufacturer="Acme", model="Plug 1"))
+    with registry.ingest() as tx:  # redelivered, or ingested by a second cloud process too
+        assert not tx.pairing_event(_pairing("joined", seconds=1, ieee=IEEE))
+    opened, joined, adopted = registry.pairing_events(HUB)
+    assert [e.step for e in (opened, joined, adopted)] == ["permit_open", "joined", "adopted"]
+    assert opened.id < joined.id < adopted.id == registry.last_pairing_event_id(HUB)
+    assert opened.until == until and opened.detail == "open for 60 s" and opened.ieee is None
+    assert (adopted.capabilities, adopted.model, adopted.ts) == (["switch"], "Plug 1",
+                                                                 T0 + timedelta(seconds=2))
+    assert [e.step for e in registry.pairing_events(HUB, after=opened.id)] == ["joined",
+                                                                               "adopted"]
+    assert registry.pairing_events(HUB, after=opened.id, limit=1) == [joined]
+    assert [e.step for e in registry.pairing_events("hub-other")] == ["joined"]
+
+    monkeypatch.setattr("cloud.storage.sql_ingest.PAIRING_EVENTS_KEPT", 4)
+    with registry.ingest() as tx:
+        for i in range(3):
+            tx.pairing_event(_pairing("configure_reporting", seconds=10 + i, ieee=IEEE))
+    kept = registry.pairing_events(HUB)
+    assert [e.step for e in kept] == ["adopted"] + ["configure_reporting"] * 3
+    assert kept[0] == adopted and kept[-1].id == registry.last_pairing_event_id(HUB)
+    assert len(registry.pairing_events("hub-other")) == 1  # other hubs keep theirs
+
+
+async def test_rename_and_remove_wait_for_a_confirmation_stored_elsewhere(registry: SqlRegistry):
+    """The hub's confirmation may be ingested by another cloud process: the wait reads storage."""
+    with registry.ingest() as tx:
+        tx.hub_status(status(HUB))
+        tx.device_info(device(HUB, IEEE, name="Lamp"))
+    sent: list[HubRequest] = []
+    timers: list[threading.Timer] = []
+
+    def hub_answers(topic: str, payload: bytes) -> bool:
+        request = HubRequest.model_validate_json(payload)
+        sent.append(request)
+
+        def confirm() -> None:  # what another process's ingest stores, without waking us
+            with registry.ingest() as tx:
+                if request.action == "rename":
+                    tx.device_info(device(HUB, IEEE, name=request.name))
+                elif request.action == "remove":
+                    tx.device_removed(HUB, IEEE)
+
+        timers.append(threading.Timer(0.25, confirm))
+        timers[-1].start()
+        return True
+
+    settings = CloudSettings(command_timeout=3.0)
+    management = ManagementService(settings, registry,
+                                   CommandService(settings, registry, hub_answers))
+    try:
+        renamed = await management.rename(DEV, "Hall")
+        assert renamed.name == "Hall" and (sent[-1].action, sent[-1].ieee) == ("rename", IEEE)
+        await management.remove(DEV)
+        assert sent[-1].action == "remove" and registry.list_devices() == []
+        with pytest.raises(NotFound):
+            await management.remove(DEV)
+    finally:
+        for timer in timers:
+            timer.join()
+
+    with registry.ingest() as tx:
+        tx.device_info(device(HUB, IEEE))
+    silent = ManagementService(CloudSettings(command_timeout=0.3), registry, CommandService(
+        settings, registry, lambda _topic, _payload: True))
+    with pytest.raises(HubRequestTimedOut, match="did not confirm the new name") as caught:
+        await silent.rename(DEV, "Never")
+    assert caught.value.request_id
+    with registry.ingest() as tx:
+        tx.hub_status(status(HUB, online=False))
+    with pytest.raises(HubOffline, match="hub 'hub-s' is offline"):
+        await silent.rename(DEV, "Offline")
+    with pytest.raises(HubOffline):
+        await silent.open_pairing(HUB, 60)
+    with pytest.raises(NotFound):
+        await silent.open_pairing("hub-unknown", 60)
 
 
 def test_tokens_store_only_hashes_and_can_be_revoked(registry: SqlRegistry):

@@ -82,6 +82,10 @@ class SetPercentageArgs(Args):
     percentage: float = Field(ge=0, le=100)
 
 
+class SirenArgs(Args):
+    duration: int = Field(default=5, ge=1, le=600, description="seconds the warning lasts")
+
+
 @dataclass(frozen=True, kw_only=True)
 class CommandSpec:
     name: str
@@ -190,6 +194,12 @@ CAPABILITIES: dict[str, CapabilitySpec] = {
             commands=(CommandSpec(name="set_mode", args=SetFanModeArgs),
                       CommandSpec(name="set_percentage", args=SetPercentageArgs)),
         ),
+        CapabilitySpec(
+            name="siren",
+            attributes=(AttributeSpec(name="active", type="bool"),),
+            commands=(CommandSpec(name="on", args=SirenArgs), CommandSpec(name="off")),
+            description="warning devices (sound and strobe); the state is what the hub told them",
+        ),
         _sensor("temperature", "temperature", "°C"),
         _sensor("humidity", "humidity", "%"),
         _sensor("illuminance", "illuminance", "lx"),
@@ -213,6 +223,7 @@ CAPABILITIES: dict[str, CapabilitySpec] = {
         _binary("water_leak", "wet", "water leak sensors"),
         _binary("smoke", "detected", "smoke detectors"),
         _binary("vibration", "detected", "vibration sensors"),
+        _binary("acceleration", "moving", "accelerometers: the device is moving"),
         _binary("tamper", "tampered", "tamper switches"),
         _binary("alarm", "active", "generic IAS alarm zones"),
         _binary("binary_input", "active", "generic binary inputs"),

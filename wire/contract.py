@@ -8,12 +8,13 @@ anything that changes the meaning of an existing field bumps ``WIRE_VERSION`` (a
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo
 
 WIRE_VERSION = 1
 TOPIC_ROOT = f"spoke/v{WIRE_VERSION}"
@@ -28,8 +29,32 @@ _IEEE_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){7}$")
 
 HubId = Annotated[str, Field(pattern=HUB_ID_PATTERN)]
 Ieee = Annotated[str, Field(pattern=r"^[0-9a-f]{2}(:[0-9a-f]{2}){7}$")]
+
+
+def _finite_from_json(value: float, info: ValidationInfo) -> float:
+    """JSON has no NaN or Infinity (and 1e999 overflows a float): refuse them from the wire, where
+    they would be stored as values that no JSON reader (nor PostgreSQL, nor InfluxDB) takes back."""
+    if info.mode == "json" and not math.isfinite(value):
+        raise ValueError("not a finite number")
+    return value
+
+
+def _utc(value: datetime) -> datetime:
+    """A timestamp without a zone is UTC (as storage takes it), so that every timestamp compares;
+    one that cannot be expressed in UTC (year 1 at +01:00) is refused."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("timestamp out of range in UTC") from None
+    return value
+
+
+Number = Annotated[float, AfterValidator(_finite_from_json)]
+Timestamp = Annotated[datetime, AfterValidator(_utc)]
 # A capability attribute's value as it travels: numbers, booleans, enum strings, or null (unknown).
-Value = bool | int | float | str | None
+Value = bool | int | Number | str | None
 State = dict[str, dict[str, Value]]
 
 
@@ -181,14 +206,14 @@ class HubStatus(Message):
 
     hub_id: HubId
     online: bool
-    ts: datetime = Field(default_factory=utcnow)
+    ts: Timestamp = Field(default_factory=utcnow)
     version: str | None = None
     radio: str | None = None
     devices: int | None = None
     reason: str | None = None  # why offline / degraded ("connection lost", "radio down: ...")
-    pairing_until: datetime | None = None  # permit-join open until this instant
+    pairing_until: Timestamp | None = None  # permit-join open until this instant
     radio_up: bool | None = None
-    metrics: dict[str, float] = Field(default_factory=dict)
+    metrics: dict[str, Number] = Field(default_factory=dict)
 
 
 class DeviceInfo(Message):
@@ -204,9 +229,9 @@ class DeviceInfo(Message):
     power_source: Literal["mains", "battery", "unknown"] = "unknown"
     available: bool = True
     availability_reason: str | None = None
-    availability_changed_at: datetime | None = None
+    availability_changed_at: Timestamp | None = None
     capabilities: State = Field(default_factory=dict)
-    ts: datetime = Field(default_factory=utcnow)
+    ts: Timestamp = Field(default_factory=utcnow)
 
 
 class Event(Message):
@@ -214,7 +239,7 @@ class Event(Message):
 
     hub_id: HubId
     seq: int = Field(ge=1)
-    ts: datetime
+    ts: Timestamp
     ieee: Ieee
     capability: str = Field(min_length=1, max_length=64)
     attribute: str = Field(min_length=1, max_length=64)
@@ -239,8 +264,8 @@ class Command(Message):
     capability: str = Field(min_length=1, max_length=64)
     command: str = Field(min_length=1, max_length=64)
     args: dict[str, Value] = Field(default_factory=dict)
-    issued_at: datetime = Field(default_factory=utcnow)
-    expires_at: datetime
+    issued_at: Timestamp = Field(default_factory=utcnow)
+    expires_at: Timestamp
 
 
 class CommandResult(Message):
@@ -253,8 +278,8 @@ class CommandResult(Message):
     state: State | None = None
     error: str | None = None
     error_code: str | None = None  # nack | no_route | timeout | unsupported | unknown_device | ...
-    ts: datetime = Field(default_factory=utcnow)
-    duration_ms: float | None = None
+    ts: Timestamp = Field(default_factory=utcnow)
+    duration_ms: Number | None = None
 
 
 class HubRequest(Message):
@@ -266,7 +291,7 @@ class HubRequest(Message):
     ieee: Ieee | None = None
     duration: int | None = Field(default=None, ge=0, le=254)
     name: str | None = Field(default=None, max_length=128)
-    expires_at: datetime
+    expires_at: Timestamp
 
 
 PairingStep = Literal[
@@ -292,12 +317,12 @@ class PairingEvent(Message):
     """One step of pairing on a hub, for live progress in the CLI and apps."""
 
     hub_id: HubId
-    ts: datetime = Field(default_factory=utcnow)
+    ts: Timestamp = Field(default_factory=utcnow)
     step: PairingStep
     ieee: Ieee | None = None
     ok: bool = True
     detail: str | None = Field(default=None, max_length=512)
-    until: datetime | None = None  # permit_open: when permit-join closes
+    until: Timestamp | None = None  # permit_open: when permit-join closes
     capabilities: list[str] | None = None  # capabilities / adopted
     manufacturer: str | None = None
     model: str | None = None

@@ -1,4 +1,5 @@
-"""FastAPI dependencies and their aliases: services, storage, commands, the token check."""
+"""FastAPI dependencies and their aliases: services, storage, commands, management, the token
+check."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from cloud.auth import verify_token
 from cloud.commands import CommandService
 from cloud.errors import Unauthorized
+from cloud.management import ManagementService
 from cloud.service import CloudServices
 from cloud.settings import CloudSettings
 from cloud.storage.base import Registry, TelemetryReader, TokenRecord
@@ -40,10 +42,15 @@ def get_commands(services: ServicesDep) -> CommandService:
     return services.commands
 
 
+def get_management(services: ServicesDep) -> ManagementService:
+    return services.management
+
+
 SettingsDep = Annotated[CloudSettings, Depends(get_settings)]
 StoreDep = Annotated[Registry, Depends(get_store)]
 TelemetryDep = Annotated[TelemetryReader, Depends(get_telemetry)]
 CommandsDep = Annotated[CommandService, Depends(get_commands)]
+ManagementDep = Annotated[ManagementService, Depends(get_management)]
 
 
 def require_token(

@@ -11,6 +11,8 @@ from cloud.errors import (
     CommandFailed,
     CommandInvalid,
     CommandTimedOut,
+    HubOffline,
+    HubRequestTimedOut,
     NotFound,
     StoreUnavailable,
     Unauthorized,
@@ -27,8 +29,8 @@ def _command_body(exc: CommandFailed | CommandTimedOut) -> dict[str, object]:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """404 unknown, 401 unauthenticated, 422 invalid command, 502 hub said failed, 504 no answer
-    in time or expired on the hub, 503 storage down."""
+    """404 unknown, 401 unauthenticated, 409 hub offline, 422 invalid command, 502 hub said
+    failed, 504 no answer (or confirmation) in time or expired on the hub, 503 storage down."""
 
     @app.exception_handler(NotFound)
     async def _not_found(_request: Request, exc: NotFound) -> JSONResponse:
@@ -38,6 +40,14 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _unauthorized(_request: Request, exc: Unauthorized) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=401,
                             headers={"WWW-Authenticate": "Bearer"})
+
+    @app.exception_handler(HubOffline)
+    async def _hub_offline(_request: Request, exc: HubOffline) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=409)
+
+    @app.exception_handler(HubRequestTimedOut)
+    async def _request_timed_out(_request: Request, exc: HubRequestTimedOut) -> JSONResponse:
+        return JSONResponse({"detail": str(exc), "request_id": exc.request_id}, status_code=504)
 
     @app.exception_handler(CommandInvalid)
     async def _invalid(_request: Request, exc: CommandInvalid) -> JSONResponse:

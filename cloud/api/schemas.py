@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from cloud.storage.base import CommandRecord, DeviceRecord, HubRecord
+from cloud.management import PairingProgress, PairingStarted, pairing_until
+from cloud.storage.base import CommandRecord, DeviceRecord, HubRecord, PairingEventRecord
 from wire.contract import State, Value
 
 
@@ -20,11 +21,18 @@ class HubPublic(BaseModel):
     duplicates: int
     gaps: int
     last_seq: int | None
-    status: dict[str, Any] | None
+    pairing_open: bool
+    pairing_until: datetime | None = Field(description="permit-join open until (null: closed)")
+    radio_up: bool | None
+    reason: str | None = Field(description="why the hub is offline or degraded, as it says")
+    status: dict[str, Any] | None = Field(description="the hub's retained status as it came")
 
     @classmethod
     def of(cls, hub: HubRecord) -> HubPublic:
-        return cls(**hub.__dict__)
+        status = hub.status or {}
+        until = pairing_until(hub)
+        return cls(**hub.__dict__, pairing_open=until is not None, pairing_until=until,
+                   radio_up=status.get("radio_up"), reason=status.get("reason"))
 
 
 class DevicePublic(BaseModel):
@@ -45,6 +53,64 @@ class DevicePublic(BaseModel):
     @classmethod
     def of(cls, device: DeviceRecord) -> DevicePublic:
         return cls(**{k: v for k, v in device.__dict__.items() if k != "removed"})
+
+
+class DeviceUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)
+                    ] | None = Field(description="the new name; null clears it", examples=["Hall"])
+
+
+class PairingOpen(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    duration: int = Field(default=60, ge=1, le=254, description="seconds permit-join stays open")
+
+
+class PairingStartedPublic(BaseModel):
+    hub_id: str
+    until: datetime
+    request_id: str
+    cursor: int = Field(description="poll GET .../pairing?after=<cursor> for the events since")
+
+    @classmethod
+    def of(cls, started: PairingStarted) -> PairingStartedPublic:
+        return cls(**started.__dict__)
+
+
+class PairingClosedPublic(BaseModel):
+    hub_id: str
+    request_id: str
+
+
+class PairingEventPublic(BaseModel):
+    id: int
+    ts: datetime
+    step: str
+    ieee: str | None
+    ok: bool
+    detail: str | None
+    until: datetime | None
+    capabilities: list[str] | None
+    manufacturer: str | None
+    model: str | None
+
+    @classmethod
+    def of(cls, event: PairingEventRecord) -> PairingEventPublic:
+        return cls(**{k: v for k, v in event.__dict__.items() if k != "hub_id"})
+
+
+class PairingProgressPublic(BaseModel):
+    open: bool
+    until: datetime | None
+    cursor: int = Field(description="the newest event id; pass it as `after` next time")
+    events: list[PairingEventPublic]
+
+    @classmethod
+    def of(cls, progress: PairingProgress) -> PairingProgressPublic:
+        return cls(open=progress.open, until=progress.until, cursor=progress.cursor,
+                   events=[PairingEventPublic.of(e) for e in progress.events])
 
 
 class SamplePublic(BaseModel):

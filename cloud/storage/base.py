@@ -12,7 +12,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
-from wire.contract import CommandResult, DeviceInfo, Event, HubStatus, State, Value
+from wire.contract import CommandResult, DeviceInfo, Event, HubStatus, PairingEvent, State, Value
 
 HUB_OFFLINE_REASON = "hub offline"
 
@@ -77,6 +77,23 @@ class CommandRecord:
 
 
 @dataclass(frozen=True, kw_only=True)
+class PairingEventRecord:
+    """One stored pairing step of a hub; ``id`` grows with every stored event (the poll cursor)."""
+
+    id: int
+    hub_id: str
+    ts: datetime
+    step: str
+    ieee: str | None = None
+    ok: bool = True
+    detail: str | None = None
+    until: datetime | None = None
+    capabilities: list[str] | None = None
+    manufacturer: str | None = None
+    model: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class TokenRecord:
     id: str
     name: str
@@ -130,6 +147,10 @@ class IngestTx(Protocol):
 
     def command_result(self, result: CommandResult) -> CommandRecord | None: ...
 
+    def pairing_event(self, event: PairingEvent) -> bool:
+        """Store a pairing step; False when the same event was stored before."""
+        ...
+
 
 class Registry(Protocol):
     """Hubs, devices, commands, API tokens and the per-hub event ledger."""
@@ -147,6 +168,15 @@ class Registry(Protocol):
     def list_devices(self, hub_id: str | None = None) -> list[DeviceRecord]: ...
 
     def get_device(self, device_id: str) -> DeviceRecord | None: ...
+
+    def last_pairing_event_id(self, hub_id: str) -> int:
+        """The id of the hub's newest stored pairing event, 0 when there is none."""
+        ...
+
+    def pairing_events(self, hub_id: str, after: int = 0, limit: int = 500
+                       ) -> list[PairingEventRecord]:
+        """The hub's pairing events with an id above ``after``, oldest first, at most ``limit``."""
+        ...
 
     def add_command(self, command: CommandRecord) -> None: ...
 

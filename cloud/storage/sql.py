@@ -31,12 +31,21 @@ from cloud.storage.base import (
     CommandRecord,
     DeviceRecord,
     HubRecord,
+    PairingEventRecord,
     Sample,
     StoreUnavailable,
     TokenRecord,
 )
 from cloud.storage.sql_ingest import SqlIngestTx, command_record
-from cloud.storage.sql_schema import api_tokens, commands, devices, events, hubs, metadata
+from cloud.storage.sql_schema import (
+    api_tokens,
+    commands,
+    devices,
+    events,
+    hubs,
+    metadata,
+    pairing_events,
+)
 from wire.contract import CommandStatus
 
 log = logging.getLogger(__name__)
@@ -123,6 +132,11 @@ def _device_record(row: Row[Any]) -> DeviceRecord:
     )
 
 
+def _pairing_record(row: Row[Any]) -> PairingEventRecord:
+    m = row._mapping
+    return PairingEventRecord(**{k: m[k] for k in PairingEventRecord.__dataclass_fields__})
+
+
 def _token_record(row: Row[Any]) -> TokenRecord:
     m = row._mapping
     return TokenRecord(id=m["id"], name=m["name"], created_at=m["created_at"], revoked=m["revoked"])
@@ -204,6 +218,21 @@ class SqlRegistry:
         with self._read() as conn:
             row = conn.execute(_DEVICE_SELECT.where(devices.c.id == device_id)).first()
         return _device_record(row) if row else None
+
+    # Pairing progress -----------------------------------------------------------------------------
+    def last_pairing_event_id(self, hub_id: str) -> int:
+        t = pairing_events.c
+        with self._read() as conn:
+            newest = conn.execute(select(func.max(t.id)).where(t.hub_id == hub_id)).scalar()
+        return int(newest or 0)
+
+    def pairing_events(self, hub_id: str, after: int = 0, limit: int = 500
+                       ) -> list[PairingEventRecord]:
+        t = pairing_events.c
+        stmt = (select(pairing_events).where(t.hub_id == hub_id).where(t.id > after)
+                .order_by(t.id).limit(limit))
+        with self._read() as conn:
+            return [_pairing_record(r) for r in conn.execute(stmt)]
 
     # Commands -------------------------------------------------------------------------------------
     def add_command(self, command: CommandRecord) -> None:

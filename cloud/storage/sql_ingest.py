@@ -1,12 +1,14 @@
-"""The SQL ingest transaction: the event ledger (dedup, gaps), hub counters and device state."""
+"""The SQL ingest transaction: the event ledger (dedup, gaps), hub counters, device state and
+pairing progress."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, Table, and_, func, insert, select, update
+from sqlalchemy import Connection, Row, Table, and_, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -17,8 +19,23 @@ from cloud.storage.base import (
     TelemetryPoint,
     device_id_for,
 )
-from cloud.storage.sql_schema import commands, devices, events, hubs
-from wire.contract import CommandResult, CommandStatus, DeviceInfo, Event, HubStatus, Value
+from cloud.storage.sql_schema import (
+    PAIRING_EVENTS_KEPT,
+    commands,
+    devices,
+    events,
+    hubs,
+    pairing_events,
+)
+from wire.contract import (
+    CommandResult,
+    CommandStatus,
+    DeviceInfo,
+    Event,
+    HubStatus,
+    PairingEvent,
+    Value,
+)
 
 _OPEN_STATUSES = (CommandStatus.PENDING.value, CommandStatus.TIMEOUT.value)
 
@@ -62,6 +79,7 @@ class SqlIngestTx:
         self._devices: dict[str, dict[str, Any] | None] = {}
         self._dirty_hubs: set[str] = set()
         self._dirty_devices: set[str] = set()
+        self._pairing_hubs: set[str] = set()  # hubs with new pairing events, pruned at flush
 
     # Ingest operations ---------------------------------------------------------------------------
     def hub_status(self, status: HubStatus) -> None:
@@ -182,6 +200,28 @@ class SqlIngestTx:
             row = self._conn.execute(select(commands).where(commands.c.id == result.id)).one()
         return command_record(row)
 
+    def pairing_event(self, event: PairingEvent) -> bool:
+        self._hub(event.hub_id)
+        digest = hashlib.sha256(event.model_dump_json().encode()).hexdigest()[:32]
+        row = {
+            "hub_id": event.hub_id,
+            "digest": digest,
+            "ts": event.ts,
+            "step": event.step,
+            "ieee": event.ieee,
+            "ok": event.ok,
+            "detail": event.detail,
+            "until": event.until,
+            "capabilities": event.capabilities,
+            "manufacturer": event.manufacturer,
+            "model": event.model,
+            "received_at": self._now,
+        }
+        if not _insert_ignore(self._conn, pairing_events, row, ("hub_id", "digest")):
+            return False
+        self._pairing_hubs.add(event.hub_id)
+        return True
+
     # Caching and flushing -------------------------------------------------------------------------
     def _hub(self, hub_id: str) -> dict[str, Any]:
         hub = self._hubs.get(hub_id)
@@ -233,6 +273,19 @@ class SqlIngestTx:
                 if _insert_ignore(self._conn, devices, values, ("id",)):
                     continue
             self._conn.execute(update(devices).where(devices.c.id == device_id).values(**values))
+        for hub_id in self._pairing_hubs:
+            self._prune_pairing(hub_id)
+
+    def _prune_pairing(self, hub_id: str) -> None:
+        """Keep only the hub's newest ``PAIRING_EVENTS_KEPT`` pairing events."""
+        t = pairing_events.c
+        oldest_kept = self._conn.execute(
+            select(t.id).where(t.hub_id == hub_id).order_by(t.id.desc())
+            .offset(PAIRING_EVENTS_KEPT - 1).limit(1)
+        ).scalar()
+        if oldest_kept is not None:
+            self._conn.execute(delete(pairing_events).where(t.hub_id == hub_id)
+                               .where(t.id < oldest_kept))
 
 
 def _insert_ignore(

@@ -135,3 +135,29 @@ api_tokens = Table(
     Column("revoked", Boolean, nullable=False, default=False),
     Column("revoked_at", UtcDateTime, nullable=True),
 )
+
+# Pairing progress per hub; ``id`` is the cursor clients poll with. ``digest`` (of the event) makes a
+# redelivered event, or one ingested by several cloud processes, land once. The newest
+# ``PAIRING_EVENTS_KEPT`` per hub are kept. AUTOINCREMENT: SQLite never reuses an id.
+PAIRING_EVENTS_KEPT = 1000
+
+pairing_events = Table(
+    "pairing_events",
+    metadata,
+    Column("id", _BigId, primary_key=True, autoincrement=True),
+    Column("hub_id", String(_ID), nullable=False),
+    Column("digest", String(32), nullable=False),
+    Column("ts", UtcDateTime, nullable=False),
+    Column("step", String(32), nullable=False),
+    Column("ieee", String(23), nullable=True),
+    Column("ok", Boolean, nullable=False),
+    Column("detail", Text, nullable=True),
+    Column("until", UtcDateTime, nullable=True),
+    Column("capabilities", JSON, nullable=True),
+    Column("manufacturer", Text, nullable=True),
+    Column("model", Text, nullable=True),
+    Column("received_at", UtcDateTime, nullable=False),
+    UniqueConstraint("hub_id", "digest", name="uq_pairing_events_hub_digest"),
+    Index("ix_pairing_events_hub_id", "hub_id", "id"),
+    sqlite_autoincrement=True,
+)

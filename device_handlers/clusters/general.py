@@ -131,8 +131,11 @@ ON_OFF_REMOTE = ClusterTable(
 LEVEL_CONTROL = ClusterTable(
     cluster=LevelControl,
     attributes=(
+        # Some lights (Sengled, Homr) hold 0xFF, the uint8 "invalid" value, at full brightness;
+        # ZHA and Zigbee2MQTT show it as brightness 255, so it is 100 % here (clamped).
         AttributeMap(attribute=_level, capability="level", field="level",
-                     convert=ranged(254, 100), report=ReportConfig(min=1, max=900, change=1)),
+                     convert=ranged(254, 100), report=ReportConfig(min=1, max=900, change=1),
+                     non_value_is_value=True),
     ),
     commands=(
         CommandMap(

@@ -92,14 +92,15 @@ COLOR = ClusterTable(
                      convert=ranged(65535, 1, ndigits=4), when=_has_xy, report=_LIGHT_REPORT),
         AttributeMap(attribute=_attrs.current_hue, capability="color", field="hue",
                      convert=ranged(254, 360), when=_has_hs),
+        # The 16-bit hue, when the light has it, is the precise one (priority over current_hue).
         AttributeMap(attribute=_attrs.enhanced_current_hue, capability="color", field="hue",
-                     convert=ranged(65535, 360), when=_has_enhanced_hue),
+                     convert=ranged(65535, 360), when=_has_enhanced_hue, priority=1),
         AttributeMap(attribute=_attrs.current_saturation, capability="color",
                      field="saturation", convert=ranged(254, 100), when=_has_hs),
         AttributeMap(attribute=_attrs.color_mode, capability="color", field="mode",
                      convert=named(_MODES), when=_has_color),
         AttributeMap(attribute=_attrs.enhanced_color_mode, capability="color", field="mode",
-                     convert=named(_ENHANCED_MODES), when=_has_enhanced_hue),
+                     convert=named(_ENHANCED_MODES), when=_has_enhanced_hue, priority=1),
     ),
     commands=(
         CommandMap(capability="color_temperature", command="set_color_temperature",

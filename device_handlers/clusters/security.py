@@ -5,11 +5,20 @@ from __future__ import annotations
 from typing import Any
 
 from zigpy.zcl import Cluster
-from zigpy.zcl.clusters.security import IasZone
+from zigpy.zcl.clusters.security import IasWd, IasZone
 from zigpy.zcl.foundation import Status
 
 from device_handlers.convert import attr_in, attr_not_in, flag
-from device_handlers.tables import AttributeMap, ClusterTable, ReceivedCommand, SetupStep
+from device_handlers.tables import (
+    AssumedState,
+    AttributeMap,
+    ClusterTable,
+    CommandArgs,
+    CommandMap,
+    ReceivedCommand,
+    SetupStep,
+    cluster_command,
+)
 
 _attrs = IasZone.AttributeDefs
 _Zone = IasZone.ZoneType
@@ -72,4 +81,38 @@ IAS_ZONE = ClusterTable(
     setup=(SetupStep(action="ias_enroll", run=_enroll),),
 )
 
-TABLES = (IAS_ZONE,)
+_Warning = IasWd.Warning
+
+
+def _warning(mode: Any, *, strobe: bool, seconds: int) -> dict[str, Any]:
+    warning = _Warning(0)
+    warning.mode = mode
+    warning.strobe = _Warning.Strobe.Strobe if strobe else _Warning.Strobe.No_strobe
+    warning.level = _Warning.SirenLevel.High_level_sound
+    return {"warning": warning, "warning_duration": seconds, "strobe_duty_cycle": 50 if strobe else 0,
+            "stobe_level": IasWd.StrobeLevel.Medium_level_strobe}
+
+
+def _sound(args: CommandArgs) -> dict[str, Any]:
+    return _warning(_Warning.WarningMode.Emergency, strobe=True, seconds=int(args["duration"] or 5))
+
+
+# A warning device reports nothing about itself: "active" is what the hub last told it (silent
+# at first, sounding for the duration of a warning), as ZHA's siren assumes.
+IAS_WD = ClusterTable(
+    cluster=IasWd,
+    bind=False,
+    assumed=(AssumedState(capability="siren", field="active", initial=False),),
+    commands=(
+        CommandMap(capability="siren", command="on",
+                   action=cluster_command(IasWd.ServerCommandDefs.start_warning, _sound),
+                   assumes=True, assumed_for=lambda args: float(args["duration"] or 5)),
+        CommandMap(capability="siren", command="off",
+                   action=cluster_command(
+                       IasWd.ServerCommandDefs.start_warning,
+                       lambda args: _warning(_Warning.WarningMode.Stop, strobe=False, seconds=0)),
+                   assumes=False),
+    ),
+)
+
+TABLES = (IAS_ZONE, IAS_WD)

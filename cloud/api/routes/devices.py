@@ -1,14 +1,21 @@
-"""``/api/v1/devices``: devices, their current state, their telemetry, and commands to them."""
+"""``/api/v1/devices``: devices, their current state, their telemetry, commands to them, renaming
+and removing them (through their hub)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Response
 
-from cloud.api.deps import CommandsDep, SettingsDep, StoreDep, TelemetryDep
-from cloud.api.schemas import CommandCreate, CommandPublic, DevicePublic, SamplePublic
+from cloud.api.deps import CommandsDep, ManagementDep, SettingsDep, StoreDep, TelemetryDep
+from cloud.api.schemas import (
+    CommandCreate,
+    CommandPublic,
+    DevicePublic,
+    DeviceUpdate,
+    SamplePublic,
+)
 from cloud.errors import NotFound
 from cloud.storage.base import DeviceRecord, Registry
 from wire.capabilities import CAPABILITIES, split_instance
@@ -47,6 +54,26 @@ def list_devices(
 @router.get("/{device_id}")
 def get_device(device_id: str, store: StoreDep) -> DevicePublic:
     return DevicePublic.of(_device(store, device_id))
+
+
+_MANAGED: dict[int | str, dict[str, Any]] = {
+    404: {"description": "unknown device"},
+    409: {"description": "the device's hub is offline"},
+    504: {"description": "the request was sent but the hub did not confirm it in time"},
+}
+
+
+@router.patch("/{device_id}", responses=_MANAGED)
+async def update_device(device_id: str, body: DeviceUpdate,
+                        management: ManagementDep) -> DevicePublic:
+    """Rename a device (the name is kept by its hub); answers once the hub confirmed it."""
+    return DevicePublic.of(await management.rename(device_id, body.name))
+
+
+@router.delete("/{device_id}", status_code=204, response_class=Response, responses=_MANAGED)
+async def remove_device(device_id: str, management: ManagementDep) -> None:
+    """Remove a device from its hub's network (Zigbee leave); answers once the hub confirmed."""
+    await management.remove(device_id)
 
 
 @router.get("/{device_id}/telemetry")

@@ -1,0 +1,51 @@
+"""``/api/v1/hubs/{id}/pairing``: open and close a hub's permit-join window, follow its progress."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from cloud.api.deps import ManagementDep
+from cloud.api.schemas import (
+    PairingClosedPublic,
+    PairingOpen,
+    PairingProgressPublic,
+    PairingStartedPublic,
+)
+from cloud.management import PAIRING_PAGE_MAX
+
+router = APIRouter(prefix="/hubs", tags=["pairing"])
+
+_SENT: dict[int | str, dict[str, Any]] = {
+    404: {"description": "unknown hub"},
+    409: {"description": "the hub is offline"},
+}
+
+
+@router.post("/{hub_id}/pairing", status_code=202, responses=_SENT)
+async def open_pairing(hub_id: str, management: ManagementDep,
+                       body: PairingOpen | None = None) -> PairingStartedPublic:
+    """Ask the hub to permit joins for ``duration`` seconds (default 60); poll GET for progress
+    with ``after=cursor``."""
+    started = await management.open_pairing(hub_id, (body or PairingOpen()).duration)
+    return PairingStartedPublic.of(started)
+
+
+@router.delete("/{hub_id}/pairing", status_code=202, responses=_SENT)
+async def close_pairing(hub_id: str, management: ManagementDep) -> PairingClosedPublic:
+    """Ask the hub to stop permitting joins."""
+    return PairingClosedPublic(hub_id=hub_id,
+                               request_id=await management.close_pairing(hub_id))
+
+
+@router.get("/{hub_id}/pairing", responses={404: {"description": "unknown hub"}})
+async def pairing_progress(
+    hub_id: str,
+    management: ManagementDep,
+    after: Annotated[int, Query(ge=0, description="a cursor from an earlier answer")] = 0,
+    limit: Annotated[int, Query(ge=1, le=PAIRING_PAGE_MAX)] = PAIRING_PAGE_MAX,
+) -> PairingProgressPublic:
+    """Whether permit-join is open (and until when), and the pairing events after ``after``,
+    oldest first."""
+    return PairingProgressPublic.of(await management.pairing_progress(hub_id, after, limit))

@@ -1,0 +1,128 @@
+"""Fault scenarios over real processes, shared by tests/test_faults.py (short) and bench/faults.py
+(full length): while simulated load generators report at a fixed rate and commands are sent, break
+the broker, the cloud or the hub, then account for every event and every command."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.processes import CommandLog, Rig, executions
+
+
+@dataclass
+class Outcome:
+    scenario: str
+    emitted: int
+    stored: int
+    lost: int
+    duplicates: int
+    recovery_s: float
+    commands: dict[str, int] = field(default_factory=dict)
+    refused: int = 0
+    executions: int = 0
+    rate: float = 0.0  # events per second the hub emitted over the whole run
+
+
+Fault = Callable[[Rig, CommandLog, str, float], None]
+
+
+def _commands_during(rig: Rig, log: CommandLog, device_id: str, seconds: float,
+                     worker: int = 0) -> None:
+    """Send a command about every 0.5 s for ``seconds`` (the fault is in progress)."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        log.send(rig, device_id, worker)
+        time.sleep(0.5)
+
+
+def broker_restart(rig: Rig, log: CommandLog, device_id: str, down: float) -> None:
+    assert rig.broker is not None
+    rig.broker.stop(signal.SIGTERM)  # mosquitto saves its persistence file on the way out
+    log.send(rig, device_id)
+    rig.start_broker()
+
+
+def broker_down(rig: Rig, log: CommandLog, device_id: str, down: float) -> None:
+    assert rig.broker is not None
+    rig.broker.stop(signal.SIGTERM)
+    _commands_during(rig, log, device_id, down)
+    rig.start_broker()
+
+
+def cloud_kill(rig: Rig, log: CommandLog, device_id: str, down: float) -> None:
+    rig.clouds[0].kill()
+    _commands_during(rig, log, device_id, down)  # refused: the API is gone too
+    rig.start_cloud(0)
+
+
+def hub_kill(rig: Rig, log: CommandLog, device_id: str, down: float) -> None:
+    assert rig.hub is not None
+    rig.hub.kill()
+    _commands_during(rig, log, device_id, down)  # queued by the broker for the hub's session
+    rig.hub.start()
+    rig.wait_hub_answers()
+
+
+def worker_kill(rig: Rig, log: CommandLog, device_id: str, down: float) -> None:
+    rig.clouds[1].kill()
+    _commands_during(rig, log, device_id, down, worker=0)  # the other worker carries on
+    rig.start_cloud(1)
+
+
+SCENARIOS: dict[str, tuple[Fault, int]] = {  # name -> (fault, cloud workers)
+    "broker restarted": (broker_restart, 1),
+    "broker down": (broker_down, 1),
+    "cloud SIGKILL": (cloud_kill, 1),
+    "hub SIGKILL": (hub_kill, 1),
+    "2 workers, 1 SIGKILL": (worker_kill, 2),
+}
+
+
+def run(name: str, workdir: Path, *, down: float, load_before: float = 3.0,
+        load_after: float = 3.0, tick: float = 0.05, loadgens: int = 2) -> Outcome:
+    fault, workers = SCENARIOS[name]
+    rig = Rig(workdir, workers=workers, tick=tick, loadgens=loadgens,
+              command_ttl=max(30.0, down + 20))
+    rig.start()
+    started = time.monotonic()
+    try:
+        devices = rig.wait_hub_ready(loadgens + 1)
+        bulb = next(d for d in devices if d["model"] == "SIM-BULB-CT")
+        log = CommandLog()
+        time.sleep(load_before)
+        log.send(rig, bulb["id"])
+        fault(rig, log, bulb["id"], down)
+        fault_end_seq = rig.emitted()
+        recovery = rig.wait_caught_up(fault_end_seq, timeout=down + 120)
+        log.send(rig, bulb["id"])
+        time.sleep(load_after)
+        log.send(rig, bulb["id"])
+        rig.quiesce()
+        elapsed = time.monotonic() - started
+        _settle_commands(rig, log, timeout=rig.command_ttl + 10)
+        counts = rig.report()
+        return Outcome(scenario=name, emitted=counts["emitted"], stored=counts["stored"],
+                       lost=counts["lost"], duplicates=counts["duplicates"],
+                       recovery_s=round(recovery, 1), commands=log.outcomes(rig),
+                       refused=log.refused, executions=executions(rig, bulb["ieee"]),
+                       rate=round(counts["emitted"] / elapsed, 1))
+    except BaseException:
+        for service in [rig.broker, *rig.clouds, rig.hub]:
+            if service is not None:
+                print(f"---- {service.name} log ----\n{service.tail()}")
+        raise
+    finally:
+        rig.stop()
+
+
+def _settle_commands(rig: Rig, log: CommandLog, timeout: float) -> None:
+    """Wait until no sent command is still pending (a result or its expiry decides each)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if "pending" not in log.outcomes(rig):
+            return
+        time.sleep(0.5)

@@ -1,0 +1,326 @@
+"""Real processes for fault tests and the fault benchmark: Mosquitto with the shipped configuration,
+`spoke cloud run` workers and a `spoke hub run` with simulated load generators, each its own OS
+process that can be stopped, SIGKILLed and restarted; plus the accounting that compares what the
+hub emitted with what the cloud stored."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+SPOKE = str(Path(sys.executable).with_name("spoke"))
+MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+REPO = Path(__file__).parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
+
+
+@dataclass
+class Service:
+    """One OS process with its own log; restartable with the same command and environment."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+
+    def start(self) -> None:
+        log = self.log_path.open("ab")
+        log.write(f"\n===== start {self.starts + 1} at {time.time():.3f}\n".encode())
+        self.proc = subprocess.Popen(self.argv, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        self.starts += 1
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 20.0) -> None:
+        if not self.alive:
+            return
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup, no goodbye — what a power cut or the OOM killer does."""
+        self.stop(signal.SIGKILL, 10)
+
+    def tail(self, lines: int = 40) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return ""
+
+
+def render_mosquitto_conf(port: int, data_dir: Path) -> str:
+    """The mosquitto.conf Spoke ships, with this run's port and persistence folder."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    out = []
+    for line in (REPO / "cloud" / "deploy" / "mosquitto.conf").read_text().splitlines():
+        if line.startswith("listener "):
+            line = f"listener {port} 127.0.0.1"
+        elif line.startswith("persistence_location "):
+            line = f"persistence_location {data_dir}/"
+        out.append(line)
+    if os.geteuid() == 0:
+        # As root, mosquitto drops to user "mosquitto", which cannot write a test's private
+        # folder: its persistence would silently fail on shutdown.
+        out.append("user root")
+    return "\n".join(out) + "\n"
+
+
+@dataclass
+class Rig:
+    """Broker + cloud worker(s) + hub as separate processes, on loopback."""
+
+    workdir: Path
+    workers: int = 1
+    loadgens: int = 2
+    tick: float = 0.05  # seconds between load generator steps (one event per step per device)
+    command_ttl: float = 30.0
+    hub_id: str = "fault-hub"
+    mqtt_port: int = field(default_factory=free_port)
+    api_ports: list[int] = field(default_factory=list)
+    broker: Service | None = None
+    clouds: list[Service] = field(default_factory=list)
+    hub: Service | None = None
+    token: str = ""
+
+    # ------------------------------------------------------------------ set-up
+    @property
+    def cloud_db(self) -> Path:
+        return self.workdir / "cloud.db"
+
+    @property
+    def hub_dir(self) -> Path:
+        return self.workdir / "hub"
+
+    def start(self) -> None:
+        conf = self.workdir / "mosquitto.conf"
+        conf.write_text(render_mosquitto_conf(self.mqtt_port, self.workdir / "mosquitto-data"))
+        self.broker = Service("mosquitto", [MOSQUITTO, "-c", str(conf)], dict(os.environ),
+                              self.workdir / "mosquitto.log")
+        self.start_broker()
+        self.token = self._make_token()
+        for i in range(self.workers):
+            port = free_port()
+            self.api_ports.append(port)
+            env = self._env(SPOKE_DATABASE_URL=f"sqlite:///{self.cloud_db}",
+                            SPOKE_CLOUD_PORT=str(port), SPOKE_MQTT_PROTOCOL="5",
+                            SPOKE_MQTT_CLIENT_ID=f"spoke-cloud-{i}",
+                            SPOKE_MQTT_SESSION_EXPIRY="3600",
+                            SPOKE_COMMAND_TIMEOUT="5", SPOKE_COMMAND_TTL=str(self.command_ttl))
+            if self.workers > 1:
+                env["SPOKE_MQTT_SHARED_GROUP"] = "spoke-ingest"
+            self.clouds.append(Service(f"cloud-{i}", [SPOKE, "cloud", "run"], env,
+                                       self.workdir / f"cloud-{i}.log"))
+        for i in range(self.workers):
+            self.start_cloud(i)
+        devices = ",".join(["loadgen"] * self.loadgens + ["bulb"])
+        self.hub = Service("hub", [SPOKE, "hub", "run", "--radio", "sim"], self._env(
+            SPOKE_HUB_ID=self.hub_id, SPOKE_HUB_DATA_DIR=str(self.hub_dir),
+            SPOKE_SIM_DEVICES=devices, SPOKE_SIM_SPEED=str(5.0 / self.tick),
+            SPOKE_SIM_TICK=str(self.tick), SPOKE_DEVICE_INFO_DEBOUNCE="1",
+            SPOKE_STATE_REFRESH_ON_START="false"), self.workdir / "hub.log")
+        self.hub.start()
+
+    def _env(self, **values: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SPOKE_")}
+        env.update(SPOKE_MQTT_HOST="127.0.0.1", SPOKE_MQTT_PORT=str(self.mqtt_port),
+                   SPOKE_CONFIG=str(self.workdir / "none.toml"), COLUMNS="200", **values)
+        return env
+
+    def _make_token(self) -> str:
+        from cloud.auth import create_token
+        from cloud.settings import CloudSettings
+        from cloud.storage import open_registry
+
+        with open_registry(CloudSettings(database_url=f"sqlite:///{self.cloud_db}")) as registry:
+            return create_token(registry, "faults")[1]
+
+    def start_broker(self) -> None:
+        assert self.broker is not None
+        self.broker.start()
+        wait_port(self.mqtt_port)
+
+    def start_cloud(self, i: int = 0) -> None:
+        self.clouds[i].start()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.api(i)}/healthz", timeout=1).status_code == 200:
+                    return
+            time.sleep(0.1)
+        raise TimeoutError(f"cloud-{i} did not become healthy\n{self.clouds[i].tail()}")
+
+    def stop(self) -> None:
+        for service in [self.hub, *self.clouds, self.broker]:
+            if service is not None:
+                service.stop()
+
+    def api(self, i: int = 0) -> str:
+        return f"http://127.0.0.1:{self.api_ports[i]}"
+
+    def http(self, i: int = 0) -> httpx.Client:
+        return httpx.Client(base_url=self.api(i), timeout=20,
+                            headers={"Authorization": f"Bearer {self.token}"})
+
+    # ------------------------------------------------------------------ hub control channel
+    def control(self, op: str, **fields: Any) -> dict[str, Any]:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(10)
+            sock.connect(str(self.hub_dir / "control.sock"))
+            sock.sendall(json.dumps({"op": op, **fields}).encode() + b"\n")
+            data = b""
+            while not data.endswith(b"\n"):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        finally:
+            sock.close()
+        answer = json.loads(data)
+        if not answer.get("ok"):
+            raise RuntimeError(f"hub control {op}: {answer.get('error')}")
+        return answer  # type: ignore[no-any-return]
+
+    def wait_hub_answers(self, timeout: float = 60.0) -> None:
+        """Until the hub's control channel answers (radio up, devices loaded)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError, RuntimeError, ValueError):
+                self.control("status")
+                return
+            time.sleep(0.1)
+        raise TimeoutError(f"hub did not come back\n{self.hub.tail() if self.hub else ''}")
+
+    def wait_hub_ready(self, devices: int, timeout: float = 60.0) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        with self.http() as api:
+            while time.monotonic() < deadline:
+                with contextlib.suppress(httpx.HTTPError):
+                    found = api.get("/api/v1/devices").json()
+                    if len(found) >= devices and all(d["capabilities"] for d in found):
+                        return found  # type: ignore[no-any-return]
+                time.sleep(0.2)
+        raise TimeoutError(f"devices did not reach the cloud\n{self.hub.tail() if self.hub else ''}")
+
+    # ------------------------------------------------------------------ accounting
+    def emitted(self) -> int:
+        """The hub's last event sequence number: every event it ever emitted has seq 1..this."""
+        db = self.hub_dir / "outbox.db"
+        if not db.exists():
+            return 0
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)) as c:
+            row = c.execute("SELECT value FROM meta WHERE key = 'seq'").fetchone()
+            return int(row[0]) if row else 0
+
+    def outbox_pending(self) -> int:
+        db = self.hub_dir / "outbox.db"
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)) as c:
+            return int(c.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+
+    def stored(self) -> tuple[int, int, set[int]]:
+        """(rows, distinct seqs, the seqs) stored by the cloud for the hub."""
+        with contextlib.closing(sqlite3.connect(f"file:{self.cloud_db}?mode=ro", uri=True,
+                                                timeout=5)) as c:
+            seqs = [r[0] for r in c.execute("SELECT seq FROM events WHERE hub_id = ?",
+                                            (self.hub_id,))]
+        return len(seqs), len(set(seqs)), set(seqs)
+
+    def wait_caught_up(self, target: int, timeout: float) -> float:
+        """Seconds until the cloud has stored every seq up to ``target``."""
+        start = time.monotonic()
+        while time.monotonic() - start < timeout:
+            _, _, seqs = self.stored()
+            if len(seqs) >= target and all(s in seqs for s in range(1, target + 1)):
+                return time.monotonic() - start
+            time.sleep(0.1)
+        raise TimeoutError(f"cloud did not catch up to seq {target} in {timeout:.0f} s")
+
+    def quiesce(self, timeout: float = 60.0) -> None:
+        """Stop the load, then wait until the outbox is empty and the cloud has every event."""
+        self.control("sim_pause")
+        time.sleep(0.5)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.outbox_pending():
+            time.sleep(0.1)
+        self.wait_caught_up(self.emitted(), max(1.0, deadline - time.monotonic()))
+
+    def report(self) -> dict[str, int]:
+        emitted = self.emitted()
+        rows, distinct, seqs = self.stored()
+        lost = sum(1 for s in range(1, emitted + 1) if s not in seqs)
+        return {"emitted": emitted, "stored": distinct, "lost": lost,
+                "duplicates": rows - distinct}
+
+
+@dataclass
+class CommandLog:
+    """Commands sent during a scenario and how each ended."""
+
+    sent: list[str] = field(default_factory=list)
+    refused: int = 0  # the cloud was down: the REST call itself failed (nothing was sent)
+
+    def send(self, rig: Rig, device_id: str, worker: int = 0) -> None:
+        try:
+            with rig.http(worker) as api:
+                r = api.post(f"/api/v1/devices/{device_id}/commands",
+                             json={"capability": "switch", "command": "toggle"})
+        except httpx.HTTPError:
+            self.refused += 1
+            return
+        if r.status_code in (200, 502, 504):
+            self.sent.append(r.json()["id"])
+        else:
+            self.refused += 1
+
+    def outcomes(self, rig: Rig) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        with rig.http() as api:
+            for command_id in self.sent:
+                status = api.get(f"/api/v1/commands/{command_id}").json()["status"]
+                counts[status] = counts.get(status, 0) + 1
+        return counts
+
+
+def executions(rig: Rig, ieee: str, command: str = "on_off.toggle") -> int:
+    """How many times the virtual device really carried the command out (from the devices' own
+    log, which survives a SIGKILLed hub)."""
+    path = rig.hub_dir / "sim-executions.log"
+    if not path.exists():
+        return 0
+    return sum(1 for line in path.read_text().splitlines() if line == f"{ieee} {command}")
