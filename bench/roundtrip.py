@@ -31,6 +31,7 @@ from cloud.service import CloudServices, run_cloud
 from cloud.settings import CloudSettings
 from hub.app import Hub
 from hub.settings import HubSettings
+from tests.processes import render_mosquitto_conf
 
 
 def free_port() -> int:
@@ -50,8 +51,7 @@ async def broker(kind: str, workdir: Path) -> AsyncIterator[int]:
             await stop_broker(b)
         return
     conf = workdir / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\n"
-                    "max_queued_messages 100000\npersistence false\n")
+    conf.write_text(render_mosquitto_conf(port, workdir / "mosquitto-data"))  # Spoke's shipped one
     proc = subprocess.Popen([shutil.which("mosquitto") or "mosquitto", "-c", str(conf)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

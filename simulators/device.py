@@ -159,6 +159,9 @@ class VirtualDevice:
         # Cluster commands carried out, by "cluster.command": tests count executions with it.
         self.command_counts: Counter[str] = Counter()
         self.on_command: Callable[[VirtualDevice, str], None] | None = None  # set by the network
+        # Set when bindings or reporting change: a real device keeps those in its own NVRAM, so
+        # the network persists them at once (they must survive a crash of the hub's process).
+        self.config_changed = False
         # Simulated time in seconds. The network scales it (tests run devices 60x faster), so
         # reporting intervals, transitions and physics all speed up together.
         self.clock: Callable[[], float] = time.monotonic
@@ -367,6 +370,7 @@ class VirtualDevice:
                 ep.in_clusters.get(cluster_id) or ep.out_clusters.get(cluster_id))
             if cluster is not None:
                 cluster.bound = cmd == z.Bind_req
+                self.config_changed = True
             rsp = z.Bind_rsp if cmd == z.Bind_req else z.Unbind_rsp
             return rsp, [ok if cluster is not None else zdo_t.Status.NO_ENTRY]
         if cmd == z.Mgmt_Leave_req:

@@ -34,6 +34,7 @@ def handle(device: VirtualDevice, cluster: VirtualCluster, hdr: foundation.ZCLHe
                        undivided=command == G.Write_Attributes_Undivided)
         return None if command == G.Write_Attributes_No_Response else reply
     if command == G.Configure_Reporting:
+        device.config_changed = True
         return _configure_reporting(cluster, hdr, request.config_records)
     if command == G.Read_Reporting_Configuration:
         return _read_reporting(cluster, hdr, request.attribute_records)

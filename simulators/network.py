@@ -86,6 +86,7 @@ class SimNetwork:
         self._tick_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._dirty = False
+        self.last_traffic = time.monotonic()  # when a frame last went over the air
         if state_path is not None and state_path.exists():
             self._load()
         if stick_path is not None and stick_path.exists():
@@ -152,6 +153,7 @@ class SimNetwork:
             raise zigpy.exceptions.DeliveryError(f"radio failed: {self.failed}")
         if packet.dst.addr_mode == t.AddrMode.Broadcast:
             return
+        self.last_traffic = time.monotonic()
         device = self._resolve(packet.dst)
         if device is None or not device.powered or not device.joined:
             raise zigpy.exceptions.DeliveryError(
@@ -169,10 +171,26 @@ class SimNetwork:
             self._to_coordinator(reply)
         if not device.joined:  # told to leave
             self._left(device)
+        elif device.config_changed:
+            device.config_changed = False
+            self.save()
 
     def _to_coordinator(self, packet: t.ZigbeePacket) -> None:
+        self.last_traffic = time.monotonic()
         if self.app is not None and not self.failed:
             self.app.packet_received(packet)
+
+    async def quiet(self, seconds: float, *, within: float) -> bool:
+        """Wait until no frame has gone over the air for ``seconds`` (at most ``within``
+        seconds); True when the air went quiet."""
+        deadline = time.monotonic() + within
+        while True:
+            idle = time.monotonic() - self.last_traffic
+            if idle >= seconds and not self._tasks:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(max(0.005, seconds - idle))
 
     def _resolve(self, addr: t.AddrModeAddress) -> VirtualDevice | None:
         if addr.addr_mode == t.AddrMode.IEEE:
@@ -287,6 +305,7 @@ class SimNetwork:
 
     def _from_device(self, packet: t.ZigbeePacket) -> None:
         """A device transmits (a report or notification) to the coordinator."""
+        self.last_traffic = time.monotonic()
         loop = asyncio.get_running_loop()
         loop.call_later(self.latency, self._to_coordinator, packet)
 

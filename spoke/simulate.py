@@ -31,7 +31,8 @@ from hub.settings import HubSettings
 LOGGER = logging.getLogger(__name__)
 
 INTERVIEW_TIMEOUT = 40.0  # seconds for all devices to join and finish their interviews
-SETTLE = 0.15  # seconds for reports in flight to arrive
+QUIET = 0.2  # seconds without a frame on the air: the devices' reports have all arrived
+QUIET_WITHIN = 10.0
 
 
 @dataclass
@@ -145,16 +146,34 @@ async def inspect_files(files: list[Path], *, data_dir: Path | None = None) -> l
                     continue
                 pairs.append((inspection, handler))
                 network.wake(t.EUI64.convert(inspection.ieee))  # its heartbeat, now
-            await asyncio.sleep(SETTLE)
+            await network.quiet(QUIET, within=QUIET_WITHIN)
             for inspection, handler in pairs:
                 inspection.readings = sorted(
                     handler.cached_readings(),
                     key=lambda r: (r.endpoint, r.cluster, r.capability, r.attribute))
         finally:
             app.remove_listener(interviews)
-            await app.shutdown()
+            await _shutdown(app)
             network.close()
     return inspections
+
+
+async def _shutdown(app: Any) -> None:
+    """Stop zigpy. Its device tasks still sleeping (fast-poll resets) are cancelled on the way
+    and trip over their own bookkeeping; that is zigpy's noise, logged at debug level here."""
+    loop = asyncio.get_running_loop()
+    previous = loop.get_exception_handler()
+
+    def quiet(_loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        LOGGER.debug("zigpy shutdown: %s", context.get("message"), exc_info=context.get("exception"))
+
+    loop.set_exception_handler(quiet)
+    try:
+        await app.shutdown()
+        for _ in range(3):  # let the cancelled tasks' callbacks run under this handler
+            await asyncio.sleep(0)
+    finally:
+        loop.set_exception_handler(previous)
 
 
 def _power_on(network: Any, interviews: _Interviews, inspection: Inspection, diagnostics: Any

@@ -27,7 +27,9 @@ class Outcome:
     rate: float = 0.0  # events per second the hub emitted over the whole run
 
 
-Fault = Callable[[Rig, CommandLog, str, float], None]
+# A fault breaks something, sends commands while it is broken, repairs it, and returns the
+# monotonic time the repair began.
+Fault = Callable[[Rig, CommandLog, str, float], float]
 
 
 def _commands_during(rig: Rig, log: CommandLog, device_id: str, seconds: float,
@@ -39,38 +41,48 @@ def _commands_during(rig: Rig, log: CommandLog, device_id: str, seconds: float,
         time.sleep(0.5)
 
 
-def broker_restart(rig: Rig, log: CommandLog, device_id: str, down: float) -> None:
+def broker_restart(rig: Rig, log: CommandLog, device_id: str, down: float) -> float:
     assert rig.broker is not None
     rig.broker.stop(signal.SIGTERM)  # mosquitto saves its persistence file on the way out
     log.send(rig, device_id)
+    repaired = time.monotonic()
     rig.start_broker()
+    return repaired
 
 
-def broker_down(rig: Rig, log: CommandLog, device_id: str, down: float) -> None:
+def broker_down(rig: Rig, log: CommandLog, device_id: str, down: float) -> float:
     assert rig.broker is not None
     rig.broker.stop(signal.SIGTERM)
     _commands_during(rig, log, device_id, down)
+    repaired = time.monotonic()
     rig.start_broker()
+    return repaired
 
 
-def cloud_kill(rig: Rig, log: CommandLog, device_id: str, down: float) -> None:
+def cloud_kill(rig: Rig, log: CommandLog, device_id: str, down: float) -> float:
     rig.clouds[0].kill()
     _commands_during(rig, log, device_id, down)  # refused: the API is gone too
+    repaired = time.monotonic()
     rig.start_cloud(0)
+    return repaired
 
 
-def hub_kill(rig: Rig, log: CommandLog, device_id: str, down: float) -> None:
+def hub_kill(rig: Rig, log: CommandLog, device_id: str, down: float) -> float:
     assert rig.hub is not None
     rig.hub.kill()
     _commands_during(rig, log, device_id, down)  # queued by the broker for the hub's session
+    repaired = time.monotonic()
     rig.hub.start()
     rig.wait_hub_answers()
+    return repaired
 
 
-def worker_kill(rig: Rig, log: CommandLog, device_id: str, down: float) -> None:
+def worker_kill(rig: Rig, log: CommandLog, device_id: str, down: float) -> float:
     rig.clouds[1].kill()
     _commands_during(rig, log, device_id, down, worker=0)  # the other worker carries on
+    repaired = time.monotonic()
     rig.start_cloud(1)
+    return repaired
 
 
 SCENARIOS: dict[str, tuple[Fault, int]] = {  # name -> (fault, cloud workers)
@@ -95,9 +107,9 @@ def run(name: str, workdir: Path, *, down: float, load_before: float = 3.0,
         log = CommandLog()
         time.sleep(load_before)
         log.send(rig, bulb["id"])
-        fault(rig, log, bulb["id"], down)
-        fault_end_seq = rig.emitted()
-        recovery = rig.wait_caught_up(fault_end_seq, timeout=down + 120)
+        repaired = fault(rig, log, bulb["id"], down)
+        rig.wait_caught_up(rig.emitted(), timeout=down + 120)
+        recovery = time.monotonic() - repaired  # repair begun -> cloud has every event so far
         log.send(rig, bulb["id"])
         time.sleep(load_after)
         log.send(rig, bulb["id"])
