@@ -66,7 +66,7 @@ class HubLink:
                                        reason="connection lost").to_bytes(), qos=1, retain=True)
         self.client.max_inflight_messages_set(INFLIGHT_WINDOW)
         self.client.max_queued_messages_set(0)
-        self.client.reconnect_delay_set(min_delay=1, max_delay=30)
+        self.client.reconnect_delay_set(min_delay=1, max_delay=10)
         self.client.on_socket_open = _no_delay
         self.client.on_connect = self._paho_connect
         self.client.on_disconnect = self._paho_disconnect

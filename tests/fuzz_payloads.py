@@ -50,6 +50,15 @@ class Wire:
     expect: str
     event: Event | None = None
 
+    def __repr__(self) -> str:
+        return f"Wire({short(self.topic)}, {short(self.payload)}, {self.expect})"
+
+
+def short(value: str | bytes, limit: int = 300) -> str:
+    """A repr that stays readable in a failure report (payloads go up to 256 KiB)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}...({len(value)} long)"
+
 
 class Raw:
     """A JSON token spliced in verbatim (NaN, 1e400, deep nesting) where json.dumps cannot."""
@@ -159,7 +168,7 @@ def written(draw: st.DrawFn, message: Any) -> bytes:
 
 
 def _result(hub_id: str = HUB, **kw: Any) -> CommandResult:
-    return CommandResult(id=kw.pop("id", "cmd-1"), hub_id=hub_id, ieee=IEEE, status="failed", **kw)
+    return CommandResult(**{"id": "cmd-1", "hub_id": hub_id, "ieee": IEEE, "status": "failed", **kw})
 
 
 BASES: dict[str, Any] = {
@@ -404,6 +413,9 @@ class Delivery:
     id: str | None = None
     expect: str | None = None
     error_code: str | None = None
+
+    def __repr__(self) -> str:
+        return f"Delivery({short(self.topic)}, {short(self.payload)}, {self.kind}, {self.expect})"
 
 
 def usable_id(payload: bytes) -> str | None:

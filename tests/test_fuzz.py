@@ -1,0 +1,387 @@
+"""Fuzzing what arrives over MQTT (issue 6): the cloud's ingest and the hub's command handling take
+well over 10,000 hostile or malformed payloads each without an exception, store nothing but the
+valid events, and account for every message.
+
+The ingest runs for real on a SQLite file: ``Ingest._process`` decodes a batch and applies it in one
+transaction, exactly what the worker thread does with what paho queued (tests/test_cloud_ingest.py
+covers the broker path; the direct path is what makes 10,000+ cases take seconds). A ledger model
+of the README's rules (seq per hub, duplicates, gaps, late events) says what the database and the
+metrics must hold after each batch.
+
+The hub side is a real ``Hub`` that was never started: its ``HubStore`` on SQLite, a ``HubLink``
+never connected (results wait in the outbox), and its tracker following one real zigpy device on the
+in-process FakeRadio, so valid commands really execute and read back. Messages go in through
+``Hub._on_message``, the MQTT entry point of commands and management requests.
+
+Strategies are in tests/fuzz_payloads.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import delete, select
+from zigpy.zcl.clusters.general import Basic, LevelControl, OnOff
+
+from cloud.ingest import Ingest
+from cloud.mqtt import Inbound
+from cloud.settings import CloudSettings
+from cloud.storage import open_storage
+from cloud.storage.base import device_id_for
+from cloud.storage.sql_schema import commands, devices, events, hubs, pairing_events
+from hub.app import Hub
+from hub.settings import HubSettings
+from tests.fuzz_payloads import (
+    HUB,
+    HUB_DEVICE,
+    IEEE,
+    T0,
+    Delivery,
+    Wire,
+    finite_json,
+    hub_deliveries,
+    ingest_messages,
+    usable_id,
+)
+from tests.test_device_handlers_fakes import FakeRadio, make_device
+from wire.contract import CommandResult, DeviceInfo, Event, HubStatus, Topics, Value
+
+MIN_PAYLOADS = 10_000
+FUZZ = settings(max_examples=700, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+DEVICE_ID = device_id_for(HUB, IEEE)
+SEEDED = 5
+SEED_STATUS = HubStatus(hub_id=HUB, online=True, version="test", ts=T0)
+SEED_DEVICE = DeviceInfo(hub_id=HUB, ieee=IEEE, nwk=0x1234, manufacturer="Acme", model="Plug 1",
+                         capabilities={"switch": {"on": False}, "level": {"level": 10}})
+DECODE_REASONS = {"bad_topic", "too_large", "not_json", "invalid_payload", "mismatch"}
+
+
+@pytest.fixture
+def quiet(caplog: pytest.LogCaptureFixture) -> None:
+    """One warning per rejected message is right in production and noise here."""
+    for name in ("cloud.ingest", "hub"):
+        caplog.set_level(logging.ERROR, logger=name)
+
+
+def report(what: str, payloads: int, examples: int) -> None:
+    print(f"\n{what}: {payloads} fuzzed payloads in {examples} examples")
+    assert payloads >= MIN_PAYLOADS
+
+
+# --------------------------------------------------------------------------------------------------
+# Cloud ingest
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Ledger:
+    """What the cloud must hold for hub-1: the README's event ledger, applied message by message."""
+
+    rows: dict[int, Event]
+    state: dict[str, dict[str, Value]]
+    last_seq: int | None
+    gaps: int = 0
+    received: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    # What the metrics must have counted in this batch.
+    new_stored: int = 0
+    new_duplicates: int = 0
+    new_gaps: int = 0  # the metric counts gaps found, not the ones late events fill
+    unknown_device: int = 0
+    other_hubs: set[str] = field(default_factory=set)
+
+    def apply(self, ev: Event) -> None:
+        if ev.hub_id != HUB:  # no hub but hub-1 has devices
+            self.unknown_device += 1
+            self.other_hubs.add(ev.hub_id)
+            return
+        self.received += 1
+        if ev.ieee != IEEE:
+            self.unknown_device += 1
+            self._advance(ev.seq)  # an unknown device's event still takes its seq
+            return
+        if ev.seq in self.rows:
+            self.duplicates += 1
+            self.new_duplicates += 1
+            return
+        self.rows[ev.seq] = ev
+        self.stored += 1
+        self.new_stored += 1
+        if self.last_seq is None or ev.seq > self.last_seq:
+            self._advance(ev.seq)
+            self.state.setdefault(ev.capability, {})[ev.attribute] = ev.value
+        elif self.gaps > 0:
+            self.gaps -= 1  # a late event fills a hole; it is history, not the current state
+
+    def _advance(self, seq: int) -> None:
+        if self.last_seq is not None and seq <= self.last_seq:
+            return
+        gap = seq - self.last_seq - 1 if self.last_seq is not None else 0
+        self.gaps += gap
+        self.new_gaps += gap
+        self.last_seq = seq
+
+
+def seed_events() -> list[Event]:
+    return [Event(hub_id=HUB, seq=seq, ts=T0 + timedelta(seconds=seq), ieee=IEEE,
+                  capability="switch", attribute="on", value=seq % 2 == 1)
+            for seq in range(1, SEEDED + 1)]
+
+
+class IngestRig:
+    """A real Ingest on a SQLite file, never connected: batches go straight to ``_process``."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        cloud = CloudSettings(database_url=f"sqlite:///{tmp_path / 'cloud.db'}",
+                              mqtt_host="127.0.0.1", mqtt_port=1)
+        self.storage = open_storage(cloud)
+        self.ingest = Ingest(cloud, self.storage)
+        self.engine = self.storage.registry.engine  # type: ignore[attr-defined]
+        self.mid = 0
+
+    def process(self, messages: list[tuple[str, bytes]]) -> None:
+        batch = []
+        for topic, payload in messages:
+            self.mid = self.mid % 65535 + 1
+            batch.append(Inbound(topic=topic, payload=payload, mid=self.mid, qos=1, retain=False))
+        self.ingest._process(batch)  # raises whatever escapes: that is the test
+
+    def reset(self) -> Ledger:
+        """Empty the database, then let the ingest store one hub, one device and seqs 1..5."""
+        with self.engine.begin() as conn:
+            for table in (events, devices, hubs, commands, pairing_events):
+                conn.execute(delete(table))
+        seeds = seed_events()
+        self.process([(Topics.status(HUB), SEED_STATUS.to_bytes()),
+                      (Topics.device(HUB, IEEE), SEED_DEVICE.to_bytes()),
+                      *((Topics.events(HUB), ev.to_bytes()) for ev in seeds)])
+        state = {cap: dict(attrs) for cap, attrs in SEED_DEVICE.capabilities.items()}
+        state["switch"]["on"] = seeds[-1].value
+        return Ledger(rows={ev.seq: ev for ev in seeds}, state=state, last_seq=SEEDED,
+                      received=SEEDED, stored=SEEDED)
+
+    def check(self, ledger: Ledger, wires: list[Wire], before: dict[str, Any]) -> None:
+        after = self.ingest.metrics.snapshot()
+        delta = {k: after[k] - before[k] for k in ("received", "stored", "duplicates", "gaps",
+                                                   "results", "pairing_events")}
+        rejected = Counter(after["rejected"])
+        rejected.subtract(before["rejected"])
+        rejected = +rejected
+        expected = Counter(w.expect for w in wires)
+        # Every message is accounted for, by its reason.
+        assert delta["received"] == len(wires)
+        assert (delta["stored"], delta["duplicates"], delta["gaps"]) == (
+            ledger.new_stored, ledger.new_duplicates, ledger.new_gaps)
+        assert (delta["results"], delta["pairing_events"]) == (0, 0)
+        assert rejected["unknown_device"] == ledger.unknown_device
+        assert rejected["unknown_command"] == expected["unknown_command"]
+        assert rejected["unexpected_topic"] == expected["to_hub"]
+        assert sum(rejected[r] for r in DECODE_REASONS) == expected["invalid"], rejected
+        assert set(rejected) <= DECODE_REASONS | {"unknown_device", "unknown_command",
+                                                  "unexpected_topic"}, rejected  # no store_error
+        assert delta["received"] == (delta["stored"] + delta["duplicates"] + delta["results"]
+                                     + delta["pairing_events"] + sum(rejected.values()))
+
+        with self.engine.connect() as conn:
+            stored = conn.execute(select(events)).all()
+            hub_rows = {r.id: r for r in conn.execute(select(hubs)).all()}
+            device_rows = conn.execute(select(devices)).all()
+            assert conn.execute(select(commands)).all() == []
+            assert conn.execute(select(pairing_events)).all() == []
+        # The telemetry is exactly the valid events, as they were sent.
+        assert sorted(r.seq for r in stored) == sorted(ledger.rows)
+        for row in stored:
+            ev = ledger.rows[row.seq]
+            assert (row.hub_id, row.device_id, row.capability, row.attribute, row.unit) == (
+                HUB, DEVICE_ID, ev.capability, ev.attribute, ev.unit)
+            assert row.value_json == json.dumps(ev.value) and finite_json(json.loads(row.value_json))
+            assert row.ts == ev.ts
+        # Hub counters and the device follow the ledger; nothing else was described.
+        hub = hub_rows.pop(HUB)
+        assert (hub.events_received, hub.events_stored, hub.duplicates, hub.gaps, hub.last_seq) == (
+            ledger.received, ledger.stored, ledger.duplicates, ledger.gaps, ledger.last_seq)
+        assert hub.online is True and hub.status == SEED_STATUS.model_dump(mode="json")
+        result_hubs = {Topics.parse(w.topic)[1] for w in wires if w.expect == "unknown_command"}
+        assert set(hub_rows) <= ledger.other_hubs | result_hubs
+        assert all(h.events_stored == 0 and h.status is None for h in hub_rows.values())
+        [device] = device_rows
+        assert (device.id, device.manufacturer, device.model, device.nwk, device.name) == (
+            DEVICE_ID, "Acme", "Plug 1", 0x1234, None)
+        assert device.available is True and device.removed is False
+        assert device.capabilities == ledger.state and finite_json(device.capabilities)
+
+
+@pytest.fixture
+def ingest_rig(tmp_path: Path) -> Iterator[IngestRig]:
+    rig = IngestRig(tmp_path)
+    yield rig
+    rig.storage.close()
+
+
+def test_ingest_survives_hostile_payloads(ingest_rig: IngestRig, quiet: None) -> None:
+    seen = Counter()
+
+    @FUZZ
+    @given(wires=st.lists(ingest_messages, min_size=15, max_size=30),
+           cuts=st.lists(st.integers(1, 29), max_size=3))
+    def batch(wires: list[Wire], cuts: list[int]) -> None:
+        ledger = ingest_rig.reset()
+        before = ingest_rig.ingest.metrics.snapshot()
+        bounds = [0, *sorted(c for c in set(cuts) if c < len(wires)), len(wires)]
+        for start, end in zip(bounds, bounds[1:], strict=False):
+            ingest_rig.process([(w.topic, w.payload) for w in wires[start:end]])
+        for w in wires:
+            if w.expect == "event":
+                assert w.event is not None
+                ledger.apply(w.event)
+        ingest_rig.check(ledger, wires, before)
+        seen["payloads"] += len(wires)
+        seen["examples"] += 1
+        seen.update(w.expect for w in wires)
+
+    batch()
+    report("cloud ingest", seen["payloads"], seen["examples"])
+    print(f"  kinds: {dict((k, v) for k, v in seen.items() if k not in ('payloads', 'examples'))}")
+    print(f"  metrics: {ingest_rig.ingest.metrics.snapshot()}")
+
+
+# --------------------------------------------------------------------------------------------------
+# Hub command handling
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Expected:
+    """What the executor must have done with one example's deliveries."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    rows: list[tuple[str, str, str | None, str | None]] = field(default_factory=list)
+    answered: set[str] = field(default_factory=set)
+
+    def deliver(self, d: Delivery) -> None:
+        if d.kind in ("ignored", "request"):
+            return
+        self.counts["received"] += 1
+        if d.kind == "command":
+            assert d.id is not None and d.expect is not None
+            if d.id in self.answered:  # never run again; the first answer is repeated
+                self.counts["duplicate"] += 1
+                self.rows.append(("again", d.id, None, None))
+            else:
+                self.answered.add(d.id)
+                self.counts[d.expect] += 1
+                self.rows.append(("first", d.id, d.expect, d.error_code))
+            return
+        self.counts["rejected"] += 1
+        command_id = usable_id(d.payload)
+        if command_id is not None and command_id not in self.answered:
+            self.answered.add(command_id)
+            self.rows.append(("first", command_id, "failed", "invalid"))
+
+
+class HubRig:
+    """A Hub that was never started, following one FakeRadio device; its own event loop."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.hub = Hub(HubSettings(hub_id=HUB, hub_data_dir=tmp_path / "hub", command_timeout=2.0,
+                                   device_info_debounce=3600.0))
+        self.radio = FakeRadio()
+        device = make_device(self.radio, {1: ([Basic, OnOff, LevelControl], [])})
+        self.radio.set(1, OnOff, on_off=0)
+        self.radio.set(1, LevelControl, current_level=128)
+        self.hub.tracker.track(device)
+        assert str(device.ieee) == HUB_DEVICE
+        self.outbox_seen = 0
+
+    def run(self, deliveries: list[Delivery]) -> None:
+        async def deliver() -> None:
+            for d in deliveries:
+                await self.hub._on_message(d.topic, d.payload)  # raises whatever escapes
+
+        self.loop.run_until_complete(deliver())
+
+    def new_rows(self) -> list[Any]:
+        rows = self.hub.store.pending_rows(self.outbox_seen, 1_000_000)
+        if rows:
+            self.outbox_seen = rows[-1].id
+        return rows
+
+    def close(self) -> None:
+        self.hub.tracker.close()
+        self.hub.store.close()
+        self.loop.close()
+
+
+@pytest.fixture
+def hub_rig(tmp_path: Path) -> Iterator[HubRig]:
+    rig = HubRig(tmp_path)
+    yield rig
+    rig.close()
+
+
+def test_hub_command_handling_survives_hostile_payloads(hub_rig: HubRig, quiet: None) -> None:
+    hub, executor = hub_rig.hub, hub_rig.hub.executor
+    seen = Counter()
+
+    @FUZZ
+    @given(deliveries=st.lists(hub_deliveries, min_size=15, max_size=30),
+           again=st.lists(st.tuples(st.integers(0, 29), st.integers(0, 30)), max_size=4))
+    def batch(deliveries: list[Delivery], again: list[tuple[int, int]]) -> None:
+        for source, at in again:  # redeliveries of the very same message
+            if source < len(deliveries):
+                deliveries.insert(min(at, len(deliveries)), deliveries[source])
+        hub.store.db.execute("DELETE FROM commands")  # each example starts with an empty journal
+        hub_rig.new_rows()
+        before = dict(executor.counts)
+        hub_rig.run(deliveries)
+
+        expected = Expected()
+        for d in deliveries:
+            expected.deliver(d)
+        counts = {k: v - before[k] for k, v in executor.counts.items()}
+        assert counts == {k: expected.counts[k] for k in counts}
+        assert counts["received"] == sum(v for k, v in counts.items() if k != "received")
+
+        rows = hub_rig.new_rows()
+        results = [r for r in rows if r.topic == Topics.results(HUB)]
+        assert all(r.topic in (Topics.results(HUB), Topics.events(HUB)) for r in rows)
+        if not counts["succeeded"]:  # only an executed command changes the device
+            assert len(results) == len(rows)
+        assert len(results) == len(expected.rows)
+        first: dict[str, bytes] = {}
+        for row, (how, command_id, status, error_code) in zip(results, expected.rows, strict=True):
+            if how == "again":
+                assert row.payload == first[command_id]  # the same answer, not a new execution
+                continue
+            result = CommandResult.from_bytes(row.payload)
+            assert (result.id, result.hub_id, result.status) == (command_id, HUB, status), result
+            if error_code is not None:
+                assert result.error_code == error_code, result
+            first[command_id] = row.payload
+        journal = dict(hub.store.db.execute("SELECT id, result FROM commands").fetchall())
+        assert set(journal) == expected.answered
+        assert all(journal[i] == first[i] for i in journal)  # journaled with its one answer
+        # Hostile requests changed nothing.
+        assert hub.store.names() == {} and hub.tracker.names == {}
+        assert list(hub.tracker.devices) == [HUB_DEVICE]
+        seen["payloads"] += len(deliveries)
+        seen["examples"] += 1
+        seen.update(d.kind if d.kind != "command" else d.expect for d in deliveries)
+
+    batch()
+    report("hub command handling", seen["payloads"], seen["examples"])
+    print(f"  kinds: {dict((k, v) for k, v in seen.items() if k not in ('payloads', 'examples'))}")
+    print(f"  executor counts: {executor.counts}")
