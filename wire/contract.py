@@ -8,8 +8,8 @@ anything that changes the meaning of an existing field bumps ``WIRE_VERSION`` (a
 
 from __future__ import annotations
 
-import math
 import re
+import sys
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -32,9 +32,10 @@ Ieee = Annotated[str, Field(pattern=r"^[0-9a-f]{2}(:[0-9a-f]{2}){7}$")]
 
 
 def _finite_from_json(value: float, info: ValidationInfo) -> float:
-    """JSON has no NaN or Infinity (and 1e999 overflows a float): refuse them from the wire, where
-    they would be stored as values that no JSON reader (nor PostgreSQL, nor InfluxDB) takes back."""
-    if info.mode == "json" and not math.isfinite(value):
+    """JSON has no NaN or Infinity, and its numbers are doubles (1e999 and 10**400 are not): refuse
+    others from the wire, where they would be stored as values no JSON reader (nor PostgreSQL, nor
+    InfluxDB) takes back, or not be stored at all."""
+    if info.mode == "json" and not abs(value) <= sys.float_info.max:  # NaN compares False
         raise ValueError("not a finite number")
     return value
 
@@ -52,9 +53,10 @@ def _utc(value: datetime) -> datetime:
 
 
 Number = Annotated[float, AfterValidator(_finite_from_json)]
+Integer = Annotated[int, AfterValidator(_finite_from_json)]
 Timestamp = Annotated[datetime, AfterValidator(_utc)]
 # A capability attribute's value as it travels: numbers, booleans, enum strings, or null (unknown).
-Value = bool | int | Number | str | None
+Value = bool | Integer | Number | str | None
 State = dict[str, dict[str, Value]]
 
 
@@ -183,7 +185,7 @@ class Message(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
-    v: Literal[1] = WIRE_VERSION
+    v: Literal[1] = 1  # WIRE_VERSION
 
     def to_bytes(self) -> bytes:
         return self.model_dump_json().encode()
@@ -221,7 +223,7 @@ class DeviceInfo(Message):
 
     hub_id: HubId
     ieee: Ieee
-    nwk: int | None = None
+    nwk: int | None = Field(default=None, ge=0, le=0xFFFF)  # a 16-bit network address
     manufacturer: str | None = None
     model: str | None = None
     name: str | None = None
@@ -230,7 +232,8 @@ class DeviceInfo(Message):
     available: bool = True
     availability_reason: str | None = None
     availability_changed_at: Timestamp | None = None
-    capabilities: State = Field(default_factory=dict)
+    # Required: what makes a payload a description (any payload with hub_id and ieee would be one).
+    capabilities: State
     ts: Timestamp = Field(default_factory=utcnow)
 
 
@@ -238,13 +241,13 @@ class Event(Message):
     """One capability attribute change. ``seq`` is per hub, starts at 1 and only grows."""
 
     hub_id: HubId
-    seq: int = Field(ge=1)
+    seq: int = Field(ge=1, le=2**63 - 1)  # storage keeps it as a signed 64-bit integer
     ts: Timestamp
     ieee: Ieee
     capability: str = Field(min_length=1, max_length=64)
     attribute: str = Field(min_length=1, max_length=64)
     value: Value
-    unit: str | None = None
+    unit: str | None = Field(default=None, max_length=16)
 
 
 class CommandStatus(StrEnum):
