@@ -107,20 +107,33 @@ def ranged(raw_max: float, out_max: float, *, ndigits: int = 1) -> Convert:
 
 @dataclass(frozen=True, slots=True)
 class multiplier_divisor:
-    """raw * multiplier / divisor (both from the cache; missing or 0 → 1) * factor, rounded."""
+    """raw * multiplier / divisor (both from the cache; missing or 0 → 1) * factor, rounded.
+
+    ``fallbacks`` (multiplier, divisor) stand in while the first pair is not known: Electrical
+    Measurement devices without ac_power_multiplier/divisor give power_multiplier/divisor (ZHA
+    reads them the same way)."""
 
     multiplier: ZCLAttributeDef
     divisor: ZCLAttributeDef
     factor: float = 1.0
     ndigits: int = 3
+    fallbacks: tuple[ZCLAttributeDef, ZCLAttributeDef] | None = None
 
     @property
     def needs(self) -> Needs:
-        return (self.multiplier, self.divisor)
+        return (self.multiplier, self.divisor, *(self.fallbacks or ()))
+
+    def _get(self, attribute: ZCLAttributeDef, fallback: ZCLAttributeDef | None,
+             cached: Cached) -> Any:
+        value = cached.get(attribute)
+        if value is None and fallback is not None:
+            value = cached.get(fallback)
+        return value or 1
 
     def __call__(self, raw: Any, cached: Cached) -> Value | None:
-        mult = cached.get(self.multiplier) or 1
-        div = cached.get(self.divisor) or 1
+        fallback_mult, fallback_div = self.fallbacks or (None, None)
+        mult = self._get(self.multiplier, fallback_mult, cached)
+        div = self._get(self.divisor, fallback_div, cached)
         return round(float(raw) * mult / div * self.factor, self.ndigits)
 
 

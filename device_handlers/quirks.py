@@ -32,10 +32,13 @@ def ensure_quirks_loaded() -> None:
     with _setup_lock:
         if _setup_done:
             return
-        import zhaquirks
-
         started = time.perf_counter()
-        zhaquirks.setup()
+        try:
+            import zhaquirks
+
+            zhaquirks.setup()
+        except Exception:  # devices then pair as they are, without their quirks
+            LOGGER.exception("zha-quirks could not be loaded; devices pair without quirks")
         setup_seconds = time.perf_counter() - started
         _setup_done = True
         LOGGER.info("zha-quirks loaded in %.1f s", setup_seconds)

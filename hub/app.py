@@ -310,6 +310,9 @@ class Hub:
         except WireError as exc:
             LOGGER.warning("rejected hub request: %s", exc)
             return
+        if request.hub_id != self.hub_id:  # as for commands: the payload must agree with the topic
+            LOGGER.warning("rejected hub request req=%s for hub %r", request.id, request.hub_id)
+            return
         if utcnow() > request.expires_at:
             LOGGER.info("req=%s expired, ignored", request.id)
             return

@@ -150,7 +150,7 @@ def _type_from_value(value: Any) -> int | None:
 
 def _coerce(type_id: int, value: Any) -> Any:
     """The recorded (JSON) value as the Python value of its ZCL type; None if it cannot be."""
-    python_type = foundation.DataType.from_type_id(type_id).python_type
+    python_type = foundation.DataType.from_type_id(DataTypeId(type_id)).python_type
     if isinstance(value, float) and issubclass(python_type, int):
         if math.isnan(value) or math.isinf(value):
             return None

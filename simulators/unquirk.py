@@ -75,7 +75,8 @@ def _offline_device(quirk: type, endpoints: dict[int, VirtualEndpoint], manufact
     raw.manufacturer, raw.model = manufacturer, model
     for ep_id, vep in endpoints.items():
         ep = raw.add_endpoint(ep_id)
-        ep.profile_id, ep.device_type = vep.profile_id, vep.device_type
+        ep.profile_id = vep.profile_id
+        ep.device_type = vep.device_type  # type: ignore[assignment]  # any profile's type id
         ep.status = zigpy.endpoint.Status.ZDO_INIT
         for cluster_id in vep.in_clusters:
             ep.add_input_cluster(cluster_id)

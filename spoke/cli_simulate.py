@@ -12,11 +12,14 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from spoke.console import err_console, fail
+
+if TYPE_CHECKING:
+    from spoke.simulate import Inspection
 
 simulate_app = typer.Typer(help="Virtual devices from ZHA diagnostics files: inspect, conformance.",
                            no_args_is_help=True)
@@ -30,7 +33,7 @@ def _quiet_logging(verbose: bool) -> None:
                         format="%(levelname)s %(name)s: %(message)s", force=True)
 
 
-def _inspect(paths: list[Path]) -> tuple[list, float]:  # type: ignore[type-arg]
+def _inspect(paths: list[Path]) -> tuple[list[Inspection], float]:
     from spoke.simulate import inspect_files
 
     started = time.perf_counter()

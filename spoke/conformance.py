@@ -46,7 +46,7 @@ DEVICE_CLASS_CAPABILITIES: dict[str, frozenset[str]] = {
     k: frozenset(v) for k, v in {
         "battery": {"battery"},
         "temperature": {"temperature", "device_temperature"},
-        "humidity": {"humidity", "soil_moisture"},
+        "humidity": {"humidity", "soil_moisture", "leaf_wetness"},
         "moisture": {"water_leak", "soil_moisture"},
         "illuminance": {"illuminance"},
         "pressure": {"pressure"},
@@ -61,7 +61,8 @@ DEVICE_CLASS_CAPABILITIES: dict[str, frozenset[str]] = {
         "volatile_organic_compounds_parts": {"voc"},
         "volatile_organic_compounds": {"voc"},
         "carbon_dioxide": {"co2"},
-        "carbon_monoxide": {"carbon_monoxide"},
+        "carbon_monoxide": {"co", "alarm"},
+        "volume_flow_rate": {"flow"},
         "opening": {"contact"},
         "door": {"contact"},
         "window": {"contact"},
@@ -70,7 +71,8 @@ DEVICE_CLASS_CAPABILITIES: dict[str, frozenset[str]] = {
         "occupancy": {"occupancy"},
         "presence": {"occupancy"},
         "smoke": {"smoke"},
-        "gas": {"gas"},
+        "gas": {"alarm"},  # ZHA's class for an IAS carbon monoxide zone; Spoke's generic alarm
+        "sound": {"alarm"},
         "vibration": {"vibration"},
         "moving": {"acceleration"},
         "safety": {"alarm"},
@@ -82,6 +84,13 @@ SECONDARY = frozenset({"tamper"})  # flags that never stand for a zone's main al
 # "opening" or "motion" in ZHA, and the state of the On/Off (client) cluster in Spoke.
 CLUSTER_CAPABILITIES: dict[int, frozenset[str]] = {0x0006: frozenset({"switch"})}
 POSITION_TOLERANCE = 1.0  # percent: ZHA truncates level * 100 / 255, Spoke rounds level / 254
+# Sensors whose state is a word: which Spoke field carries it, and ZHA's words in Spoke's.
+TEXT_FIELDS: dict[str, dict[str, tuple[str, str]]] = {
+    # ZHA's HVAC action: "off" follows the system mode, the others the running state.
+    "ThermostatHVACAction": {"off": ("thermostat", "mode"), "": ("thermostat", "running_state")},
+    "SinopeHVACAction": {"off": ("thermostat", "mode"), "": ("thermostat", "running_state")},
+}
+TEXT_SYNONYMS = {"heating": "heat", "preheating": "heat", "cooling": "cool", "drying": "dry"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -230,8 +239,27 @@ def _light(e: Expected, readings: list[Mapping[str, Any]]) -> Outcome:
     return Outcome(expected=e, matched=not problems, detail="; ".join(problems))
 
 
+def _text(e: Expected, zha: str, readings: list[Mapping[str, Any]]) -> Outcome:
+    fields = TEXT_FIELDS.get(e.class_name, {})
+    where = fields.get(zha, fields.get(""))
+    found = [r for r in readings
+             if r["endpoint"] == e.endpoint and r["cluster"] in e.clusters
+             and isinstance(r["value"], str)
+             and (where is None or (r["capability"], r["attribute"]) == where)]
+    ok = any(r["value"] in (zha, TEXT_SYNONYMS.get(zha)) for r in found)
+    return Outcome(expected=e, matched=ok, detail="" if ok else f"zha={zha} spoke={_shown(found)}")
+
+
 def compare(e: Expected, readings: list[Mapping[str, Any]]) -> Outcome:
-    """Does one ZHA entity agree with the readings Spoke derived?"""
+    """Does one ZHA entity agree with the readings Spoke derived? (Never raises: a state this
+    comparison does not understand is a miss that says so.)"""
+    try:
+        return _compare(e, readings)
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        return Outcome(expected=e, matched=False, detail=f"not comparable: {exc}")
+
+
+def _compare(e: Expected, readings: list[Mapping[str, Any]]) -> Outcome:
     state = e.state
     if e.platform == "light":
         return _light(e, readings)
@@ -247,7 +275,12 @@ def compare(e: Expected, readings: list[Mapping[str, Any]]) -> Outcome:
         return _number(e, state.get("current_position"), numbers, 0, POSITION_TOLERANCE)
     if e.platform == "fan":
         return _number(e, state.get("percentage"), numbers, 0, POSITION_TOLERANCE)
-    return _number(e, state.get("state"), numbers, e.decimals)
+    value = state.get("state")
+    if isinstance(value, str):
+        return _text(e, value, readings)
+    if isinstance(value, bool):
+        return _boolean(e, value, _on_cluster(e, readings, kind=bool))
+    return _number(e, value, numbers, e.decimals)
 
 
 def _unknown(e: Expected) -> bool:

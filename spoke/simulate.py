@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
+import os
 import tempfile
 import time
 from collections.abc import Iterable
@@ -33,6 +35,7 @@ LOGGER = logging.getLogger(__name__)
 INTERVIEW_TIMEOUT = 40.0  # seconds for all devices to join and finish their interviews
 QUIET = 0.2  # seconds without a frame on the air: the devices' reports have all arrived
 QUIET_WITHIN = 10.0
+_runs = itertools.count(1)  # each run its own simulated network (they are found by name)
 
 
 @dataclass
@@ -94,8 +97,9 @@ class _Interviews:
 async def _adopt(inspection: Inspection, interviewed: asyncio.Future[zigpy.device.Device],
                  deadline: float) -> Any:
     """As the hub adopts a device: handler from its clusters, configure, read the state."""
-    device = await asyncio.wait_for(interviewed, max(0.1, deadline - time.monotonic()))
-    device = device.application.get_device(ieee=device.ieee)  # the quirked object, if replaced
+    interviewed_device = await asyncio.wait_for(interviewed, max(0.1, deadline - time.monotonic()))
+    # The object zigpy keeps: the quirk's replacement when one applied.
+    device: Any = interviewed_device.application.get_device(ieee=interviewed_device.ieee)
     inspection.manufacturer, inspection.model = device.manufacturer, device.model
     inspection.quirk = quirk_name(device)
     handler = handler_for(device)
@@ -110,13 +114,14 @@ async def _adopt(inspection: Inspection, interviewed: asyncio.Future[zigpy.devic
     return handler
 
 
-async def inspect_files(files: list[Path], *, data_dir: Path | None = None) -> list[Inspection]:
+async def inspect_files(files: list[Path]) -> list[Inspection]:
     """Pair every file's virtual device through one simulated network and hub Zigbee stack."""
     from simulators import diagnostics
 
     inspections = [Inspection(source=f) for f in files]
     with tempfile.TemporaryDirectory(prefix="spoke-inspect-") as tmp:
-        settings = HubSettings(hub_id="inspect", hub_data_dir=data_dir or Path(tmp), radio="sim",
+        settings = HubSettings(hub_id=f"inspect-{os.getpid()}-{next(_runs)}",
+                               hub_data_dir=Path(tmp), radio="sim",
                                sim_devices=[], sim_speed=1.0, sim_tick=0.05,
                                state_refresh_on_start=False)
         zigbee = await start_zigbee(settings)

@@ -10,7 +10,8 @@ from device_handlers.tables import AttributeMap, ClusterTable, ReportConfig
 _attrs = ElectricalMeasurement.AttributeDefs
 _REPORT = ReportConfig(min=5, max=900, change=1)  # ZHA's electrical measurement reporting
 
-_power = multiplier_divisor(_attrs.ac_power_multiplier, _attrs.ac_power_divisor, ndigits=1)
+_power = multiplier_divisor(_attrs.ac_power_multiplier, _attrs.ac_power_divisor, ndigits=1,
+                            fallbacks=(_attrs.power_multiplier, _attrs.power_divisor))
 
 ELECTRICAL_MEASUREMENT = ClusterTable(
     cluster=ElectricalMeasurement,

@@ -9,7 +9,11 @@ from zigpy.zcl import Cluster
 from zigpy.zcl.clusters.measurement import (
     PM25,
     CarbonDioxideConcentration,
+    CarbonMonoxideConcentration,
+    FlowMeasurement,
+    FormaldehydeConcentration,
     IlluminanceMeasurement,
+    LeafWetness,
     OccupancySensing,
     PressureMeasurement,
     RelativeHumidity,
@@ -125,6 +129,44 @@ CO2 = ClusterTable(
     ),
 )
 
+CO = ClusterTable(
+    cluster=CarbonMonoxideConcentration,
+    attributes=(
+        AttributeMap(attribute=CarbonMonoxideConcentration.AttributeDefs.measured_value,
+                     capability="co", field="co", convert=scale(1e6, ndigits=1),
+                     report=ReportConfig(min=30, max=900, change=0.000001)),
+    ),
+)
+
+FORMALDEHYDE = ClusterTable(
+    cluster=FormaldehydeConcentration,
+    attributes=(
+        AttributeMap(attribute=FormaldehydeConcentration.AttributeDefs.measured_value,
+                     capability="formaldehyde", field="formaldehyde",
+                     convert=scale(1e6, ndigits=2),
+                     report=ReportConfig(min=30, max=900, change=0.000001)),
+    ),
+)
+
+LEAF_WETNESS = ClusterTable(
+    cluster=LeafWetness,
+    attributes=(
+        AttributeMap(attribute=LeafWetness.AttributeDefs.measured_value,
+                     capability="leaf_wetness", field="leaf_wetness", convert=divide(100),
+                     report=ReportConfig(min=30, max=900, change=100)),
+    ),
+)
+
+FLOW = ClusterTable(
+    cluster=FlowMeasurement,
+    attributes=(
+        # measured_value is in tenths of m³/h.
+        AttributeMap(attribute=FlowMeasurement.AttributeDefs.measured_value, capability="flow",
+                     field="flow", convert=divide(10), report=ReportConfig(min=30, max=900,
+                                                                           change=1)),
+    ),
+)
+
 VOC = ClusterTable(
     cluster=VOCLevel,
     attributes=(
@@ -138,4 +180,4 @@ VOC = ClusterTable(
 )
 
 TABLES = (TEMPERATURE, HUMIDITY, PRESSURE, ILLUMINANCE, OCCUPANCY, SOIL_MOISTURE, PM25_TABLE,
-          CO2, VOC)
+          CO2, CO, FORMALDEHYDE, LEAF_WETNESS, FLOW, VOC)
