@@ -21,8 +21,8 @@ async def _spoke(*args: str, env: dict[str, str] | None = None) -> asyncio.subpr
         env={**os.environ, "COLUMNS": "200", **(env or {})})
 
 
-async def _output(proc: asyncio.subprocess.Process, timeout: float = 60) -> str:
-    out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+async def _output(proc: asyncio.subprocess.Process, within: float = 60) -> str:
+    out, _ = await asyncio.wait_for(proc.communicate(), within)
     return out.decode()
 
 

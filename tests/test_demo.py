@@ -50,7 +50,7 @@ def test_demo_serves_devices_and_stops_cleanly(tmp_path: Path) -> None:
             code = proc.wait(20)
         except subprocess.TimeoutExpired:
             proc.kill()
-            raise AssertionError("demo did not stop within 20 s of Ctrl-C\n" + _tail(log))
+            raise AssertionError("demo did not stop within 20 s of Ctrl-C\n" + _tail(log)) from None
     assert code == 0, _tail(log)
     output = _tail(log)
     assert f"http://127.0.0.1:{api}/docs" in output
