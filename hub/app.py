@@ -120,7 +120,8 @@ class Hub:
         self.sim_network = zigbee.network or self.sim_network
         zigbee.app.add_listener(self)
         for device in list(zigbee.app.devices.values()):
-            if self._is_end_node(device) and device.is_initialized:
+            if isinstance(device, zigpy.device.Device) and self._is_end_node(device) \
+                    and device.is_initialized:
                 self.tracker.track(device)
         self.radio_up, self.radio_reason = True, None
 

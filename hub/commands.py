@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import time
+from typing import Literal
 
 from device_handlers.model import CommandError
 from hub.devices import DeviceTracker
@@ -67,7 +68,8 @@ class CommandExecutor:
         cid = command.id
         started = time.perf_counter()
 
-        def done(status: CommandStatus, **fields: object) -> CommandResult:
+        def done(status: Literal[CommandStatus.SUCCEEDED, CommandStatus.FAILED,
+                                 CommandStatus.EXPIRED], **fields: object) -> CommandResult:
             return CommandResult(id=cid, hub_id=self.hub_id, ieee=command.ieee, status=status,
                                  duration_ms=round((time.perf_counter() - started) * 1000, 2),
                                  **fields)  # type: ignore[arg-type]

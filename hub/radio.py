@@ -80,7 +80,7 @@ async def start_zigbee(settings: HubSettings, *, network: Any = None) -> Zigbee:
     ``network`` reuses a running simulated network (the air stays up when the hub reconnects).
     """
     settings.hub_data_dir.mkdir(parents=True, exist_ok=True)
-    radio = settings.radio
+    radio: str = settings.radio
     created = network is None
     if radio == "sim":
         network = network or sim_network(settings)
@@ -135,7 +135,7 @@ def serial_path(settings: HubSettings) -> str:
 async def _probe(settings: HubSettings, path: str) -> str:
     for radio in PROBE_ORDER:
         cls = controller_class(radio)
-        device = {conf.CONF_DEVICE_PATH: path}
+        device: dict[str, Any] = {conf.CONF_DEVICE_PATH: path}
         if settings.baudrate:
             device[conf.CONF_DEVICE_BAUDRATE] = settings.baudrate
         try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,7 +84,7 @@ class HubStore:
     def pending(self) -> int:
         return self._rows
 
-    def add_event(self, topic: str, build: callable) -> int:  # type: ignore[valid-type]
+    def add_event(self, topic: str, build: Callable[[int], bytes]) -> int:
         """Allocate the next sequence number, build the payload with it and queue it, atomically."""
         seq = self._seq + 1
         payload: bytes = build(seq)

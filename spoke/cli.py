@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -113,7 +113,7 @@ def hub_run(
     from hub.settings import HubSettings
 
     setup_logging(verbose)
-    overrides = {k: v for k, v in {
+    overrides: dict[str, Any] = {k: v for k, v in {
         "radio": radio, "serial_port": port, "baudrate": baudrate, "flow_control": flow_control,
         "sim_devices": sim_devices, "hub_id": hub_id, "hub_data_dir": data_dir}.items()
         if v is not None}

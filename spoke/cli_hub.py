@@ -147,7 +147,7 @@ def restore(
     from hub.settings import HubSettings
 
     setup_logging(verbose)
-    overrides = {k: v for k, v in {"radio": radio, "serial_port": port,
+    overrides: dict[str, Any] = {k: v for k, v in {"radio": radio, "serial_port": port,
                                    "hub_data_dir": data_dir}.items() if v is not None}
     settings = HubSettings(**overrides)
     if settings.control_socket.exists() and asyncio.run(_answers(settings.control_socket)):

@@ -7,7 +7,9 @@ import contextlib
 import logging
 import os
 import secrets
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 from rich.panel import Panel
 
@@ -62,9 +64,9 @@ async def run_demo(*, api_port: int, mqtt_port: int, token: str | None, data_dir
         console.print("[bold]Spoke demo stopped.[/]")
 
 
-async def _first(waiter: object, task: asyncio.Task[None]) -> None:
+async def _first(waiter: Coroutine[Any, Any, Any], task: asyncio.Task[None]) -> None:
     """Wait for a readiness event, or re-raise if the task it belongs to dies first."""
-    ready = asyncio.ensure_future(waiter)  # type: ignore[arg-type]
+    ready = asyncio.ensure_future(waiter)
     done, _ = await asyncio.wait({ready, task}, return_when=asyncio.FIRST_COMPLETED)
     if task in done:
         ready.cancel()
