@@ -94,11 +94,11 @@ def ieee_from_topic(level: str) -> str:
 
 
 def is_hub_id(value: str) -> bool:
-    return bool(_HUB_ID_RE.match(value))
+    return bool(_HUB_ID_RE.fullmatch(value))  # not match: "$" also matches before a final "\n"
 
 
 def is_ieee(value: str) -> bool:
-    return bool(_IEEE_RE.match(value))
+    return bool(_IEEE_RE.fullmatch(value))
 
 
 class Topics:
