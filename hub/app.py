@@ -35,6 +35,7 @@ from wire.contract import HubRequest, HubStatus, TopicKind, Topics, WireError, u
 LOGGER = logging.getLogger(__name__)
 VERSION = "0.1.0"
 STATUS_INTERVAL = 60.0
+JOURNAL_DAYS = 7
 
 
 class Hub:
@@ -430,6 +431,9 @@ class Hub:
         while True:
             await asyncio.sleep(STATUS_INTERVAL)
             self.link.publish_retained(Topics.status(self.hub_id), self.status().to_bytes())
+            # A command id is only redelivered within its lifetime (seconds); a week is plenty.
+            self.store.prune_commands(older_than=JOURNAL_DAYS * 86400)
+            self.store.trim()  # age bound of the outbox, also while no events arrive
 
 
 def expand_sim_sources(sources: list[str]) -> list[str]:
