@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from zigpy.zcl import foundation
 from zigpy.zcl.foundation import ZCLAttributeDef
@@ -236,6 +236,7 @@ class attr_in:
     attribute: ZCLAttributeDef
     values: frozenset[Any]
     unknown: bool = False
+    negate: ClassVar[bool] = False
 
     @property
     def needs(self) -> Needs:
@@ -245,26 +246,15 @@ class attr_in:
         value = cached.get(self.attribute)
         if value is None:
             return self.unknown
-        return value in self.values
+        return (value in self.values) != self.negate
 
 
 @dataclass(frozen=True, slots=True)
-class attr_not_in:
+class attr_not_in(attr_in):
     """The cached ``attribute`` is none of ``values`` (``unknown`` decides when not cached)."""
 
-    attribute: ZCLAttributeDef
-    values: frozenset[Any]
     unknown: bool = True
-
-    @property
-    def needs(self) -> Needs:
-        return (self.attribute,)
-
-    def __call__(self, cached: Cached) -> bool:
-        value = cached.get(self.attribute)
-        if value is None:
-            return self.unknown
-        return value not in self.values
+    negate: ClassVar[bool] = True
 
 
 @dataclass(frozen=True, slots=True)

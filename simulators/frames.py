@@ -70,29 +70,29 @@ def cluster_command_frame(
     tsn: int, cluster_id: int, command_id: int, fields: dict[str, Any]
 ) -> bytes:
     """A cluster-specific command sent by a device (server -> client), e.g. an IAS notification."""
-    cls = Cluster._registry.get(cluster_id)
-    if cls is None or command_id not in cls.client_commands:
-        raise ValueError(f"no client command 0x{command_id:02x} on cluster 0x{cluster_id:04x}")
-    schema = cls.client_commands[command_id].schema
-    hdr = foundation.ZCLHeader.cluster(
-        tsn, command_id, direction=foundation.Direction.Server_to_Client
-    )
-    return hdr.serialize() + schema(**fields).serialize()
+    return _command_frame(tsn, cluster_id, command_id, fields, from_client=False)
 
 
 def client_command_frame(
     tsn: int, cluster_id: int, command_id: int, fields: dict[str, Any]
 ) -> bytes:
     """A command sent from a device's client cluster (client -> server), e.g. a remote's "on"."""
+    return _command_frame(tsn, cluster_id, command_id, fields, from_client=True)
+
+
+def _command_frame(tsn: int, cluster_id: int, command_id: int, fields: dict[str, Any], *,
+                   from_client: bool) -> bytes:
     cls = Cluster._registry.get(cluster_id)
-    if cls is None or command_id not in cls.server_commands:
-        raise ValueError(f"no server command 0x{command_id:02x} on cluster 0x{cluster_id:04x}")
-    schema = cls.server_commands[command_id].schema
-    hdr = foundation.ZCLHeader.cluster(
-        tsn, command_id, direction=foundation.Direction.Client_to_Server
-    )
-    hdr.frame_control = hdr.frame_control.replace(disable_default_response=True)
-    return hdr.serialize() + schema(**fields).serialize()
+    commands = (cls.server_commands if from_client else cls.client_commands) if cls else {}
+    if command_id not in commands:
+        kind = "server" if from_client else "client"
+        raise ValueError(f"no {kind} command 0x{command_id:02x} on cluster 0x{cluster_id:04x}")
+    direction = (foundation.Direction.Client_to_Server if from_client
+                 else foundation.Direction.Server_to_Client)
+    hdr = foundation.ZCLHeader.cluster(tsn, command_id, direction=direction)
+    if from_client:  # a remote does not ask the coordinator for a default response
+        hdr.frame_control = hdr.frame_control.replace(disable_default_response=True)
+    return hdr.serialize() + commands[command_id].schema(**fields).serialize()
 
 
 def typed_value(zcl_type: int, value: Any) -> foundation.TypeValue:
