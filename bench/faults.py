@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.fault_scenarios import SCENARIOS, Outcome, run
+from bench.fault_scenarios import SCENARIOS, Outcome, run
 
 
 def main() -> None:

@@ -31,7 +31,7 @@ from cloud.service import CloudServices, run_cloud
 from cloud.settings import CloudSettings
 from hub.app import Hub
 from hub.settings import HubSettings
-from tests.processes import render_mosquitto_conf
+from bench.rig import render_mosquitto_conf
 
 
 def free_port() -> int:

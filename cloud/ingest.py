@@ -46,7 +46,7 @@ from wire.contract import (
 log = logging.getLogger(__name__)
 
 _STOP = object()
-_TO_HUBS = {TopicKind.COMMANDS, TopicKind.REQUESTS}
+_TO_HUBS = {TopicKind.COMMANDS, TopicKind.REQUESTS, TopicKind.ACKS}
 # Kinds that several cloud processes may split between them (one $share group). Results are not
 # shared (the process that sent a command waits for its result), retained kinds neither, and pairing
 # events are not: every process stores each one (deduplicated by digest), so their ids, the clients'

@@ -17,7 +17,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from hub.settings import HubSettings
 from hub.store import HubStore
-from wire.contract import HubStatus, Topics
+from wire.contract import HubStatus, Topics, hub_client_id
 
 LOGGER = logging.getLogger(__name__)
 INFLIGHT_WINDOW = 100
@@ -54,7 +54,7 @@ class HubLink:
         self.last_error: str | None = None
         self.client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=f"spoke-hub-{self.hub_id}",
+            client_id=hub_client_id(self.hub_id),
             clean_session=False,  # keep command subscriptions queued while we are away
             protocol=mqtt.MQTTv311,
         )

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.processes import render_mosquitto_conf
+from bench.rig import render_mosquitto_conf
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import MOSQUITTO
-from tests.fault_scenarios import SCENARIOS, Outcome, run
+from bench.fault_scenarios import SCENARIOS, Outcome, run
 
 pytestmark = pytest.mark.skipif(not Path(MOSQUITTO).exists(),
                                 reason="mosquitto is not installed (apt-get install mosquitto)")

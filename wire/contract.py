@@ -30,6 +30,11 @@ _IEEE_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){7}$")
 HubId = Annotated[str, Field(pattern=HUB_ID_PATTERN)]
 Ieee = Annotated[str, Field(pattern=r"^[0-9a-f]{2}(:[0-9a-f]{2}){7}$")]
 
+# A hub's ledger epoch: made at random when the hub's store is created. A hub that lost its store
+# (new SD card, restored backup) starts a new epoch, so its new events are never taken for old ones.
+Epoch = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")]
+LEGACY_EPOCH = ""  # events of hubs that predate epochs
+
 
 def _finite_from_json(value: float, info: ValidationInfo) -> float:
     """JSON has no NaN or Infinity, and its numbers are doubles (1e999 and 10**400 are not): refuse
@@ -81,6 +86,7 @@ class TopicKind(StrEnum):
     RESULTS = "results"  # hub -> cloud command results, QoS 1
     REQUESTS = "requests"  # cloud -> hub management requests (pairing, rename, remove), QoS 1
     PAIRING = "pairing"  # hub -> cloud pairing progress (joins, interview steps), QoS 1
+    ACKS = "acks"  # cloud -> hub, retained: how far the cloud has committed the hub's ledger
 
 
 def ieee_to_topic(ieee: str) -> str:
@@ -91,6 +97,11 @@ def ieee_from_topic(level: str) -> str:
     if not re.fullmatch(r"[0-9a-f]{16}", level):
         raise WireError(f"not an IEEE address in topic: {level!r}")
     return ":".join(level[i : i + 2] for i in range(0, 16, 2))
+
+
+def hub_client_id(hub_id: str) -> str:
+    """The MQTT client id a hub connects with; the broker binds it to the hub's credentials."""
+    return f"spoke-hub-{hub_id}"
 
 
 def is_hub_id(value: str) -> bool:
@@ -138,6 +149,10 @@ class Topics:
     def pairing(cls, hub_id: str) -> str:
         return f"{cls.hub(hub_id)}/pairing"
 
+    @classmethod
+    def acks(cls, hub_id: str) -> str:
+        return f"{cls.hub(hub_id)}/acks"
+
     # Subscriptions -------------------------------------------------------------------------------
     @staticmethod
     def cloud_ingest_filters() -> list[str]:
@@ -148,8 +163,27 @@ class Topics:
 
     @classmethod
     def hub_filters(cls, hub_id: str) -> list[str]:
-        """What a hub subscribes to (only its own commands and requests)."""
-        return [cls.commands(hub_id), cls.requests(hub_id)]
+        """What a hub subscribes to: only its own commands, requests and acknowledgements. The
+        broker's access rules allow a hub exactly these (and nothing else) to read."""
+        return [cls.commands(hub_id), cls.requests(hub_id), cls.acks(hub_id)]
+
+    @classmethod
+    def hub_publications(cls, hub_id: str) -> list[str]:
+        """The topics (and filters) a hub may publish on: its own hub -> cloud kinds only. The
+        broker's access rules are derived from this list."""
+        return [cls.status(hub_id), f"{cls.hub(hub_id)}/devices/+", cls.events(hub_id),
+                cls.results(hub_id), cls.pairing(hub_id)]
+
+    @staticmethod
+    def cloud_publications() -> list[str]:
+        """What only the cloud publishes: commands, requests and acknowledgements to any hub."""
+        base = f"{TOPIC_ROOT}/hubs/+"
+        return [f"{base}/commands", f"{base}/requests", f"{base}/acks"]
+
+    @staticmethod
+    def everything() -> str:
+        """The filter covering every Spoke topic (what the cloud may read)."""
+        return f"{TOPIC_ROOT}/#"
 
     @staticmethod
     def parse(topic: str) -> tuple[TopicKind, str, str | None]:
@@ -170,6 +204,7 @@ class Topics:
             TopicKind.RESULTS,
             TopicKind.REQUESTS,
             TopicKind.PAIRING,
+            TopicKind.ACKS,
         }:
             return TopicKind(rest[0]), hub_id, None
         raise WireError(f"unknown Spoke topic: {topic!r}")
@@ -216,6 +251,11 @@ class HubStatus(Message):
     pairing_until: Timestamp | None = None  # permit-join open until this instant
     radio_up: bool | None = None
     metrics: dict[str, Number] = Field(default_factory=dict)
+    # The hub's event ledger: its epoch, the last sequence number it assigned, and the highest one
+    # its outbox bound dropped (those will never arrive; the cloud stops waiting for them).
+    epoch: Epoch | None = None
+    last_seq: int | None = Field(default=None, ge=0, le=2**63 - 1)
+    dropped_upto: int | None = Field(default=None, ge=0, le=2**63 - 1)
 
 
 class DeviceInfo(Message):
@@ -238,9 +278,10 @@ class DeviceInfo(Message):
 
 
 class Event(Message):
-    """One capability attribute change. ``seq`` is per hub, starts at 1 and only grows."""
+    """One capability attribute change. ``seq`` is per hub and epoch, starts at 1, only grows."""
 
     hub_id: HubId
+    epoch: Epoch | None = None  # None: a hub older than ledger epochs (one epoch per hub)
     seq: int = Field(ge=1, le=2**63 - 1)  # storage keeps it as a signed 64-bit integer
     ts: Timestamp
     ieee: Ieee
@@ -297,6 +338,22 @@ class HubRequest(Message):
     expires_at: Timestamp
 
 
+class LedgerAck(Message):
+    """The cloud's end-to-end acknowledgement to one hub, retained on the hub's acks topic.
+
+    ``seq``: every event of ``epoch`` up to it is committed in the cloud's database (the highest
+    contiguous committed sequence number). ``results``: ids of command results committed since the
+    previous acknowledgement. The hub keeps an event or result in its outbox until it is covered.
+    """
+
+    hub_id: HubId
+    epoch: Epoch | None = None
+    seq: int = Field(ge=0, le=2**63 - 1)
+    results: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
+        default_factory=list, max_length=1000)
+    ts: Timestamp = Field(default_factory=utcnow)
+
+
 PairingStep = Literal[
     "permit_open",  # permit-join opened (until = when it closes)
     "permit_closed",
@@ -339,6 +396,7 @@ PAYLOAD_MODELS: dict[TopicKind, type[Message]] = {
     TopicKind.RESULTS: CommandResult,
     TopicKind.REQUESTS: HubRequest,
     TopicKind.PAIRING: PairingEvent,
+    TopicKind.ACKS: LedgerAck,
 }
 
 

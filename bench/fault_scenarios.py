@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.processes import CommandLog, Rig, executions
+from bench.rig import CommandLog, Rig, executions
 
 
 @dataclass
