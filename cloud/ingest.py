@@ -2,8 +2,10 @@
 
 paho's network thread only queues messages; one worker thread decodes them, applies a batch in one
 database transaction, commits, and then sends the PUBACKs, so a crash before the commit leaves the
-messages with the broker (persistent session) to be delivered again. Bad messages are logged on one
-line, counted by reason and acknowledged; they never stop the worker.
+messages with the broker (persistent session) to be delivered again. After the commit it tells
+each hub concerned how far its ledger is committed (``LedgerAck``, retained on the hub's acks
+topic): a hub keeps every event and result until then, and resends what the cloud never got.
+Bad messages are logged on one line, counted by reason and acknowledged; they never stop the worker.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from cloud.mqtt import Inbound, MqttLink
 from cloud.settings import CloudSettings
 from cloud.storage import Storage
 from cloud.storage.base import (
+    AckDue,
     CommandRecord,
     EventOutcome,
     IngestTx,
@@ -35,6 +38,7 @@ from wire.contract import (
     DeviceInfo,
     Event,
     HubStatus,
+    LedgerAck,
     Message,
     PairingEvent,
     TopicKind,
@@ -53,6 +57,7 @@ _TO_HUBS = {TopicKind.COMMANDS, TopicKind.REQUESTS, TopicKind.ACKS}
 # cursors, are committed in the order the hub sent them.
 _SHARED = {TopicKind.EVENTS}
 _RETRY_MAX_DELAY = 5.0
+_ACK_RESULTS = 1000  # result ids per acknowledgement (the contract's bound)
 
 
 class IngestMetrics:
@@ -67,6 +72,7 @@ class IngestMetrics:
         self.results = 0
         self.pairing_events = 0
         self.batches = 0
+        self.acks = 0
         self.telemetry_errors = 0
         self.rejected: Counter[str] = Counter()
 
@@ -89,6 +95,7 @@ class IngestMetrics:
                 "results": self.results,
                 "pairing_events": self.pairing_events,
                 "batches": self.batches,
+                "acks": self.acks,
                 "telemetry_errors": self.telemetry_errors,
                 "rejected": dict(self.rejected),
                 "rejected_total": sum(self.rejected.values()),
@@ -136,6 +143,7 @@ class _Applied:
     devices: set[str]  # ids of devices described or removed
     commands: list[CommandRecord]
     rejected: list[tuple[_Decoded, str, str]]
+    acks: list[AckDue]
 
 
 def ingest_subscriptions(shared_group: str | None = None) -> list[tuple[str, int]]:
@@ -265,10 +273,11 @@ class Ingest:
         self._committed(items, applied)
 
     def _apply(self, items: Sequence[_Decoded]) -> _Applied:
-        applied = _Applied(points=[], commands=[], rejected=[], devices=set())
+        applied = _Applied(points=[], commands=[], rejected=[], devices=set(), acks=[])
         with self.storage.registry.ingest() as tx:
             for item in items:
                 self._apply_one(tx, item, applied)
+            applied.acks = tx.acks_due()
         return applied
 
     def _apply_one(self, tx: IngestTx, item: _Decoded, applied: _Applied) -> None:
@@ -294,9 +303,15 @@ class Ingest:
                     applied.points.append(result.point)
             elif result.outcome is EventOutcome.DUPLICATE:
                 applied.duplicates += 1
+            elif result.outcome is EventOutcome.IMPLAUSIBLE:
+                applied.rejected.append(
+                    (item, "implausible_seq", f"seq {msg.seq} is far beyond what hub "
+                     f"{msg.hub_id} has committed")
+                )
             else:
                 applied.rejected.append(
-                    (item, "unknown_device", f"no device {msg.ieee} on hub {msg.hub_id}")
+                    (item, "unknown_device", f"no device {msg.ieee} on hub {msg.hub_id} "
+                     "(kept as a dead letter)")
                 )
         elif item.kind is TopicKind.RESULTS:
             assert isinstance(msg, CommandResult)
@@ -313,6 +328,12 @@ class Ingest:
     def _committed(self, items: Sequence[_Decoded], applied: _Applied) -> None:
         for item in items:
             self.link.ack(item.inbound)
+        for due in applied.acks:
+            for start in range(0, max(1, len(due.results)), _ACK_RESULTS):
+                ack = LedgerAck(hub_id=due.hub_id, epoch=due.epoch, seq=due.seq,
+                                results=due.results[start:start + _ACK_RESULTS])
+                if self.link.publish(Topics.acks(due.hub_id), ack.to_bytes(), retain=True):
+                    self.metrics.add(acks=1)
         self.metrics.add(stored=applied.stored, duplicates=applied.duplicates, gaps=applied.gaps,
                          results=applied.results, pairing_events=applied.pairing_events,
                          batches=1)

@@ -14,7 +14,7 @@ from typing import Any
 import zigpy.application
 import zigpy.backups
 
-from hub.radio import RadioError, controller_class, serial_path, sim_network, zigpy_config
+from hub.radio import RadioError, controller_class, device_path, load_radio_controls, zigpy_config
 from hub.settings import HubSettings
 
 LOGGER = logging.getLogger(__name__)
@@ -70,21 +70,22 @@ def load_backup(path: Path) -> zigpy.backups.NetworkBackup:
 async def restore_backup(settings: HubSettings, path: Path) -> zigpy.backups.NetworkBackup:
     """Write a backup's network settings onto the (new) radio. The hub must be stopped."""
     backup = await asyncio.to_thread(load_backup, path)
-    network = sim_network(settings) if settings.radio == "sim" else None
-    device_path = network.path if network is not None else serial_path(settings)
-    radio = "sim" if network is not None else settings.radio
-    if radio == "auto":
+    if settings.radio == "auto":
         raise RadioError("restore needs the radio type: pass --radio ezsp|znp|deconz")
-    app = await controller_class(radio).new(config=zigpy_config(settings, device_path),
-                                            auto_form=False, start_radio=False)
+    controls = load_radio_controls(settings)
     try:
-        await app.connect()
-        await app.backups.restore_backup(backup)
-        LOGGER.info("restored network %s (channel %d, PAN 0x%04x) onto %s",
-                    backup.network_info.extended_pan_id, backup.network_info.channel,
-                    backup.network_info.pan_id, device_path)
+        radio_path = device_path(settings, controls)
+        app = await controller_class(settings.radio).new(
+            config=zigpy_config(settings, radio_path), auto_form=False, start_radio=False)
+        try:
+            await app.connect()
+            await app.backups.restore_backup(backup)
+            LOGGER.info("restored network %s (channel %d, PAN 0x%04x) onto %s",
+                        backup.network_info.extended_pan_id, backup.network_info.channel,
+                        backup.network_info.pan_id, radio_path)
+        finally:
+            await app.shutdown()
     finally:
-        await app.shutdown()
-        if network is not None:
-            network.close()
+        if controls is not None:
+            controls.close()
     return backup

@@ -15,20 +15,20 @@ from typing import Literal
 
 from device_handlers.model import CommandError
 from hub.devices import DeviceTracker
-from hub.link import HubLink
+from hub.publisher import Publisher
 from hub.store import HubStore
 from wire.capabilities import CommandInvalid, validate_command
-from wire.contract import Command, CommandResult, CommandStatus, Topics, WireError, utcnow
+from wire.contract import Command, CommandResult, CommandStatus, WireError, utcnow
 
 LOGGER = logging.getLogger(__name__)
 
 
 class CommandExecutor:
-    def __init__(self, hub_id: str, store: HubStore, link: HubLink, tracker: DeviceTracker, *,
-                 timeout: float) -> None:
+    def __init__(self, hub_id: str, store: HubStore, publisher: Publisher,
+                 tracker: DeviceTracker, *, timeout: float) -> None:
         self.hub_id = hub_id
         self.store = store
-        self.link = link
+        self.publisher = publisher
         self.tracker = tracker
         self.timeout = timeout
         self.counts: dict[str, int] = {"received": 0, "rejected": 0, "duplicate": 0,
@@ -106,8 +106,7 @@ class CommandExecutor:
 
     def _send(self, command_id: str, payload: bytes) -> None:
         self.store.finish_command(command_id, payload)
-        self.store.add(Topics.results(self.hub_id), payload)
-        self.link.kick()
+        self.publisher.result(command_id, payload)
 
     def _reject(self, payload: bytes, reason: str) -> None:
         """A command we cannot parse: answer "failed" if it at least has an id, else only log."""

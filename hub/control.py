@@ -12,11 +12,13 @@ import contextlib
 import json
 import logging
 import os
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from hub.app import Hub
+    from hub.management import Management
+    from hub.pairing import PairingReporter
 
 LOGGER = logging.getLogger(__name__)
 MAX_REQUEST = 64 * 1024
@@ -27,9 +29,16 @@ class ControlError(Exception):
 
 
 class ControlServer:
-    def __init__(self, hub: Hub, path: Path) -> None:
-        self.hub = hub
+    """Serves the control channel: ``pair`` here, every other operation through ``handle``."""
+
+    def __init__(self, path: Path, handle: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]],
+                 management: Management, pairing: PairingReporter,
+                 device_info: Callable[[str], dict[str, Any] | None]) -> None:
         self.path = path
+        self._handle = handle
+        self.management = management
+        self.pairing = pairing
+        self.device_info = device_info
         self._server: asyncio.AbstractServer | None = None
 
     async def start(self) -> None:
@@ -57,7 +66,7 @@ class ControlServer:
                 if request["op"] == "pair":
                     await self._pair(request, reader, writer)
                 else:
-                    result = await self.hub.control(request["op"], request)
+                    result = await self._handle(request)
                     await _send(writer, {"ok": True, **result})
             except (ControlError, ValueError) as exc:
                 await _send(writer, {"ok": False, "error": str(exc)})
@@ -77,11 +86,11 @@ class ControlServer:
         duration = int(request.get("duration", 120))
         if not 1 <= duration <= 254:
             raise ControlError("duration must be 1-254 seconds")
-        queue = self.hub.pairing.subscribe()
+        queue = self.pairing.subscribe()
         adopted: list[str] = []
         hangup = asyncio.ensure_future(reader.read(1))  # the client closing = Ctrl-C
         try:
-            await self.hub.permit(duration)
+            await self.management.permit(duration)
             while True:
                 getter = asyncio.ensure_future(queue.get())
                 done, _ = await asyncio.wait({getter, hangup},
@@ -95,14 +104,14 @@ class ControlServer:
                     adopted.append(event.ieee)
                 if event.step == "permit_closed":
                     break
-            devices = [self.hub.device_info(ieee) for ieee in adopted]
+            devices = [self.device_info(ieee) for ieee in adopted]
             await _send(writer, {"ok": True, "done": True,
                                  "devices": [d for d in devices if d is not None]})
         finally:
             hangup.cancel()
-            self.hub.pairing.unsubscribe(queue)
-            if self.hub.pairing_open:
-                await self.hub.permit(0)
+            self.pairing.unsubscribe(queue)
+            if self.management.pairing_open:
+                await self.management.permit(0)
 
 
 async def _send(writer: asyncio.StreamWriter, message: dict[str, Any]) -> None:

@@ -1,7 +1,7 @@
 """The hub's view of its devices: each zigpy device with its handler, capability state and name.
 
-Readings from the device handlers become state changes; each change is one wire Event, written to
-the outbox with the hub's next sequence number. Descriptions (DeviceInfo) are published retained.
+Readings from the device handlers become state changes; each change is one event in the hub's
+ledger (hub.publisher). Descriptions (DeviceInfo) are published retained.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import zigpy.device
 
 from device_handlers.model import DeviceHandler, Reading
 from device_handlers.registry import handler_for
-from hub.link import HubLink
+from hub.publisher import Publisher
 from hub.store import HubStore
-from wire.contract import DeviceInfo, Event, State, Topics, utcnow
+from wire.contract import DeviceInfo, State, utcnow
 
 LOGGER = logging.getLogger(__name__)
 
@@ -65,15 +65,14 @@ def quirk_name(device: zigpy.device.Device) -> str | None:
 class DeviceTracker:
     """Devices by IEEE, their state, and the events their readings produce."""
 
-    def __init__(self, hub_id: str, store: HubStore, link: HubLink, *,
+    def __init__(self, hub_id: str, store: HubStore, publisher: Publisher, *,
                  info_debounce: float = 5.0) -> None:
         self.hub_id = hub_id
         self.store = store
-        self.link = link
+        self.publisher = publisher
         self.info_debounce = info_debounce
         self.devices: dict[str, TrackedDevice] = {}
         self.names = store.names()
-        self.events_emitted = 0
         self._info_timers: dict[str, asyncio.TimerHandle] = {}
 
     def get(self, ieee: str) -> TrackedDevice | None:
@@ -99,8 +98,8 @@ class DeviceTracker:
         timer = self._info_timers.pop(ieee, None)
         if timer is not None:
             timer.cancel()
-        if publish:  # an empty retained payload clears the description: the device is gone
-            self.link.publish_retained(Topics.device(self.hub_id, ieee), b"")
+        if publish:
+            self.publisher.device_removed(ieee)
 
     def on_readings(self, ieee: str, readings: list[Reading]) -> None:
         tracked = self.devices.get(ieee)
@@ -129,19 +128,10 @@ class DeviceTracker:
             self.schedule_info(tracked.ieee)
 
     def _emit(self, tracked: TrackedDevice, r: Reading) -> None:
-        topic = Topics.events(self.hub_id)
-        ts = utcnow()
-
-        def build(seq: int) -> bytes:
-            return Event(hub_id=self.hub_id, seq=seq, ts=ts, ieee=tracked.ieee,
-                         capability=r.instance, attribute=r.attribute, value=r.value,
-                         unit=r.unit).to_bytes()
-
-        seq = self.store.add_event(topic, build)
-        self.events_emitted += 1
+        seq = self.publisher.event(tracked.ieee, r.instance, r.attribute, r.value, r.unit,
+                                   utcnow())
         LOGGER.debug("event seq=%d %s %s.%s=%r", seq, tracked.ieee, r.instance, r.attribute,
                      r.value)
-        self.link.kick()
 
     # ------------------------------------------------------------------ descriptions
     def info(self, tracked: TrackedDevice) -> DeviceInfo:
@@ -161,8 +151,7 @@ class DeviceTracker:
         self._info_timers.pop(ieee, None)
         tracked = self.devices.get(ieee)
         if tracked is not None:
-            self.link.publish_retained(Topics.device(self.hub_id, ieee),
-                                       self.info(tracked).to_bytes())
+            self.publisher.device(self.info(tracked))
 
     def schedule_info(self, ieee: str) -> None:
         """Republish a description after state changes, at most once per debounce period."""

@@ -1,7 +1,10 @@
 """The hub's MQTT link: paho-mqtt with a last will, a persistent session and the outbox pump.
 
-paho runs its network loop in its own thread; everything it reports is handed to the asyncio loop
-with call_soon_threadsafe, so the rest of the hub stays single-threaded.
+The pump publishes outbox rows in order, at most a window of them unacknowledged by the broker at a
+time. A broker acknowledgement only frees room in the window: rows leave the outbox when the cloud
+acknowledges them (hub.publisher). paho runs its network loop in its own thread; everything it
+reports is handed to the asyncio loop with call_soon_threadsafe, so the rest of the hub stays
+single-threaded.
 """
 
 from __future__ import annotations
@@ -22,8 +25,8 @@ from wire.contract import HubStatus, Topics, hub_client_id
 LOGGER = logging.getLogger(__name__)
 INFLIGHT_WINDOW = 100
 
-MessageHandler = Callable[[str, bytes], Awaitable[None]]
-ConnectedHandler = Callable[[], None]
+MessageHandler = Callable[[str, bytes, bool], Awaitable[None]]  # topic, payload, retained
+ConnectedHandler = Callable[[bool], None]  # the broker kept our session
 
 
 def _no_delay(client: mqtt.Client, userdata: object, sock: object) -> None:
@@ -103,7 +106,7 @@ class HubLink:
         if self.connected.is_set():
             self.client.publish(topic, payload, qos=1, retain=True)
 
-    def publish_event(self, topic: str, payload: bytes) -> None:
+    def publish_live(self, topic: str, payload: bytes) -> None:
         """Live, best-effort messages (pairing progress): not worth an outbox row."""
         if self.connected.is_set():
             self.client.publish(topic, payload, qos=1)
@@ -111,6 +114,16 @@ class HubLink:
     def kick(self) -> None:
         """Something was added to the outbox."""
         self._wake.set()
+
+    def rewind(self) -> None:
+        """Send every row still in the outbox again, from the oldest (the cloud did not get them)."""
+        self._sent_upto = 0
+        self._wake.set()
+
+    @property
+    def sent_upto(self) -> int:
+        """The id of the newest outbox row handed to the broker since the last rewind."""
+        return self._sent_upto
 
     async def _pump(self) -> None:
         while True:
@@ -134,9 +147,7 @@ class HubLink:
                 self._wake.set()  # more waiting once acks make room
 
     def _acked(self, mid: int) -> None:
-        row_id = self._inflight.pop(mid, None)
-        if row_id is not None:
-            self.store.remove(row_id)
+        if self._inflight.pop(mid, None) is not None:
             self.published += 1
         self._wake.set()
 
@@ -152,15 +163,19 @@ class HubLink:
             self.last_error = str(reason_code)
             return
         client.subscribe([(topic, 1) for topic in Topics.hub_filters(self.hub_id)])
-        self._call(self._connected)
+        self._call(self._connected, bool(getattr(flags, "session_present", False)))
 
-    def _connected(self) -> None:
-        LOGGER.info("MQTT connected to %s:%s as hub %s", self.settings.mqtt_host,
-                    self.settings.mqtt_port, self.hub_id)
+    def _connected(self, session_present: bool) -> None:
+        LOGGER.info("MQTT connected to %s:%s as hub %s (session %s)", self.settings.mqtt_host,
+                    self.settings.mqtt_port, self.hub_id, "resumed" if session_present else "new")
         self.connected.set()
         # Descriptions first, then the outbox: the cloud must know a device before its events.
-        # (paho resends its own unacknowledged messages; the pump only sends rows not yet sent.)
-        self._on_connected()
+        # paho resends its own unacknowledged messages; a broker that lost our session may have
+        # lost queued rows too, so then everything still in the outbox goes again.
+        if not session_present:
+            self._sent_upto = 0
+            self._inflight.clear()  # paho will not resend those into a new session
+        self._on_connected(session_present)
         self._wake.set()
 
     def _paho_disconnect(self, client: mqtt.Client, userdata: object, flags: object,
@@ -174,10 +189,10 @@ class HubLink:
         self.connected.clear()
 
     def _paho_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
-        self._call(self._dispatch, msg.topic, bytes(msg.payload))
+        self._call(self._dispatch, msg.topic, bytes(msg.payload), bool(msg.retain))
 
-    def _dispatch(self, topic: str, payload: bytes) -> None:
-        self._spawn(self._on_message(topic, payload))
+    def _dispatch(self, topic: str, payload: bytes, retained: bool) -> None:
+        self._spawn(self._on_message(topic, payload, retained))
 
     def _paho_publish(self, client: mqtt.Client, userdata: object, mid: int, reason_code: object,
                       properties: object) -> None:

@@ -19,7 +19,7 @@ from zigpy.zcl import foundation
 from zigpy.zcl.clusters.general import Basic
 
 from device_handlers.model import ConfigureStep
-from wire.contract import PairingEvent, PairingStep, Topics
+from wire.contract import PairingEvent, PairingStep
 
 LOGGER = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ _ZDO_STEPS: dict[int, PairingStep] = {
 
 
 class PairingReporter:
-    def __init__(self, hub_id: str, publish: Callable[[str, bytes], None]) -> None:
+    def __init__(self, hub_id: str, publish: Callable[[PairingEvent], None]) -> None:
         self.hub_id = hub_id
         self._publish = publish
         self.listeners: set[asyncio.Queue[PairingEvent]] = set()
@@ -43,7 +43,7 @@ class PairingReporter:
         self.history = [*self.history[-199:], event]
         for queue in list(self.listeners):
             queue.put_nowait(event)
-        self._publish(Topics.pairing(self.hub_id), event.to_bytes())
+        self._publish(event)
         return event
 
     def subscribe(self) -> asyncio.Queue[PairingEvent]:

@@ -1,7 +1,11 @@
-"""Choosing and starting the Zigbee radio: the simulated one or a real stick through its library.
+"""Choosing and starting the Zigbee radio: a real stick through its library, or any radio library
+advertised through zigpy's ``zigpy.radio`` entry points (the simulated radio among them).
 
 Every radio is a zigpy ControllerApplication; the hub sees no difference after ``start_zigbee``.
 zigpy keeps the paired devices in its own SQLite database (``zigbee.db`` in the hub's data dir).
+A radio library may also offer controls for the hub's local control channel (the simulated radio
+does: join a virtual device, fail the radio) through the ``spoke.radio_controls`` entry points;
+the hub loads them by radio type and names no module of theirs.
 """
 
 from __future__ import annotations
@@ -10,20 +14,25 @@ import asyncio
 import contextlib
 import importlib
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import zigpy.application
 import zigpy.config as conf
+from pydantic import BaseModel
+from zigpy.application import RADIO_ENTRY_POINT_GROUP
 
 from hub.settings import HubSettings
 
 LOGGER = logging.getLogger(__name__)
+CONTROLS_ENTRY_POINT_GROUP = "spoke.radio_controls"
 
-# radio type -> (module, class) of its zigpy ControllerApplication
+# radio type -> (module, class) of its zigpy ControllerApplication, for the radio libraries that
+# do not advertise themselves through zigpy's entry points
 RADIO_LIBRARIES: dict[str, tuple[str, str]] = {
-    "sim": ("simulators.radio", "SimControllerApplication"),
     "ezsp": ("bellows.zigbee.application", "ControllerApplication"),
     "znp": ("zigpy_znp.zigbee.application", "ControllerApplication"),
     "deconz": ("zigpy_deconz.zigbee.application", "ControllerApplication"),
@@ -39,12 +48,58 @@ class RadioError(RuntimeError):
 class Zigbee:
     app: zigpy.application.ControllerApplication
     radio: str
-    network: Any = None  # the SimNetwork for radio "sim"
+
+
+# Waits until the given devices (by IEEE) were taken into use; returns how many were.
+AdoptedWaiter = Callable[[list[str], float], Awaitable[int]]
+ControlHandler = Callable[[Any], Awaitable[dict[str, Any]]]
+
+
+class RadioControls(Protocol):
+    """What a radio library's controls offer the hub (see ``spoke.radio_controls``)."""
+
+    # The hub's ear for a device that tried to join while permit-join was closed: (ieee, why).
+    on_refused: Callable[[str, str], None] | None
+
+    @property
+    def path(self) -> str:
+        """The radio's device path (the library decides it; there is no serial port)."""
+        ...
+
+    @property
+    def operations(self) -> dict[type[BaseModel], ControlHandler]:
+        """Extra operations of the local control channel: request model -> handler."""
+        ...
+
+    async def start(self, adopted: AdoptedWaiter, *, within: float = 30.0) -> int:
+        """Called once the radio runs (e.g. switch on the first virtual devices)."""
+        ...
+
+    def close(self) -> None: ...
 
 
 def controller_class(radio: str) -> type[zigpy.application.ControllerApplication]:
+    for entry in entry_points(group=RADIO_ENTRY_POINT_GROUP, name=radio):
+        return entry.load()  # type: ignore[no-any-return]
+    if radio not in RADIO_LIBRARIES:
+        raise RadioError(f"no radio library for radio type {radio!r} is installed")
     module, name = RADIO_LIBRARIES[radio]
     return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
+
+
+def radio_options(settings: HubSettings) -> dict[str, Any]:
+    """The settings a radio library's controls take (the simulated network's, for ``sim``)."""
+    return {"name": settings.hub_id, "state_path": str(settings.sim_state),
+            "stick_path": str(settings.sim_stick), "speed": settings.sim_speed,
+            "tick": settings.sim_tick, "devices": list(settings.sim_devices)}
+
+
+def load_radio_controls(settings: HubSettings) -> RadioControls | None:
+    """The controls the configured radio's library offers, if any."""
+    for entry in entry_points(group=CONTROLS_ENTRY_POINT_GROUP, name=settings.radio):
+        settings.hub_data_dir.mkdir(parents=True, exist_ok=True)
+        return entry.load()(radio_options(settings))  # type: ignore[no-any-return]
+    return None
 
 
 def zigpy_config(settings: HubSettings, path: str) -> dict[str, Any]:
@@ -67,32 +122,21 @@ def zigpy_config(settings: HubSettings, path: str) -> dict[str, Any]:
     }
 
 
-def sim_network(settings: HubSettings) -> Any:
-    from simulators.network import SimNetwork
-
-    return SimNetwork(settings.hub_id, state_path=settings.sim_state, stick_path=settings.sim_stick,
-                      speed=settings.sim_speed, tick=settings.sim_tick)
+def device_path(settings: HubSettings, controls: RadioControls | None) -> str:
+    return controls.path if controls is not None else serial_path(settings)
 
 
-async def start_zigbee(settings: HubSettings, *, network: Any = None) -> Zigbee:
-    """Connect the configured radio, form a network on first start or resume it from zigpy's DB.
-
-    ``network`` reuses a running simulated network (the air stays up when the hub reconnects).
-    """
+async def start_zigbee(settings: HubSettings, controls: RadioControls | None = None) -> Zigbee:
+    """Connect the configured radio, form a network on first start or resume it from zigpy's DB."""
     settings.hub_data_dir.mkdir(parents=True, exist_ok=True)
     radio: str = settings.radio
-    created = network is None
-    if radio == "sim":
-        network = network or sim_network(settings)
-        path = network.path
-    else:
-        path = serial_path(settings)
-        if radio == "auto":
-            radio = await _probe(settings, path)
+    path = device_path(settings, controls)
+    if radio == "auto":
+        radio = await _probe(settings, path)
     cls = controller_class(radio)
     config = zigpy_config(settings, path)
-    if radio == "sim" and conf.CONF_NWK_CHANNEL not in config[conf.CONF_NWK]:
-        config[conf.CONF_NWK][conf.CONF_NWK_CHANNEL] = 15
+    if controls is not None and conf.CONF_NWK_CHANNEL not in config[conf.CONF_NWK]:
+        config[conf.CONF_NWK][conf.CONF_NWK_CHANNEL] = 15  # no energy scan without real air
     # As ZHA does: load zigpy's database first, then start the radio, so a radio that fails to
     # start can be shut down together with the database (no thread left behind).
     app = await cls.new(config=config, auto_form=True, start_radio=False, **_quirks_kwargs())
@@ -102,14 +146,12 @@ async def start_zigbee(settings: HubSettings, *, network: Any = None) -> Zigbee:
     except (Exception, asyncio.CancelledError) as exc:
         with contextlib.suppress(Exception):
             await app.shutdown()
-        if network is not None and created:
-            network.close()
         if isinstance(exc, asyncio.CancelledError):
             raise
         raise RadioError(_explain(radio, path, exc)) from exc
     LOGGER.info("Zigbee radio %s started on %s: %d devices in zigpy's database", radio, path,
                 len(app.devices) - 1)
-    return Zigbee(app=app, radio=radio, network=network)
+    return Zigbee(app=app, radio=radio)
 
 
 def _quirks_kwargs() -> dict[str, Any]:

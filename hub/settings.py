@@ -79,8 +79,13 @@ class HubSettings(BaseSettings):
     radio_retry_min: float = Field(default=1.0, gt=0)
     radio_retry_max: float = Field(default=60.0, gt=0)
     control_channel: bool = True
-    outbox_max_events: int = Field(default=100_000, ge=100)
+    # The cloud may refuse a sequence number far beyond what it has committed (as a forgery), so
+    # the outbox never holds more than a million events.
+    outbox_max_events: int = Field(default=100_000, ge=100, le=1_000_000)
     outbox_max_age: float = Field(default=7 * 24 * 3600, gt=0)
+    # Sent events the cloud has not acknowledged after this many seconds: ask where it stands, and
+    # send them again if it answers without them.
+    ledger_resend_after: float = Field(default=10.0, gt=0)
 
     @field_validator("sim_devices", mode="before")
     @classmethod

@@ -1,31 +1,45 @@
-"""The hub's own durable state in one SQLite file (WAL): the outbox, the event sequence, the journal
-of executed commands, and the names people gave devices.
+"""The hub's own durable state in one SQLite file (WAL): the event ledger and outbox, the journal of
+executed commands, and the names people gave devices.
 
-Every event is written to the outbox, with its sequence number, before it is published; a row leaves
-the outbox only when the broker has acknowledged it. A command id is journaled before it runs, so a
-redelivered command is answered from the journal instead of running twice.
+Every event is written to the outbox with its ledger position (epoch, sequence number) before it is
+published, and every command result before it is sent. A row leaves the outbox only when the cloud
+acknowledges that it has committed it (``ack``), never when the broker acknowledged the publish: a
+broker that dies before saving its queue must not lose an event. The epoch is made at random when
+the store is created, so a hub whose store was lost starts a new ledger the cloud tells apart.
+A command id is journaled before it runs, so a redelivered command is answered from the journal.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import secrets
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 LOGGER = logging.getLogger(__name__)
 
+RowKind = Literal["event", "result"]
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS ledger (id INTEGER PRIMARY KEY CHECK (id = 1), epoch TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     topic TEXT NOT NULL,
     payload BLOB NOT NULL,
     retain INTEGER NOT NULL DEFAULT 0,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    kind TEXT NOT NULL DEFAULT 'event',
+    seq INTEGER,
+    ref TEXT
 );
+CREATE INDEX IF NOT EXISTS ix_outbox_seq ON outbox(seq) WHERE seq IS NOT NULL;
+CREATE INDEX IF NOT EXISTS ix_outbox_ref ON outbox(ref) WHERE ref IS NOT NULL;
 CREATE TABLE IF NOT EXISTS commands (
     id TEXT PRIMARY KEY,
     received REAL NOT NULL,
@@ -43,6 +57,11 @@ class OutboxRow:
     retain: bool
 
 
+def new_epoch() -> str:
+    """A ledger epoch: 16 random hex digits (64 bits, so two stores never share one)."""
+    return secrets.token_hex(8)
+
+
 class HubStore:
     """Synchronous on purpose: each call is one short local transaction (well under a millisecond
     with WAL and synchronous=NORMAL), cheaper than a thread hop."""
@@ -55,26 +74,75 @@ class HubStore:
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
+        self._upgrade()
         self.db.executescript(_SCHEMA)
+        self.epoch = self._epoch()
         self._seq = self._meta("seq")
         self._rows = self.db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
 
     def close(self) -> None:
         self.db.close()
 
+    def _upgrade(self) -> None:
+        """A store written before the ledger had no row kinds: tell its events and results apart
+        (their sequence numbers are in the payloads) so they wait for the cloud's acknowledgement."""
+        columns = {r[1] for r in self.db.execute("PRAGMA table_info(outbox)")}
+        if not columns or "kind" in columns:
+            return
+        with self.db:
+            self.db.execute("BEGIN")
+            for ddl in ("kind TEXT NOT NULL DEFAULT 'event'", "seq INTEGER", "ref TEXT"):
+                self.db.execute(f"ALTER TABLE outbox ADD COLUMN {ddl}")
+            for row_id, topic, payload in self.db.execute(
+                    "SELECT id, topic, payload FROM outbox").fetchall():
+                try:
+                    data = json.loads(payload)
+                except ValueError:
+                    data = {}
+                if topic.endswith("/results"):
+                    self.db.execute("UPDATE outbox SET kind = 'result', ref = ? WHERE id = ?",
+                                    (data.get("id"), row_id))
+                else:
+                    self.db.execute("UPDATE outbox SET seq = ? WHERE id = ?",
+                                    (data.get("seq"), row_id))
+
+    def _epoch(self) -> str:
+        row = self.db.execute("SELECT epoch FROM ledger WHERE id = 1").fetchone()
+        if row is not None:
+            return str(row[0])
+        epoch = new_epoch()
+        self.db.execute("INSERT INTO ledger(id, epoch) VALUES(1, ?)", (epoch,))
+        LOGGER.debug("new event ledger, epoch %s", epoch)
+        return epoch
+
     def _meta(self, key: str) -> int:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return int(row[0]) if row else 0
+
+    def _set_meta(self, key: str, value: int) -> None:
+        self.db.execute(
+            "INSERT INTO meta(key, value) VALUES(?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value))
 
     def _bump(self, key: str, by: int) -> None:
         self.db.execute(
             "INSERT INTO meta(key, value) VALUES(?, ?) "
             "ON CONFLICT(key) DO UPDATE SET value = value + excluded.value", (key, by))
 
-    # ------------------------------------------------------------------ outbox
+    # ------------------------------------------------------------------ ledger
     @property
     def last_seq(self) -> int:
         return self._seq
+
+    @property
+    def acked_seq(self) -> int:
+        """The highest sequence number the cloud acknowledged as committed."""
+        return self._meta("acked_seq")
+
+    @property
+    def dropped_upto(self) -> int:
+        """The highest sequence number the outbox bound dropped before the cloud had it."""
+        return self._meta("dropped_upto")
 
     @property
     def dropped(self) -> int:
@@ -90,23 +158,20 @@ class HubStore:
         payload: bytes = build(seq)
         with self.db:
             self.db.execute("BEGIN")
-            self.db.execute(
-                "INSERT INTO meta(key, value) VALUES('seq', ?) "
-                "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (seq,))
-            self.db.execute("INSERT INTO outbox(topic, payload, retain, created) VALUES(?,?,0,?)",
-                            (topic, payload, time.time()))
+            self._set_meta("seq", seq)
+            self.db.execute("INSERT INTO outbox(topic, payload, retain, created, kind, seq) "
+                            "VALUES(?,?,0,?,'event',?)", (topic, payload, time.time(), seq))
         self._seq = seq
         self._rows += 1
         if self._rows > self.max_rows:
             self.trim()
         return seq
 
-    def add(self, topic: str, payload: bytes, *, retain: bool = False) -> int:
-        cur = self.db.execute(
-            "INSERT INTO outbox(topic, payload, retain, created) VALUES(?,?,?,?)",
-            (topic, payload, int(retain), time.time()))
+    def add_result(self, topic: str, command_id: str, payload: bytes) -> None:
+        """Queue a command result until the cloud acknowledges it by command id."""
+        self.db.execute("INSERT INTO outbox(topic, payload, retain, created, kind, ref) "
+                        "VALUES(?,?,0,?,'result',?)", (topic, payload, time.time(), command_id))
         self._rows += 1
-        return int(cur.lastrowid or 0)
 
     def pending_rows(self, after: int, limit: int) -> list[OutboxRow]:
         rows = self.db.execute(
@@ -114,28 +179,47 @@ class HubStore:
             (after, limit)).fetchall()
         return [OutboxRow(r[0], r[1], bytes(r[2]), bool(r[3])) for r in rows]
 
-    def remove(self, row_id: int) -> None:
-        cur = self.db.execute("DELETE FROM outbox WHERE id = ?", (row_id,))
-        self._rows -= cur.rowcount
+    def ack(self, seq: int, results: Sequence[str] = ()) -> int:
+        """The cloud committed every event up to ``seq`` and the given results: let them go.
+        Returns how many rows left the outbox."""
+        with self.db:
+            self.db.execute("BEGIN")
+            removed = 0
+            if seq > self.acked_seq:
+                self._set_meta("acked_seq", seq)
+                removed += self.db.execute(
+                    "DELETE FROM outbox WHERE kind = 'event' AND seq <= ?", (seq,)).rowcount
+            for start in range(0, len(results), 500):
+                chunk = list(results[start:start + 500])
+                marks = ",".join("?" * len(chunk))
+                removed += self.db.execute(
+                    f"DELETE FROM outbox WHERE kind = 'result' AND ref IN ({marks})",
+                    chunk).rowcount
+        self._rows -= removed
+        return removed
 
     def trim(self) -> int:
-        """Drop the oldest rows beyond the size bound and rows older than the age bound; count them."""
+        """Drop the oldest rows beyond the size bound and rows older than the age bound; count them
+        and remember the highest dropped sequence number (the cloud stops waiting for those)."""
         cutoff = time.time() - self.max_age
         with self.db:
             self.db.execute("BEGIN")
-            old = self.db.execute("DELETE FROM outbox WHERE created < ?", (cutoff,)).rowcount
-            excess = max(0, self._rows - old - self.max_rows)
-            if excess:
-                self.db.execute(
-                    "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox ORDER BY id LIMIT ?)",
-                    (excess,))
-            if old + excess:
-                self._bump("dropped", old + excess)
+            excess = max(0, self._rows - self.max_rows)
+            doomed = ("SELECT id FROM outbox WHERE created < ? "
+                      "UNION SELECT id FROM (SELECT id FROM outbox ORDER BY id LIMIT ?)")
+            top = self.db.execute(f"SELECT MAX(seq) FROM outbox WHERE id IN ({doomed})",
+                                  (cutoff, excess)).fetchone()[0]
+            count = self.db.execute(f"DELETE FROM outbox WHERE id IN ({doomed})",
+                                    (cutoff, excess)).rowcount
+            if count:
+                self._bump("dropped", count)
+            if top is not None and top > self.dropped_upto:
+                self._set_meta("dropped_upto", int(top))
         self._rows = self.db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
-        if old + excess:
+        if count:
             LOGGER.warning("outbox full or stale: dropped %d oldest messages (total dropped %d)",
-                           old + excess, self.dropped)
-        return old + excess
+                           count, self.dropped)
+        return int(count)
 
     # ------------------------------------------------------------------ command journal
     def begin_command(self, command_id: str) -> tuple[bool, bytes | None]:

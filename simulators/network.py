@@ -45,6 +45,10 @@ class RadioFailure(RuntimeError):
     """The simulated radio was told to fail (for watchdog tests)."""
 
 
+def find_network(name: str) -> SimNetwork | None:
+    return _NETWORKS.get(name)
+
+
 def get_network(name: str) -> SimNetwork:
     try:
         return _NETWORKS[name]

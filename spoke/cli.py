@@ -54,6 +54,7 @@ def demo(
 ) -> None:
     """Broker + cloud + hub with simulated devices, in one process (ports from SPOKE_CLOUD_PORT,
     SPOKE_MQTT_PORT; token from SPOKE_DEMO_TOKEN or generated)."""
+    from cloud.storage.base import SchemaOutdated
     from spoke.demo import demo_settings_from_env, run_demo
 
     setup_logging(verbose)
@@ -61,6 +62,8 @@ def demo(
     try:
         _run(run_demo(api_port=api_port, mqtt_port=mqtt_port, token=token, data_dir=data_dir,
                       sim_speed=speed))
+    except SchemaOutdated as exc:
+        fail(f"cannot start the demo: {exc} (the demo keeps everything in {data_dir}/)")
     except OSError as exc:
         fail(f"cannot start the demo: {exc} (is port {api_port} or {mqtt_port} in use? "
              "set SPOKE_CLOUD_PORT / SPOKE_MQTT_PORT)")
@@ -134,11 +137,14 @@ def cloud_run(verbose: Verbose = False) -> None:
     """Run the cloud: REST API + MQTT ingest (settings from SPOKE_* and spoke.toml)."""
     from cloud.service import run_cloud
     from cloud.settings import CloudSettings
+    from cloud.storage.base import SchemaOutdated
 
     setup_logging(verbose)
     settings = CloudSettings()
     try:
         _run(run_cloud(settings))
+    except SchemaOutdated as exc:
+        fail(f"cannot start the cloud: {exc}")
     except OSError as exc:
         fail(f"cannot start the cloud on {settings.cloud_host}:{settings.cloud_port}: {exc}")
 

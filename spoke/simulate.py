@@ -2,15 +2,15 @@
 what Spoke's device handlers derive from them.
 
 The path is the hub's own: ``hub.radio.start_zigbee`` (the simulated radio, zha-quirks applied by
-zigpy's device resolver), zigpy's interview, then the adoption the hub does (``handler.configure()``
-then ``handler.read_state()``). The readings are the handler's view of zigpy's attribute cache once
-the devices have also sent their own reports. No MQTT: only the Zigbee side runs.
+zigpy's device resolver), zigpy's interview, then the hub's own adoption (``hub.adoption.adopt``:
+configure binding and reporting, read the state). The readings are the handler's view of zigpy's
+attribute cache once the devices have also sent their own reports. No MQTT: only the Zigbee side
+runs.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import os
@@ -26,8 +26,9 @@ import zigpy.types as t
 
 from device_handlers.model import Reading
 from device_handlers.registry import handler_for
+from hub.adoption import adopt, current
 from hub.devices import quirk_name
-from hub.radio import start_zigbee
+from hub.radio import load_radio_controls, start_zigbee
 from hub.settings import HubSettings
 
 LOGGER = logging.getLogger(__name__)
@@ -96,21 +97,13 @@ class _Interviews:
 
 async def _adopt(inspection: Inspection, interviewed: asyncio.Future[zigpy.device.Device],
                  deadline: float) -> Any:
-    """As the hub adopts a device: handler from its clusters, configure, read the state."""
-    interviewed_device = await asyncio.wait_for(interviewed, max(0.1, deadline - time.monotonic()))
-    # The object zigpy keeps: the quirk's replacement when one applied.
-    device: Any = interviewed_device.application.get_device(ieee=interviewed_device.ieee)
+    """The hub's adoption of the interviewed device; returns its handler."""
+    device = current(await asyncio.wait_for(interviewed, max(0.1, deadline - time.monotonic())))
     inspection.manufacturer, inspection.model = device.manufacturer, device.model
     inspection.quirk = quirk_name(device)
     handler = handler_for(device)
     handler.attach(lambda readings: None)
-    steps = await handler.configure()
-    for step in steps:
-        if not step.ok:
-            LOGGER.debug("%s: %s on 0x%04x failed: %s", device.ieee, step.action, step.cluster,
-                         step.detail)
-    with contextlib.suppress(Exception):  # an unreadable device keeps its cached state
-        await handler.read_state()
+    await adopt(device, handler)
     return handler
 
 
@@ -124,9 +117,15 @@ async def inspect_files(files: list[Path]) -> list[Inspection]:
                                hub_data_dir=Path(tmp), radio="sim",
                                sim_devices=[], sim_speed=1.0, sim_tick=0.05,
                                state_refresh_on_start=False)
-        zigbee = await start_zigbee(settings)
-        network, app = zigbee.network, zigbee.app
+        controls: Any = load_radio_controls(settings)
+        network = controls.network
         network.state_path = None  # nothing to keep: the network lives for this run only
+        try:
+            zigbee = await start_zigbee(settings, controls)
+        except BaseException:
+            controls.close()
+            raise
+        app = zigbee.app
         interviews = _Interviews()
         app.add_listener(interviews)
         try:
@@ -159,7 +158,7 @@ async def inspect_files(files: list[Path]) -> list[Inspection]:
         finally:
             app.remove_listener(interviews)
             await _shutdown(app)
-            network.close()
+            controls.close()
     return inspections
 
 

@@ -92,9 +92,9 @@ def device(hub_id: str, ieee: str, capabilities: dict[str, dict[str, Any]] | Non
 
 
 def event(hub_id: str, seq: int, ieee: str, capability: str = "switch", attribute: str = "on",
-          value: Any = True, ts: datetime | None = None) -> Event:
+          value: Any = True, ts: datetime | None = None, epoch: str | None = None) -> Event:
     return Event(hub_id=hub_id, seq=seq, ts=ts or T0 + timedelta(seconds=seq), ieee=ieee,
-                 capability=capability, attribute=attribute, value=value)
+                 capability=capability, attribute=attribute, value=value, epoch=epoch)
 
 
 async def eventually(check: Callable[[], Awaitable[bool]] | Callable[[], bool],

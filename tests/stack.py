@@ -32,6 +32,12 @@ class Stack:
     hub: Hub | None
     hub_settings: HubSettings
 
+    @property
+    def sim(self) -> Any:
+        """The simulated air the hub's radio talks to (its SimNetwork)."""
+        assert self.hub is not None and self.hub.controls is not None
+        return self.hub.controls.network  # type: ignore[attr-defined]
+
     async def devices(self) -> list[dict[str, Any]]:
         response = await self.api.get("/api/v1/devices")
         assert response.status_code == 200, response.text

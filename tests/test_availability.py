@@ -27,7 +27,7 @@ async def test_silent_devices_become_unavailable_and_come_back(
     async with running_stack(tmp_path, mosquitto, hub=SHORT) as stack:
         await stack.wait_for_devices(2)
         assert stack.hub is not None and stack.hub.zigbee is not None
-        network = stack.hub.zigbee.network
+        network = stack.sim
 
         # The contact sensor sleeps and says nothing: past its (battery) timeout it is unavailable.
         async def contact_silent() -> bool:

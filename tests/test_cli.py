@@ -56,7 +56,7 @@ async def test_pair_list_and_command_through_the_cloud(tmp_path: Path,
         pair = await _spoke("hub", "pair", "--duration", "4", "--api-url", stack.base_url,
                             "--hub", stack.hub_settings.hub_id, env=env)
         await eventually(lambda: stack.hub.pairing_open, what="permit join open")  # type: ignore[union-attr]
-        stack.hub.sim_join("bulb")
+        await stack.hub.dispatch.control({"op": "join", "source": "bulb"})
         output = await _output(pair)
         assert pair.returncode == 0, output
         assert "SIM-BULB-CT" in output and "level" in output

@@ -71,18 +71,18 @@ def test_ledger_deduplicates_counts_gaps_and_keeps_state(registry: SqlRegistry):
         tx.hub_status(status(HUB))
         tx.device_info(device(HUB, IEEE, {"switch": {"on": False}}))
     S, D, U = EventOutcome.STORED, EventOutcome.DUPLICATE, EventOutcome.UNKNOWN_DEVICE
-    assert ingest_events(registry, event(HUB, 7, IEEE, value=True)) == [S]  # baseline: no gap
-    assert ingest_events(registry, event(HUB, 7, IEEE), event(HUB, 9, IEEE, value=False)) == [D, S]
+    assert ingest_events(registry, event(HUB, 1, IEEE, value=True)) == [S]
+    assert ingest_events(registry, event(HUB, 1, IEEE), event(HUB, 3, IEEE, value=False)) == [D, S]
     hub = registry.get_hub(HUB)
     assert hub is not None
     assert (hub.events_received, hub.events_stored, hub.duplicates, hub.gaps, hub.last_seq) == (
-        3, 2, 1, 1, 9)
-    # an unknown device's event is not stored, but its seq is not a gap either
-    assert ingest_events(registry, event(HUB, 10, "00:00:00:00:00:00:00:01")) == [U]
-    assert ingest_events(registry, event(HUB, 11, IEEE, value=True)) == [S]
-    assert ingest_events(registry, event(HUB, 8, IEEE, value=False)) == [S]  # late: fills the gap
+        3, 2, 1, 1, 3)
+    # an unknown device's event is kept as a dead letter: its seq is not a gap either
+    assert ingest_events(registry, event(HUB, 4, "00:00:00:00:00:00:00:01")) == [U]
+    assert ingest_events(registry, event(HUB, 5, IEEE, value=True)) == [S]
+    assert ingest_events(registry, event(HUB, 2, IEEE, value=False)) == [S]  # late: fills the gap
     hub = registry.get_hub(HUB)
-    assert hub is not None and (hub.gaps, hub.last_seq) == (0, 11)
+    assert hub is not None and (hub.gaps, hub.last_seq) == (0, 5)
     dev = registry.get_device(DEV)
     assert dev is not None and dev.capabilities == {"switch": {"on": True}}
 

@@ -60,7 +60,7 @@ async def test_setpoint_round_trip(tmp_path: Path, mosquitto: BrokerAddress) -> 
         # The state is what the device reports back after the write, not the request echoed.
         assert body["state"]["thermostat"]["heating_setpoint"] == 23.5
         assert stack.hub is not None
-        virtual = stack.hub.zigbee.network.devices[_eui(trv["ieee"])]  # type: ignore[union-attr]
+        virtual = stack.sim.devices[_eui(trv["ieee"])]  # type: ignore[union-attr]
         assert virtual.cluster(0x0201).get("occupied_heating_setpoint") == 2350
         command = (await stack.api.get(f"/api/v1/commands/{body['id']}")).json()
         assert command["status"] == "succeeded"
@@ -105,7 +105,7 @@ async def test_telemetry_is_stored_and_served(tmp_path: Path, mosquitto: BrokerA
         await stack.wait_for_devices(5)
         sensor = await stack.device_by_model("SIM-TH-1")
         assert stack.hub is not None and stack.hub.zigbee is not None
-        virtual = stack.hub.zigbee.network.devices[_eui(sensor["ieee"])]
+        virtual = stack.sim.devices[_eui(sensor["ieee"])]
         virtual.behaviour = None  # hold the room still: only the values set below change
         path = f"/api/v1/devices/{sensor['id']}/telemetry"
         # The sensor's firmware measures these; each is a change beyond the reporting threshold
@@ -149,7 +149,7 @@ async def test_hub_restart_keeps_paired_devices(tmp_path: Path, mosquitto: Broke
         hub = await stack.start_hub()
         # Loaded from zigpy's database: same devices, no new joins.
         assert {str(ieee) for ieee in hub.tracker.devices} == before
-        assert hub.zigbee is not None and hub.zigbee.network.refused_joins == 0
+        assert hub.controls is not None and hub.controls.network.refused_joins == 0
         bulb = await stack.device_by_model("SIM-BULB-CT")
         response = await _command(stack, bulb["id"], "switch", "toggle")
         assert response.status_code == 200, response.text
@@ -213,7 +213,7 @@ async def test_unreachable_device_reports_failure(tmp_path: Path, mosquitto: Bro
         await stack.wait_for_devices(5)
         plug = await stack.device_by_model("SIM-PLUG-1")
         assert stack.hub is not None and stack.hub.zigbee is not None
-        stack.hub.zigbee.network.power_off(_eui(plug["ieee"]))
+        stack.sim.power_off(_eui(plug["ieee"]))
         response = await _command(stack, plug["id"], "switch", "off")
         assert response.status_code == 502, response.text
         body = response.json()

@@ -11,7 +11,7 @@ metrics must hold after each batch.
 The hub side is a real ``Hub`` that was never started: its ``HubStore`` on SQLite, a ``HubLink``
 never connected (results wait in the outbox), and its tracker following one real zigpy device on the
 in-process FakeRadio, so valid commands really execute and read back. Messages go in through
-``Hub._on_message``, the MQTT entry point of commands and management requests.
+the hub's dispatcher (``Dispatcher.on_message``), the MQTT entry point of commands and management requests.
 
 Strategies are in tests/fuzz_payloads.py (the ingest's) and tests/fuzz_commands.py (the hub's).
 """
@@ -41,7 +41,16 @@ from cloud.mqtt import Inbound
 from cloud.settings import CloudSettings
 from cloud.storage import open_storage
 from cloud.storage.base import device_id_for
-from cloud.storage.sql_schema import commands, devices, events, hubs, pairing_events
+from cloud.storage.sql_ingest import MAX_AHEAD
+from cloud.storage.sql_schema import (
+    commands,
+    dead_letters,
+    devices,
+    events,
+    hubs,
+    ledgers,
+    pairing_events,
+)
 from hub.app import Hub
 from hub.settings import HubSettings
 from tests.fuzz_commands import HUB_DEVICE, Delivery, hub_deliveries, usable_id
@@ -81,8 +90,20 @@ def report(capsys: pytest.CaptureFixture[str], what: str, seen: Counter[str], ex
 
 
 @dataclass
+class OtherLedger:
+    """A hub with no devices: each of its events is kept as a dead letter."""
+
+    mark: int = 0
+    last_seq: int | None = None
+    letters: set[int] = field(default_factory=set)
+
+
+@dataclass
 class Ledger:
-    """What the cloud must hold for hub-1: the README's event ledger, applied message by message."""
+    """What the cloud must hold for hub-1: the README's event ledger, applied message by message.
+
+    ``mark`` is the highest contiguous committed sequence number, as of the start of the batch
+    being applied (the cloud refuses a seq more than MAX_AHEAD beyond it)."""
 
     rows: dict[int, Event]
     state: dict[str, dict[str, Value]]
@@ -91,23 +112,50 @@ class Ledger:
     received: int = 0
     stored: int = 0
     duplicates: int = 0
+    letters: set[int] = field(default_factory=set)  # dead-lettered seqs (unknown devices)
+    mark: int = 0
     # What the metrics must have counted in this batch.
     new_stored: int = 0
     new_duplicates: int = 0
     new_gaps: int = 0  # the metric counts gaps found, not the ones late events fill
     unknown_device: int = 0
-    other_hubs: dict[str, int] = field(default_factory=dict)  # hub -> the last seq it sent
+    implausible: int = 0
+    other_hubs: dict[str, OtherLedger] = field(default_factory=dict)
+
+    def batch_committed(self) -> None:
+        """A transaction ended: marks move over every contiguous committed seq."""
+        committed = set(self.rows) | self.letters
+        while self.mark + 1 in committed:
+            self.mark += 1
+        for other in self.other_hubs.values():
+            while other.mark + 1 in other.letters:
+                other.mark += 1
 
     def apply(self, ev: Event) -> None:
-        if ev.hub_id != HUB:  # no hub but hub-1 has devices; an unknown hub's seqs count as well
-            self.unknown_device += 1
-            last = self.other_hubs.get(ev.hub_id)
-            if last is None or ev.seq > last:
-                self.new_gaps += ev.seq - last - 1 if last is not None else 0
-                self.other_hubs[ev.hub_id] = ev.seq
+        if ev.hub_id != HUB:  # no hub but hub-1 has devices: another hub's events are letters
+            other = self.other_hubs.setdefault(ev.hub_id, OtherLedger())
+            if ev.seq > other.mark + MAX_AHEAD:
+                self.implausible += 1
+            elif ev.seq in other.letters:
+                self.new_duplicates += 1
+            else:
+                other.letters.add(ev.seq)
+                self.unknown_device += 1
+                if other.last_seq is None or ev.seq > other.last_seq:
+                    base = other.last_seq if other.last_seq is not None else other.mark
+                    self.new_gaps += max(0, ev.seq - base - 1)
+                    other.last_seq = ev.seq
             return
         self.received += 1
+        if ev.seq > self.mark + MAX_AHEAD:
+            self.implausible += 1
+            return
         if ev.ieee != IEEE:
+            if ev.seq in self.letters:
+                self.duplicates += 1
+                self.new_duplicates += 1
+                return
+            self.letters.add(ev.seq)
             self.unknown_device += 1
             self._advance(ev.seq)  # an unknown device's event still takes its seq
             return
@@ -127,7 +175,8 @@ class Ledger:
     def _advance(self, seq: int) -> None:
         if self.last_seq is not None and seq <= self.last_seq:
             return
-        gap = seq - self.last_seq - 1 if self.last_seq is not None else 0
+        base = self.last_seq if self.last_seq is not None else self.mark
+        gap = max(0, seq - base - 1)
         self.gaps += gap
         self.new_gaps += gap
         self.last_seq = seq
@@ -160,7 +209,8 @@ class IngestRig:
     def reset(self) -> Ledger:
         """Empty the database, then let the ingest store one hub, one device and seqs 1..5."""
         with self.engine.begin() as conn:
-            for table in (events, devices, hubs, commands, pairing_events):
+            for table in (events, devices, hubs, commands, pairing_events, ledgers,
+                          dead_letters):
                 conn.execute(delete(table))
         seeds = seed_events()
         self.process([(Topics.status(HUB), SEED_STATUS.to_bytes()),
@@ -169,7 +219,7 @@ class IngestRig:
         state = {cap: dict(attrs) for cap, attrs in SEED_DEVICE.capabilities.items()}
         state["switch"]["on"] = seeds[-1].value
         return Ledger(rows={ev.seq: ev for ev in seeds}, state=state, last_seq=SEEDED,
-                      received=SEEDED, stored=SEEDED)
+                      received=SEEDED, stored=SEEDED, mark=SEEDED)
 
     def check(self, ledger: Ledger, wires: list[Wire], before: dict[str, Any]) -> None:
         after = self.ingest.metrics.snapshot()
@@ -185,12 +235,14 @@ class IngestRig:
             ledger.new_stored, ledger.new_duplicates, ledger.new_gaps)
         assert (delta["results"], delta["pairing_events"]) == (0, 0)
         assert rejected["unknown_device"] == ledger.unknown_device
+        assert rejected["implausible_seq"] == ledger.implausible
         assert rejected["unknown_command"] == expected["unknown_command"]
         assert rejected["unexpected_topic"] == expected["to_hub"]
         assert rejected["bad_topic"] == expected["bad_topic"], rejected
         assert sum(rejected[r] for r in DECODE_REASONS) == expected["invalid"] + expected["bad_topic"]
         assert set(rejected) <= DECODE_REASONS | {"unknown_device", "unknown_command",
-                                                  "unexpected_topic"}, rejected  # no store_error
+                                                  "unexpected_topic", "implausible_seq"
+                                                  }, rejected  # no store_error
         assert delta["received"] == (delta["stored"] + delta["duplicates"] + delta["results"]
                                      + delta["pairing_events"] + sum(rejected.values()))
 
@@ -243,10 +295,11 @@ def test_ingest_survives_hostile_payloads(ingest_rig: IngestRig, quiet: None,
         bounds = [0, *sorted(c for c in set(cuts) if c < len(wires)), len(wires)]
         for start, end in itertools.pairwise(bounds):
             ingest_rig.process([(w.topic, w.payload) for w in wires[start:end]])
-        for w in wires:
-            if w.expect == "event":
-                assert w.event is not None
-                ledger.apply(w.event)
+            for w in wires[start:end]:
+                if w.expect == "event":
+                    assert w.event is not None
+                    ledger.apply(w.event)
+            ledger.batch_committed()
         ingest_rig.check(ledger, wires, before)
         seen["payloads"] += len(wires)
         seen["examples"] += 1
@@ -314,7 +367,7 @@ class HubRig:
 
         async def deliver() -> None:
             for d in deliveries:
-                await self.hub._on_message(d.topic, d.payload)  # raises whatever escapes
+                await self.hub.dispatch.on_message(d.topic, d.payload, False)  # raises whatever escapes
 
         self.loop.run_until_complete(deliver())
 

@@ -1,8 +1,11 @@
-"""The hub's durable store: the outbox keeps order and sequence across restarts, is bounded by size
-and age with every drop counted, and the command journal makes commands run at most once."""
+"""The hub's durable store: the outbox keeps order and sequence across restarts, lets rows go only
+when the cloud acknowledges them, keeps its ledger epoch (a new store starts a new one), is bounded
+by size and age with every drop counted, and the command journal makes commands run at most once."""
 
 from __future__ import annotations
 
+import json
+import sqlite3
 import time
 from pathlib import Path
 
@@ -17,8 +20,7 @@ def test_outbox_survives_a_restart_in_order_with_its_sequence(tmp_path: Path) ->
     store = HubStore(tmp_path / "hub.db")
     for _ in range(5):
         store.add_event("t/events", _payload)
-    rows = store.pending_rows(0, 10)
-    store.remove(rows[0].id)  # the broker acknowledged the first one
+    assert store.ack(1) == 1  # the cloud committed the first one
     store.close()
 
     again = HubStore(tmp_path / "hub.db")
@@ -27,8 +29,8 @@ def test_outbox_survives_a_restart_in_order_with_its_sequence(tmp_path: Path) ->
     assert [r.payload for r in again.pending_rows(0, 10)] == [_payload(s) for s in (2, 3, 4, 5)]
     assert again.add_event("t/events", _payload) == 6  # the sequence only grows
     # Everything acknowledged: the outbox empties, the sequence does not reset.
-    for row in again.pending_rows(0, 10):
-        again.remove(row.id)
+    assert again.ack(6) == 5
+    assert again.acked_seq == 6
     again.close()
     third = HubStore(tmp_path / "hub.db")
     assert third.pending == 0
@@ -41,6 +43,7 @@ def test_full_outbox_drops_the_oldest_and_counts_them(tmp_path: Path) -> None:
         store.add_event("t/events", _payload)
     assert store.pending == 100
     assert store.dropped == 30
+    assert store.dropped_upto == 30  # the cloud stops waiting for 1..30
     rows = store.pending_rows(0, 1000)
     assert rows[0].payload == _payload(31)  # the oldest went first
     assert rows[-1].payload == _payload(130)
@@ -68,3 +71,47 @@ def test_command_journal_answers_a_redelivery_instead_of_running_again(tmp_path:
     again = HubStore(tmp_path / "hub.db")
     assert again.begin_command("c1") == (False, b"result")
     assert again.begin_command("c2") == (True, None)
+
+
+def test_the_epoch_is_kept_and_a_new_store_starts_a_new_one(tmp_path: Path) -> None:
+    store = HubStore(tmp_path / "hub.db")
+    epoch = store.epoch
+    store.add_event("t/events", _payload)
+    store.close()
+    assert HubStore(tmp_path / "hub.db").epoch == epoch
+    (tmp_path / "hub.db").unlink()
+    fresh = HubStore(tmp_path / "hub.db")  # the store was lost (new SD card)
+    assert fresh.epoch != epoch
+    assert fresh.add_event("t/events", _payload) == 1
+
+
+def test_results_wait_for_their_own_acknowledgement(tmp_path: Path) -> None:
+    store = HubStore(tmp_path / "hub.db")
+    store.add_event("t/events", _payload)
+    store.add_result("t/results", "cmd-a", b"a")
+    store.add_result("t/results", "cmd-b", b"b")
+    assert store.ack(1, ["cmd-b", "unknown"]) == 2  # event 1 and result b
+    assert [r.payload for r in store.pending_rows(0, 10)] == [b"a"]
+    assert store.ack(1) == 0  # an old mark again changes nothing
+    assert store.pending == 1
+
+
+def test_an_outbox_from_before_the_ledger_is_taken_over(tmp_path: Path) -> None:
+    path = tmp_path / "hub.db"
+    old = sqlite3.connect(path)
+    old.executescript("""
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+        CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL,
+            payload BLOB NOT NULL, retain INTEGER NOT NULL DEFAULT 0, created REAL NOT NULL);
+        INSERT INTO meta VALUES ('seq', 2);
+    """)
+    old.execute("INSERT INTO outbox(topic, payload, created) VALUES(?, ?, ?)",
+                ("spoke/v1/hubs/h/events", json.dumps({"seq": 2}).encode(), time.time()))
+    old.execute("INSERT INTO outbox(topic, payload, created) VALUES(?, ?, ?)",
+                ("spoke/v1/hubs/h/results", json.dumps({"id": "c1"}).encode(), time.time()))
+    old.commit()
+    old.close()
+    store = HubStore(path)
+    assert store.last_seq == 2 and store.pending == 2
+    assert store.ack(2, ["c1"]) == 2
+    assert store.pending == 0

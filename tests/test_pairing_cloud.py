@@ -62,7 +62,7 @@ async def test_pairing_through_the_cloud(tmp_path: Path, mosquitto: BrokerAddres
         assert abs((until - datetime.fromisoformat(started["until"])).total_seconds()) < 2
         assert detail["radio_up"] is True and detail["status"]["pairing_until"]
 
-        ieee = stack.hub.sim_join("bulb")
+        ieee = (await stack.hub.dispatch.control({"op": "join", "source": "bulb"}))["ieee"]
         events: list[dict[str, Any]] = []
         cursor = started["cursor"]
 
@@ -104,7 +104,7 @@ async def test_pairing_through_the_cloud(tmp_path: Path, mosquitto: BrokerAddres
         await eventually(closed, what="pairing closed")
         assert (await _hub(stack))["pairing_until"] is None
         with pytest.raises(ControlError, match="permit join is closed"):
-            stack.hub.sim_join("plug")
+            await stack.hub.dispatch.control({"op": "join", "source": "plug"})
 
         async def closed_and_refused() -> bool:
             steps = [e["step"] for e in (await _pairing(stack, cursor))["events"]]
@@ -149,7 +149,7 @@ async def test_rename_remove_and_availability_through_the_cloud(
         assert plug["id"] not in {d["id"] for d in await stack.devices()}
         assert (await stack.api.get(f"/api/v1/devices/{plug['id']}")).status_code == 404
         assert (await stack.api.delete(f"/api/v1/devices/{plug['id']}")).status_code == 404
-        network = stack.hub.zigbee.network  # type: ignore[union-attr]
+        network = stack.sim
         assert t.EUI64.convert(plug["ieee"]) not in network.devices
 
         # A device the cloud knows but the hub does not: the request goes out, no confirmation.
@@ -168,7 +168,7 @@ async def test_rename_remove_and_availability_through_the_cloud(
             fake_hub.close()
 
         # The radio goes down: the hub says so in its status and in each device's availability.
-        await stack.hub.control("radio_fail", {"reason": "unplugged"})
+        await stack.hub.dispatch.control({"op": "radio_fail", "reason": "unplugged"})
 
         async def radio_down() -> bool:
             hub, d = await _hub(stack), (await stack.api.get(f"/api/v1/devices/{bulb['id']}"))
@@ -178,7 +178,7 @@ async def test_rename_remove_and_availability_through_the_cloud(
         assert "unplugged" in (await _hub(stack))["reason"]
         down = (await stack.api.get(f"/api/v1/devices/{bulb['id']}")).json()
         assert down["available"] is False and down["availability_changed_at"] is not None
-        await stack.hub.control("radio_recover", {})
+        await stack.hub.dispatch.control({"op": "radio_recover"})
 
         async def radio_back() -> bool:
             d = (await stack.api.get(f"/api/v1/devices/{bulb['id']}")).json()

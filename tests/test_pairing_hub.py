@@ -25,7 +25,7 @@ async def test_join_refused_while_permit_join_is_closed(tmp_path: Path,
         answer = await request(sock, {"op": "join", "source": "bulb"})
         assert answer["ok"] is False
         assert "permit join is closed" in answer["error"]
-        network = stack.hub.zigbee.network  # type: ignore[union-attr]
+        network = stack.sim
         assert network.refused_joins == 1
         assert not network.devices
         await asyncio.sleep(0.5)
@@ -65,7 +65,7 @@ async def test_pairing_streams_interview_and_configures_reporting(
         assert {"switch", "level", "color_temperature"} <= set(final["devices"][0]["capabilities"])
 
         # The hub bound the clusters and configured reporting on the device itself.
-        virtual = stack.hub.zigbee.network.devices[t.EUI64.convert(ieee)]  # type: ignore[union-attr]
+        virtual = stack.sim.devices[t.EUI64.convert(ieee)]  # type: ignore[union-attr]
         onoff = virtual.cluster(OnOff.cluster_id)
         level = virtual.cluster(LevelControl.cluster_id)
         assert onoff.bound and level.bound
@@ -101,7 +101,7 @@ async def test_hanging_up_closes_permit_join(tmp_path: Path, mosquitto: BrokerAd
         assert stack.hub.pairing_open
         writer.close()  # what Ctrl-C in `spoke hub pair` does
         await eventually(lambda: not stack.hub.pairing_open, what="permit join closed")  # type: ignore[union-attr]
-        assert not stack.hub.zigbee.network.permit_open  # type: ignore[union-attr]
+        assert not stack.sim.permit_open
 
 
 async def test_rename_and_remove(tmp_path: Path, mosquitto: BrokerAddress) -> None:
@@ -124,7 +124,7 @@ async def test_rename_and_remove(tmp_path: Path, mosquitto: BrokerAddress) -> No
             return all(d["ieee"] != plug["ieee"] for d in await stack.devices())
 
         await eventually(gone, what="device dropped by the cloud")
-        network = stack.hub.zigbee.network  # type: ignore[union-attr]
+        network = stack.sim
         assert t.EUI64.convert(plug["ieee"]) not in network.devices  # it left the network
         assert plug["ieee"] not in stack.hub.tracker.devices
         missing = await request(sock, {"op": "remove", "ieee": plug["ieee"]})

@@ -140,8 +140,7 @@ async def test_backup_and_restore_onto_a_new_stick(tmp_path: Path,
                                         json={"capability": "switch", "command": "off"})
         assert response.status_code == 200, response.text
         assert response.json()["state"]["switch"]["on"] is False
-        assert hub.zigbee is not None
-        assert t.EUI64.convert(plug["ieee"]) in hub.zigbee.network.devices
+        assert t.EUI64.convert(plug["ieee"]) in stack.sim.devices
 
 
 async def test_restore_rejects_a_file_that_is_not_a_backup(tmp_path: Path,

@@ -21,6 +21,7 @@ class HubPublic(BaseModel):
     duplicates: int
     gaps: int
     last_seq: int | None
+    epoch: str | None = Field(description="the hub's current event ledger epoch")
     pairing_open: bool
     pairing_until: datetime | None = Field(description="permit-join open until (null: closed)")
     radio_up: bool | None

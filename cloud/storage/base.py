@@ -22,6 +22,10 @@ def device_id_for(hub_id: str, ieee: str) -> str:
     return f"{hub_id}-{ieee.replace(':', '').lower()}"
 
 
+class SchemaOutdated(RuntimeError):
+    """The database was created by an earlier Spoke whose schema this one cannot use as it is."""
+
+
 class StoreUnavailable(RuntimeError):
     """The storage engine cannot be reached (retry later); other errors are bugs or bad data."""
 
@@ -37,6 +41,7 @@ class HubRecord:
     gaps: int = 0
     last_seq: int | None = None
     status: dict[str, Any] | None = None
+    epoch: str | None = None  # the hub's current ledger epoch
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -124,7 +129,8 @@ class Sample:
 class EventOutcome(StrEnum):
     STORED = "stored"
     DUPLICATE = "duplicate"
-    UNKNOWN_DEVICE = "unknown_device"
+    UNKNOWN_DEVICE = "unknown_device"  # kept as a dead letter; committed in its ledger
+    IMPLAUSIBLE = "implausible_seq"  # a sequence number far beyond the ledger's mark: refused
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -132,6 +138,16 @@ class EventResult:
     outcome: EventOutcome
     gap: int = 0  # sequence numbers found missing before this event
     point: TelemetryPoint | None = None  # set when stored
+
+
+@dataclass(frozen=True, kw_only=True)
+class AckDue:
+    """An acknowledgement to send to a hub once the transaction is committed."""
+
+    hub_id: str
+    epoch: str | None  # None: the hub has no epoch (it predates ledger epochs)
+    seq: int
+    results: list[str] = field(default_factory=list)
 
 
 class IngestTx(Protocol):
@@ -149,6 +165,11 @@ class IngestTx(Protocol):
 
     def pairing_event(self, event: PairingEvent) -> bool:
         """Store a pairing step; False when the same event was stored before."""
+        ...
+
+    def acks_due(self) -> list[AckDue]:
+        """What to acknowledge to each hub after the commit: ledgers that moved, hubs that asked
+        (their status), results committed. Called after the transaction's last operation."""
         ...
 
 

@@ -18,6 +18,7 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    inspect,
     select,
     text,
     update,
@@ -33,6 +34,7 @@ from cloud.storage.base import (
     HubRecord,
     PairingEventRecord,
     Sample,
+    SchemaOutdated,
     StoreUnavailable,
     TokenRecord,
 )
@@ -104,6 +106,7 @@ def _hub_record(row: Row[Any] | Mapping[str, Any]) -> HubRecord:
         gaps=m["gaps"] or 0,
         last_seq=m["last_seq"],
         status=m["status"],
+        epoch=m["epoch"],
     )
 
 
@@ -149,12 +152,23 @@ _DEVICE_SELECT = select(
 ).select_from(devices.outerjoin(hubs, hubs.c.id == devices.c.hub_id))
 
 
+def _check_schema(engine: Engine) -> None:
+    """Refuse, with what to do, a database whose event ledger predates ledger epochs."""
+    columns = {c["name"] for c in inspect(engine).get_columns("events")}
+    if "epoch" not in columns:
+        engine.dispose()
+        raise SchemaOutdated(
+            f"the database {engine.url.render_as_string(hide_password=True)} was created by an "
+            "earlier Spoke (its event ledger has no epochs): move it aside and start again")
+
+
 class SqlRegistry:
     """Registry on a SQL database (see ``cloud.storage.base.Registry``)."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         metadata.create_all(engine)
+        _check_schema(engine)
 
     @classmethod
     def from_url(cls, url: str) -> SqlRegistry:

@@ -1,5 +1,5 @@
-"""The SQL ingest transaction: the event ledger (dedup, gaps), hub counters, device state and
-pairing progress."""
+"""The SQL ingest transaction: the event ledger (per hub and epoch: dedup, gaps, the committed mark),
+hub counters, device state, pairing progress and dead letters."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from cloud.storage.base import (
+    AckDue,
     CommandRecord,
     EventOutcome,
     EventResult,
@@ -22,12 +23,15 @@ from cloud.storage.base import (
 from cloud.storage.sql_schema import (
     PAIRING_EVENTS_KEPT,
     commands,
+    dead_letters,
     devices,
     events,
     hubs,
+    ledgers,
     pairing_events,
 )
 from wire.contract import (
+    LEGACY_EPOCH,
     CommandResult,
     CommandStatus,
     DeviceInfo,
@@ -36,6 +40,11 @@ from wire.contract import (
     PairingEvent,
     Value,
 )
+
+# A sequence number this far beyond what a ledger has committed is not from the hub (whose outbox
+# holds at most a million events): it is refused rather than allowed to become "current state".
+MAX_AHEAD = 2_000_000
+_MARK_STEP = 1000  # sequence numbers read per query while advancing a mark
 
 _OPEN_STATUSES = (CommandStatus.PENDING.value, CommandStatus.TIMEOUT.value)
 
@@ -72,14 +81,19 @@ def _merge_state(info: DeviceInfo, row: dict[str, Any] | None) -> dict[str, dict
 class SqlIngestTx:
     """One ingest transaction on one connection; hub and device rows are cached and written once."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, *, max_ahead: int = MAX_AHEAD) -> None:
         self._conn = conn
         self._now = datetime.now(UTC)
+        self._max_ahead = max_ahead
         self._hubs: dict[str, dict[str, Any]] = {}
         self._devices: dict[str, dict[str, Any] | None] = {}
+        self._ledgers: dict[tuple[str, str], dict[str, Any]] = {}
         self._dirty_hubs: set[str] = set()
         self._dirty_devices: set[str] = set()
         self._pairing_hubs: set[str] = set()  # hubs with new pairing events, pruned at flush
+        self._asked: set[str] = set()  # hubs whose status asked where their ledger stands
+        self._acked_results: dict[str, list[str]] = {}
+        self._marks_before: dict[tuple[str, str], int] = {}
 
     # Ingest operations ---------------------------------------------------------------------------
     def hub_status(self, status: HubStatus) -> None:
@@ -88,6 +102,14 @@ class SqlIngestTx:
             hub["online_changed_at"] = self._now
         hub["online"] = status.online
         hub["status"] = status.model_dump(mode="json")
+        if status.epoch is not None:
+            hub["epoch"] = status.epoch  # the hub says which ledger is current
+            ledger = self._ledger(status.hub_id, status.epoch)
+            if status.dropped_upto and status.dropped_upto > ledger["mark"]:
+                # The hub's outbox bound dropped these before we had them: stop waiting.
+                ledger["mark"] = min(status.dropped_upto, status.last_seq or status.dropped_upto)
+            if status.online:
+                self._asked.add(status.hub_id)  # every status is answered with an ack
 
     def device_info(self, info: DeviceInfo) -> None:
         self._hub(info.hub_id)
@@ -130,11 +152,44 @@ class SqlIngestTx:
     def event(self, ev: Event) -> EventResult:
         hub = self._hub(ev.hub_id)
         hub["events_received"] += 1
+        epoch = ev.epoch or LEGACY_EPOCH
+        ledger = self._ledger(ev.hub_id, epoch)
+        if ev.seq > ledger["mark"] + self._max_ahead:
+            ledger["refused"] += 1
+            return EventResult(outcome=EventOutcome.IMPLAUSIBLE)
         device_id = device_id_for(ev.hub_id, ev.ieee)
         device = self._device(device_id)
-        last = hub["last_seq"]
         if device is None or device["removed"]:
-            return EventResult(outcome=EventOutcome.UNKNOWN_DEVICE, gap=self._advance(hub, ev.seq))
+            if self._dead_letter(ev.hub_id, epoch, ev.seq, "event", "unknown_device",
+                                 ev.model_dump_json()):
+                return EventResult(outcome=EventOutcome.UNKNOWN_DEVICE,
+                                   gap=self._advance(hub, ledger, ev.seq))
+            return self._duplicate(hub, ledger)
+        row = {
+            "hub_id": ev.hub_id,
+            "epoch": epoch,
+            "seq": ev.seq,
+            "device_id": device_id,
+            "capability": ev.capability,
+            "attribute": ev.attribute,
+            "ts": ev.ts,
+            "unit": ev.unit,
+            "received_at": self._now,
+            **_value_columns(ev.value),
+        }
+        last = ledger["last_seq"]
+        if not _insert_ignore(self._conn, events, row, ("hub_id", "epoch", "seq")):
+            return self._duplicate(hub, ledger)
+        hub["events_stored"] += 1
+        ledger["stored"] += 1
+        gap = self._advance(hub, ledger, ev.seq)
+        if last is not None and ev.seq < last and ledger["gaps"] > 0:
+            ledger["gaps"] -= 1  # a late event fills a hole counted earlier
+            hub["gaps"] = max(0, hub["gaps"] - 1)
+        if epoch == hub["epoch"] and (last is None or ev.seq > last):
+            device["capabilities"].setdefault(ev.capability, {})[ev.attribute] = ev.value
+            device["state_at"] = _later(device["state_at"], ev.ts)
+            self._dirty_devices.add(device_id)
         point = TelemetryPoint(
             hub_id=ev.hub_id,
             seq=ev.seq,
@@ -145,37 +200,23 @@ class SqlIngestTx:
             value=ev.value,
             unit=ev.unit,
         )
-        row = {
-            "hub_id": ev.hub_id,
-            "seq": ev.seq,
-            "device_id": device_id,
-            "capability": ev.capability,
-            "attribute": ev.attribute,
-            "ts": ev.ts,
-            "unit": ev.unit,
-            "received_at": self._now,
-            **_value_columns(ev.value),
-        }
-        if not _insert_ignore(self._conn, events, row, ("hub_id", "seq")):
-            hub["duplicates"] += 1
-            return EventResult(outcome=EventOutcome.DUPLICATE)
-        hub["events_stored"] += 1
-        gap = 0
-        if last is None or ev.seq > last:
-            gap = self._advance(hub, ev.seq)
-            device["capabilities"].setdefault(ev.capability, {})[ev.attribute] = ev.value
-            device["state_at"] = _later(device["state_at"], ev.ts)
-            self._dirty_devices.add(device_id)
-        elif hub["gaps"] > 0:
-            hub["gaps"] -= 1  # a late event fills a hole counted earlier; it is not current state
         return EventResult(outcome=EventOutcome.STORED, gap=gap, point=point)
+
+    def _duplicate(self, hub: dict[str, Any], ledger: dict[str, Any]) -> EventResult:
+        hub["duplicates"] += 1
+        ledger["duplicates"] += 1
+        return EventResult(outcome=EventOutcome.DUPLICATE)
 
     def command_result(self, result: CommandResult) -> CommandRecord | None:
         self._hub(result.hub_id)
+        # Committed either way (applied or kept as a dead letter): the hub may let it go.
+        self._acked_results.setdefault(result.hub_id, []).append(result.id)
         row = self._conn.execute(
             select(commands).where(commands.c.id == result.id).with_for_update()
         ).first()
         if row is None or row.hub_id != result.hub_id:
+            self._dead_letter(result.hub_id, None, None, "result", "unknown_command",
+                              result.model_dump_json())
             return None
         if row.status in _OPEN_STATUSES:
             self._conn.execute(
@@ -250,17 +291,91 @@ class SqlIngestTx:
             self._devices[device_id] = dict(row._mapping) if row else None
         return self._devices[device_id]
 
-    @staticmethod
-    def _advance(hub: dict[str, Any], seq: int) -> int:
-        last = hub["last_seq"]
+    def _ledger(self, hub_id: str, epoch: str) -> dict[str, Any]:
+        key = (hub_id, epoch)
+        ledger = self._ledgers.get(key)
+        if ledger is None:
+            new = _insert_ignore(self._conn, ledgers, {
+                "hub_id": hub_id, "epoch": epoch, "mark": 0, "first_seen": self._now,
+                "stored": 0, "duplicates": 0, "gaps": 0, "refused": 0}, ("hub_id", "epoch"))
+            row = self._conn.execute(
+                select(ledgers).where(ledgers.c.hub_id == hub_id, ledgers.c.epoch == epoch)
+                .with_for_update()
+            ).one()
+            ledger = dict(row._mapping)
+            self._ledgers[key] = ledger
+            self._marks_before[key] = ledger["mark"]
+            hub = self._hub(hub_id)
+            if hub["epoch"] is None or new:
+                hub["epoch"] = epoch  # a ledger never seen before is the newest
+        return ledger
+
+    def _advance(self, hub: dict[str, Any], ledger: dict[str, Any], seq: int) -> int:
+        """Note a newly committed sequence number; returns the numbers it shows missing."""
+        last = ledger["last_seq"]
         if last is not None and seq <= last:
             return 0
-        gap = seq - last - 1 if last is not None else 0  # the first seq seen is the baseline
-        hub["gaps"] += gap
-        hub["last_seq"] = seq
+        gap = seq - last - 1 if last is not None else seq - ledger["mark"] - 1
+        gap = max(0, gap)
+        ledger["gaps"] += gap
+        ledger["last_seq"] = seq
+        if ledger["epoch"] == hub["epoch"]:
+            hub["gaps"] += gap
+            hub["last_seq"] = seq
         return gap
 
+    def _dead_letter(self, hub_id: str, epoch: str | None, seq: int | None, kind: str,
+                     reason: str, payload: str) -> bool:
+        """Keep a message that could not be applied; False when it was kept before."""
+        return _insert_ignore(self._conn, dead_letters, {
+            "hub_id": hub_id, "epoch": epoch, "seq": seq, "kind": kind, "reason": reason,
+            "payload": payload, "received_at": self._now,
+        }, ("hub_id", "epoch", "seq")) if seq is not None else bool(self._conn.execute(
+            insert(dead_letters).values(hub_id=hub_id, epoch=epoch, seq=None, kind=kind,
+                                        reason=reason, payload=payload,
+                                        received_at=self._now)).rowcount)
+
+    def _move_mark(self, ledger: dict[str, Any]) -> None:
+        """Advance the mark over every sequence number committed right after it."""
+        hub_id, epoch = ledger["hub_id"], ledger["epoch"]
+        while True:
+            mark = ledger["mark"]
+            found: set[int] = set()
+            for table in (events, dead_letters):
+                found.update(self._conn.execute(
+                    select(table.c.seq).where(table.c.hub_id == hub_id,
+                                              table.c.epoch == epoch, table.c.seq > mark)
+                    .order_by(table.c.seq).limit(_MARK_STEP)).scalars())
+            moved = mark
+            while moved + 1 in found:
+                moved += 1
+            ledger["mark"] = moved
+            if moved - mark < _MARK_STEP:
+                return
+
+    def acks_due(self) -> list[AckDue]:
+        due: list[AckDue] = []
+        hubs_due = self._asked | set(self._acked_results)
+        hubs_due.update(h for (h, e), led in self._ledgers.items()
+                        if led["mark"] != self._marks_before.get((h, e)))
+        for hub_id in sorted(hubs_due):
+            hub = self._hubs[hub_id]
+            epoch = hub["epoch"]
+            ledger = self._ledgers.get((hub_id, epoch)) if epoch is not None else None
+            if ledger is None and epoch is not None:
+                ledger = self._ledger(hub_id, epoch)
+            due.append(AckDue(hub_id=hub_id, epoch=epoch or None,
+                              seq=ledger["mark"] if ledger is not None else 0,
+                              results=self._acked_results.get(hub_id, [])))
+        return due
+
     def flush(self) -> None:
+        for ledger in self._ledgers.values():
+            self._move_mark(ledger)
+            values = {k: v for k, v in ledger.items() if k not in ("hub_id", "epoch")}
+            self._conn.execute(update(ledgers).where(ledgers.c.hub_id == ledger["hub_id"],
+                                                     ledgers.c.epoch == ledger["epoch"])
+                               .values(**values))
         for hub_id in self._dirty_hubs:
             values = {k: v for k, v in self._hubs[hub_id].items() if k != "id"}
             self._conn.execute(update(hubs).where(hubs.c.id == hub_id).values(**values))

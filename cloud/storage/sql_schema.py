@@ -61,6 +61,23 @@ hubs = Table(
     Column("gaps", BigInteger, nullable=False, default=0),
     Column("last_seq", BigInteger, nullable=True),
     Column("status", JSON, nullable=True),
+    Column("epoch", String(32), nullable=True),  # the hub's current ledger epoch
+)
+
+# One row per hub and ledger epoch. ``mark``: every sequence number up to it is committed (stored,
+# or kept as a dead letter, or dropped by the hub's own outbox bound): what the hub is told.
+ledgers = Table(
+    "ledgers",
+    metadata,
+    Column("hub_id", String(_ID), primary_key=True),
+    Column("epoch", String(32), primary_key=True),
+    Column("mark", BigInteger, nullable=False, default=0),
+    Column("last_seq", BigInteger, nullable=True),  # the highest sequence number stored
+    Column("first_seen", UtcDateTime, nullable=False),
+    Column("stored", BigInteger, nullable=False, default=0),
+    Column("duplicates", BigInteger, nullable=False, default=0),
+    Column("gaps", BigInteger, nullable=False, default=0),
+    Column("refused", BigInteger, nullable=False, default=0),  # implausible sequence numbers
 )
 
 # Availability columns hold what the hub reported; readers overlay "hub offline" from hubs.online.
@@ -92,6 +109,7 @@ events = Table(
     metadata,
     Column("id", _BigId, primary_key=True, autoincrement=True),
     Column("hub_id", String(_ID), nullable=False),
+    Column("epoch", String(32), nullable=False, default=""),
     Column("seq", BigInteger, nullable=False),
     Column("device_id", String(2 * _ID), nullable=False),
     Column("capability", String(64), nullable=False),
@@ -101,8 +119,25 @@ events = Table(
     Column("value_json", Text, nullable=False),  # the exact value as it came
     Column("unit", String(16), nullable=True),
     Column("received_at", UtcDateTime, nullable=False),
-    UniqueConstraint("hub_id", "seq", name="uq_events_hub_seq"),
+    UniqueConstraint("hub_id", "epoch", "seq", name="uq_events_hub_epoch_seq"),
     Index("ix_events_series", "device_id", "capability", "attribute", "ts"),
+)
+
+# Hub messages that were valid but could not be applied (an event for a device the cloud does not
+# know, a result for an unknown command), kept rather than lost. Dead-lettered events count as
+# committed in their ledger.
+dead_letters = Table(
+    "dead_letters",
+    metadata,
+    Column("id", _BigId, primary_key=True, autoincrement=True),
+    Column("hub_id", String(_ID), nullable=False),
+    Column("epoch", String(32), nullable=True),
+    Column("seq", BigInteger, nullable=True),
+    Column("kind", String(16), nullable=False),
+    Column("reason", String(64), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("received_at", UtcDateTime, nullable=False),
+    UniqueConstraint("hub_id", "epoch", "seq", name="uq_dead_letters_hub_epoch_seq"),
 )
 
 commands = Table(

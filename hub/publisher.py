@@ -1,0 +1,145 @@
+"""The hub's one way out: every hub fact that leaves the hub becomes a wire message here.
+
+Status and device descriptions are retained latest-state messages; pairing progress is live and
+best effort; events and command results go through the outbox and stay there until the cloud
+acknowledges that it has committed them (``LedgerAck`` on the hub's acks topic).
+
+The cloud's acknowledgement is the guarantee; the broker's QoS 1 is only the transport. When rows
+the hub sent are still unacknowledged after ``resend_after`` seconds, the hub asks the cloud where
+it stands (it republishes its status, which carries its ledger position; the cloud answers every
+status with an acknowledgement). If the cloud answers and its mark has not moved, what is past the
+mark was lost on the way (a broker that died before saving its queue, a broker that dropped
+messages) and the hub sends it again; the cloud drops the copies it already has. A hub never
+resends blindly into a broker while the cloud is away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime
+
+from hub.link import HubLink
+from hub.store import HubStore
+from wire.contract import (
+    CommandResult,
+    DeviceInfo,
+    Event,
+    HubStatus,
+    LedgerAck,
+    PairingEvent,
+    Topics,
+    Value,
+    WireError,
+)
+
+LOGGER = logging.getLogger(__name__)
+
+
+class Publisher:
+    def __init__(self, hub_id: str, store: HubStore, link: HubLink, *,
+                 resend_after: float = 10.0) -> None:
+        self.hub_id = hub_id
+        self.store = store
+        self.link = link
+        self.resend_after = resend_after
+        self.status_source: Callable[[], HubStatus] | None = None
+        self.events_emitted = 0
+        self.resends = 0
+        self.acks = 0
+        self._progress_at = time.monotonic()  # the cloud's mark last moved (or a resend began)
+        self._answered_at = 0.0  # the cloud last answered (any acknowledgement)
+        self._asked_at = 0.0  # the hub last asked the cloud where it stands
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._watch(), name="ledger-watch")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    # ------------------------------------------------------------------ latest state
+    def status(self) -> None:
+        if self.status_source is not None:
+            self.link.publish_retained(Topics.status(self.hub_id), self.status_source().to_bytes())
+
+    def device(self, info: DeviceInfo) -> None:
+        self.link.publish_retained(Topics.device(self.hub_id, info.ieee), info.to_bytes())
+
+    def device_removed(self, ieee: str) -> None:
+        """An empty retained payload clears the description: the device is gone."""
+        self.link.publish_retained(Topics.device(self.hub_id, ieee), b"")
+
+    def pairing(self, event: PairingEvent) -> None:
+        self.link.publish_live(Topics.pairing(self.hub_id), event.to_bytes())
+
+    # ------------------------------------------------------------------ the ledger
+    def event(self, ieee: str, capability: str, attribute: str, value: Value, unit: str | None,
+              ts: datetime) -> int:
+        """Write one capability change to the outbox with the next sequence number."""
+        epoch = self.store.epoch
+
+        def build(seq: int) -> bytes:
+            return Event(hub_id=self.hub_id, epoch=epoch, seq=seq, ts=ts, ieee=ieee,
+                         capability=capability, attribute=attribute, value=value,
+                         unit=unit).to_bytes()
+
+        seq = self.store.add_event(Topics.events(self.hub_id), build)
+        self.events_emitted += 1
+        self.link.kick()
+        return seq
+
+    def result(self, command_id: str, payload: bytes) -> None:
+        """A command's result (already journaled) goes out through the outbox."""
+        self.store.add_result(Topics.results(self.hub_id), command_id, payload)
+        self.link.kick()
+
+    def result_message(self, result: CommandResult) -> None:
+        self.result(result.id, result.to_bytes())
+
+    async def on_ack(self, payload: bytes) -> None:
+        """The cloud's acknowledgement: let go of what it committed; resend what it lost."""
+        try:
+            ack = LedgerAck.from_bytes(payload)
+        except WireError as exc:
+            LOGGER.warning("ignored acknowledgement: %s", exc)
+            return
+        if ack.hub_id != self.hub_id or ack.epoch not in (None, self.store.epoch):
+            return  # another ledger's mark (this hub's store was replaced)
+        self.acks += 1
+        now = time.monotonic()
+        self._answered_at = now
+        before = self.store.acked_seq
+        removed = self.store.ack(ack.seq, ack.results)
+        if removed or ack.seq > before:
+            self._progress_at = now
+        if self._lost(now):
+            LOGGER.warning("the cloud's mark stays at seq %d with %d rows unacknowledged for "
+                           "%.0f s: sending them again", ack.seq, self.store.pending,
+                           now - self._progress_at)
+            self.resends += 1
+            self._progress_at = now
+            self.link.rewind()
+
+    def _stalled(self, now: float) -> bool:
+        """Rows went out and the cloud's mark has not moved for ``resend_after`` seconds."""
+        return (self.store.pending > 0 and self.link.sent_upto > 0
+                and now - self._progress_at >= self.resend_after)
+
+    def _lost(self, now: float) -> bool:
+        """Stalled, and the cloud answered after being asked: it is there but lacks the rows."""
+        return self._stalled(now) and self._asked_at > 0 and self._answered_at >= self._asked_at
+
+    async def _watch(self) -> None:
+        """Ask the cloud where it stands while sent rows stay unacknowledged."""
+        while True:
+            await asyncio.sleep(max(0.2, self.resend_after / 4))
+            now = time.monotonic()
+            if (self.link.connected.is_set() and self._stalled(now)
+                    and now - self._asked_at >= self.resend_after):
+                self._asked_at = now
+                self.status()
