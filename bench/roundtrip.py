@@ -25,13 +25,13 @@ from pathlib import Path
 
 import httpx
 
+from bench.rig import render_mosquitto_conf
 from cloud.auth import create_token
 from cloud.broker import start_broker, stop_broker
 from cloud.service import CloudServices, run_cloud
 from cloud.settings import CloudSettings
 from hub.app import Hub
 from hub.settings import HubSettings
-from bench.rig import render_mosquitto_conf
 
 
 def free_port() -> int:
