@@ -182,7 +182,7 @@ class SimNetwork:
         if self._send_failure is not None:
             error, through = self._send_failure
             if through <= 0:
-                raise error
+                raise error.with_traceback(None)  # raised again and again: no growing traceback
             self._send_failure = (error, through - 1)
         if self.sniffer is not None:
             self.sniffer.append(packet)
