@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from zigpy.zcl import foundation
 from zigpy.zcl.clusters.closures import DoorLock, WindowCovering
@@ -22,13 +22,10 @@ from zigpy.zcl.clusters.measurement import (
     RelativeHumidity,
     TemperatureMeasurement,
 )
-from zigpy.zcl.clusters.security import IasZone
+from zigpy.zcl.clusters.security import IasWd, IasZone
 from zigpy.zcl.clusters.smartenergy import Metering
 
 from simulators.device import Animation, VirtualCluster, VirtualDevice, VirtualEndpoint
-
-if TYPE_CHECKING:
-    pass
 
 LOGGER = logging.getLogger(__name__)
 Status = foundation.Status
@@ -57,6 +54,11 @@ def run_cluster_command(device: VirtualDevice, ep: VirtualEndpoint, cluster: Vir
         args, _ = definition.schema.deserialize(rest)
     except (ValueError, KeyError):
         return Status.MALFORMED_COMMAND, None
+    refused = device.faults.refused(cluster.cluster_id, definition.name)
+    if refused is not None:
+        return refused, None
+    if device.faults.ignored(cluster.cluster_id, definition.name):
+        return Status.SUCCESS, None
     handler = _HANDLERS.get((cluster.cluster_id, definition.name))
     if handler is None:
         return Status.UNSUP_CLUSTER_COMMAND, None
@@ -248,6 +250,11 @@ def _lock(device, ep, cluster, args, now):
 @command(Identify, "identify", "trigger_effect")
 def _identify(device, ep, cluster, args, now):
     return Status.SUCCESS
+
+
+@command(IasWd, "start_warning", "squawk")
+def _warn(device, ep, cluster, args, now):
+    return Status.SUCCESS  # a siren sounds: it has no attribute that says so
 
 
 @command(IasZone, "enroll_response")

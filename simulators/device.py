@@ -3,7 +3,8 @@
 A VirtualDevice holds endpoints with server clusters and their raw attribute values. It knows the
 Zigbee protocol only (through zigpy's types), never the hub or the cloud. Cluster commands are
 carried out by the handlers in ``simulators.behaviours``; a device's physics (a thermostat warming
-its room) lives in its behaviour's ``tick``.
+its room) lives in its behaviour's ``tick``. ``device.faults`` makes it misbehave on request (a
+refused command or write, a failed bind), as real devices do.
 """
 
 from __future__ import annotations
@@ -99,6 +100,38 @@ class VirtualCluster:
 
 
 @dataclass
+class Faults:
+    """Misbehaviour a virtual device shows on request, as real devices do; tests inject it and a
+    device starts without any. (A device that does not answer at all is one the network cannot
+    reach: ``SimNetwork.power_off``; a radio that fails to send is ``SimNetwork.fail_sends``.)
+
+    An exchange is named by its cluster id and zigpy's name for the command: one of the cluster's
+    own (``OnOff.ServerCommandDefs.on.name``) or a profile-wide one
+    (``foundation.GeneralCommand.Write_Attributes.name``, ``Configure_Reporting``,
+    ``Read_Attributes``).
+    """
+
+    # Answered with this status (for each attribute of a read, write or reporting configuration)
+    # and not carried out.
+    refuse: dict[tuple[int, str], foundation.Status] = field(default_factory=dict)
+    # Acknowledged with SUCCESS but not carried out: a stuck relay, a write the firmware drops.
+    ignore: set[tuple[int, str]] = field(default_factory=set)
+    # Every ZDO Bind_req answered with this status, nothing bound.
+    bind_status: zdo_t.Status | None = None
+
+    def refused(self, cluster_id: int, command: str) -> foundation.Status | None:
+        return self.refuse.get((cluster_id, command))
+
+    def ignored(self, cluster_id: int, command: str) -> bool:
+        return (cluster_id, command) in self.ignore
+
+    def clear(self) -> None:
+        self.refuse.clear()
+        self.ignore.clear()
+        self.bind_status = None
+
+
+@dataclass
 class VirtualEndpoint:
     endpoint_id: int
     profile_id: int
@@ -153,6 +186,7 @@ class VirtualDevice:
         self.manufacturer_code = manufacturer_code
         self.joined = False
         self.powered = True
+        self.faults = Faults()
         self.send: Sender | None = None  # set by the network when the device is on it
         self._tsn = 0
         self.animations: list[Animation] = []
@@ -363,6 +397,8 @@ class VirtualDevice:
             if ep is None:
                 return z.Simple_Desc_rsp, [zdo_t.Status.NOT_ACTIVE, self.nwk, None]
             return z.Simple_Desc_rsp, [ok, self.nwk, ep.simple_descriptor()]
+        if cmd == z.Bind_req and self.faults.bind_status is not None:
+            return z.Bind_rsp, [self.faults.bind_status]
         if cmd in (z.Bind_req, z.Unbind_req):
             src_ep, cluster_id = args[1], args[2]
             ep = self.endpoints.get(src_ep)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from zigpy.zcl import foundation
 
@@ -26,16 +26,21 @@ def handle(device: VirtualDevice, cluster: VirtualCluster, hdr: foundation.ZCLHe
         request, _ = foundation.GENERAL_COMMANDS[command].schema.deserialize(rest)
     except (ValueError, KeyError):
         return frames.default_response(hdr, Status.MALFORMED_COMMAND)
+    refused = device.faults.refused(cluster.cluster_id, G(command).name)
+    if refused is not None:
+        return _refuse(hdr, request, refused)
+    ignored = device.faults.ignored(cluster.cluster_id, G(command).name)
 
     if command == G.Read_Attributes:
         return _read(cluster, hdr, request.attribute_ids)
     if command in (G.Write_Attributes, G.Write_Attributes_Undivided, G.Write_Attributes_No_Response):
-        reply = _write(device, cluster, hdr, request.attributes,
+        reply = _write(device, cluster, hdr, [] if ignored else request.attributes,
                        undivided=command == G.Write_Attributes_Undivided)
         return None if command == G.Write_Attributes_No_Response else reply
     if command == G.Configure_Reporting:
-        device.config_changed = True
-        return _configure_reporting(cluster, hdr, request.config_records)
+        if not ignored:
+            device.config_changed = True
+        return _configure_reporting(cluster, hdr, [] if ignored else request.config_records)
     if command == G.Read_Reporting_Configuration:
         return _read_reporting(cluster, hdr, request.attribute_records)
     if command == G.Discover_Attributes:
@@ -43,6 +48,33 @@ def handle(device: VirtualDevice, cluster: VirtualCluster, hdr: foundation.ZCLHe
     if command == G.Default_Response:
         return None
     return frames.default_response(hdr, Status.UNSUP_GENERAL_COMMAND)
+
+
+def _refuse(hdr: foundation.ZCLHeader, request: Any, status: Status) -> bytes | None:
+    """The answer of a device told to refuse this command (``device.faults.refuse``): the status
+    for every attribute of a read, write or reporting configuration, else a Default_Response."""
+    command = hdr.command_id
+    if command == G.Read_Attributes:
+        records = [foundation.ReadAttributeRecord(attrid=attrid, status=status)
+                   for attrid in request.attribute_ids]
+        body = frames.zcl_general(G.Read_Attributes_rsp, status_records=records)
+        return frames.zcl_reply(hdr, G.Read_Attributes_rsp, body)
+    if command in (G.Write_Attributes, G.Write_Attributes_Undivided):
+        writes = [foundation.WriteAttributesStatusRecord(status=status, attrid=attr.attrid)
+                  for attr in request.attributes]
+        body = frames.zcl_general(G.Write_Attributes_rsp,
+                                  status_records=foundation.WriteAttributesResponse(writes))
+        return frames.zcl_reply(hdr, G.Write_Attributes_rsp, body)
+    if command == G.Write_Attributes_No_Response:
+        return None
+    if command == G.Configure_Reporting:
+        configs = [foundation.ConfigureReportingResponseRecord(
+            status=status, direction=cfg.direction, attrid=cfg.attrid)
+            for cfg in request.config_records]
+        body = frames.zcl_general(G.Configure_Reporting_rsp,
+                                  status_records=foundation.ConfigureReportingResponse(configs))
+        return frames.zcl_reply(hdr, G.Configure_Reporting_rsp, body)
+    return frames.default_response(hdr, status)
 
 
 def _read(cluster: VirtualCluster, hdr: foundation.ZCLHeader, attrids: list[int]) -> bytes:

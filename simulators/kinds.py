@@ -1,11 +1,14 @@
 """Built-in virtual device kinds, declared as data: signature, clusters, initial values, physics.
 
 Attribute values are raw ZCL values (a temperature of 21.5 °C is 2150), keyed by zigpy's attribute
-names, exactly as a real device holds them.
+names, exactly as a real device holds them. ``declare`` makes a kind in one expression (a test's
+device with exactly the clusters and values it needs); ``SimNetwork.create`` takes such a KindSpec
+as it takes a built-in kind's name.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,8 +48,28 @@ _SLEEPY_FLAGS = MAINS.AllocateAddress
 
 @dataclass(frozen=True, kw_only=True)
 class ClusterSpec:
-    cluster: type[Cluster]
-    values: dict[str, Any] = field(default_factory=dict)
+    """A server cluster and its raw values. The cluster is a zigpy class, or an id for one zigpy
+    does not define (a vendor's 0xFCxx); values are keyed by zigpy's attribute names, or by id
+    (then a zigpy-typed value, e.g. ``t.uint8_t(3)``, so the device knows its ZCL type)."""
+
+    cluster: type[Cluster] | int
+    values: dict[str | int, Any] = field(default_factory=dict)
+
+    @property
+    def cluster_id(self) -> int:
+        return self.cluster if isinstance(self.cluster, int) else int(self.cluster.cluster_id)
+
+    def raw_values(self) -> dict[int, Any]:
+        """The values by attribute id."""
+        def attrid(key: str | int) -> int:
+            if isinstance(key, int):
+                return key
+            if isinstance(self.cluster, int):
+                raise ValueError(f"cluster 0x{self.cluster:04x} is unknown to zigpy: "
+                                 f"name attribute {key!r} by its id")
+            return int(self.cluster.attributes_by_name[key].id)
+
+        return {attrid(key): value for key, value in self.values.items()}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,7 +78,7 @@ class EndpointSpec:
     device_type: int
     profile_id: int = zha.PROFILE_ID
     in_clusters: tuple[ClusterSpec, ...]
-    out_clusters: tuple[type[Cluster], ...] = (Ota,)
+    out_clusters: tuple[type[Cluster] | int, ...] = (Ota,)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -208,30 +231,79 @@ def node_descriptor(*, mains: bool, manufacturer_code: int) -> zdo_t.NodeDescrip
     )
 
 
-def _client_values(cluster: type[Cluster]) -> dict[int, Any]:
+ServerCluster = type[Cluster] | int | ClusterSpec
+ClientCluster = type[Cluster] | int
+
+
+def declare(
+    endpoints: Mapping[int, tuple[Iterable[ServerCluster], Iterable[ClientCluster]]],
+    *,
+    name: str = "declared",
+    manufacturer: str = "Spoke Sim",
+    model: str = "SIM-DECLARED",
+    mains: bool = True,
+    device_type: int = zha.DeviceType.ON_OFF_LIGHT,
+    behaviour: str = "static",
+) -> KindSpec:
+    """A kind with exactly the given endpoints: {endpoint id: ([server clusters], [client
+    clusters])}. A server cluster is a zigpy class or id (no values: every read of it answers
+    UNSUPPORTED_ATTRIBUTE) or a ClusterSpec with raw values; a client cluster is a class or id.
+    A Basic cluster answers the manufacturer and model. zigpy and the device handlers do not look
+    at the device type."""
+    def server(c: ServerCluster) -> ClusterSpec:
+        return c if isinstance(c, ClusterSpec) else ClusterSpec(cluster=c)
+
+    return KindSpec(
+        name=name, description=f"declared: {manufacturer} {model}", manufacturer=manufacturer,
+        model=model, mains_powered=mains, behaviour=behaviour,
+        endpoints=tuple(
+            EndpointSpec(endpoint_id=ep_id, device_type=device_type,
+                         in_clusters=tuple(server(c) for c in servers),
+                         out_clusters=tuple(clients))
+            for ep_id, (servers, clients) in endpoints.items()
+        ),
+    )
+
+
+def _client_values(cluster: ClientCluster) -> dict[int, Any]:
     if cluster is Ota:
         return {Ota.AttributeDefs.current_file_version.id: 0x01000000}
     return {}
 
 
-def build(kind: str, *, ieee: t.EUI64, nwk: int) -> VirtualDevice:
-    """Build a virtual device of a built-in kind."""
-    spec = KINDS[kind]
+def _server_values(spec: KindSpec, cs: ClusterSpec) -> dict[int, Any]:
+    """A cluster's raw values; a Basic cluster also tells the kind's identity (zigpy's interview
+    and the quirks ask it for manufacturer and model)."""
+    values = cs.raw_values()
+    if cs.cluster_id == Basic.cluster_id:
+        identity = {Basic.AttributeDefs.manufacturer: spec.manufacturer,
+                    Basic.AttributeDefs.model: spec.model,
+                    Basic.AttributeDefs.power_source: Basic.PowerSource.Mains_single_phase
+                    if spec.mains_powered else Basic.PowerSource.Battery}
+        for attr, value in identity.items():
+            values.setdefault(attr.id, value)
+    return values
+
+
+def _client_id(cluster: ClientCluster) -> int:
+    return cluster if isinstance(cluster, int) else int(cluster.cluster_id)
+
+
+def build(kind: str | KindSpec, *, ieee: t.EUI64, nwk: int) -> VirtualDevice:
+    """Build a virtual device of a built-in kind (by name) or of a declared one."""
+    spec = KINDS[kind] if isinstance(kind, str) else kind
     endpoints = {}
     for ep in spec.endpoints:
-        clusters = {}
-        for cs in ep.in_clusters:
-            values = {cs.cluster.attributes_by_name[name].id: value
-                      for name, value in cs.values.items()}
-            clusters[cs.cluster.cluster_id] = VirtualCluster(cs.cluster.cluster_id, values)
+        clusters = {cs.cluster_id: VirtualCluster(cs.cluster_id, _server_values(spec, cs))
+                    for cs in ep.in_clusters}
         endpoints[ep.endpoint_id] = VirtualEndpoint(
             endpoint_id=ep.endpoint_id, profile_id=ep.profile_id, device_type=ep.device_type,
             in_clusters=clusters,
-            out_clusters={c.cluster_id: VirtualCluster(c.cluster_id, _client_values(c))
+            out_clusters={_client_id(c): VirtualCluster(_client_id(c), _client_values(c))
                           for c in ep.out_clusters})
     behaviour: Behaviour = BEHAVIOURS[spec.behaviour]()
     return VirtualDevice(
-        ieee=ieee, nwk=nwk, kind=kind, source=f"kind:{kind}", behaviour=behaviour,
+        ieee=ieee, nwk=nwk, kind=spec.name, source=f"kind:{spec.name}", behaviour=behaviour,
         node_desc=node_descriptor(mains=spec.mains_powered,
                                   manufacturer_code=spec.manufacturer_code),
         endpoints=endpoints, manufacturer_code=spec.manufacturer_code,

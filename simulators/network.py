@@ -4,6 +4,11 @@ A SimNetwork holds the virtual devices, the coordinator's network settings (what
 in its NVRAM), permit-join state and simulated time. It persists all of that to a JSON file so a
 restarted hub finds its devices where a real stick would. The radio (simulators.radio) attaches to
 a network by name; nothing here knows the hub or the cloud.
+
+Faults of the air: ``fail``/``recover`` (the stick stops answering), ``power_off`` (a device no
+longer answers: sends to it fail without a MAC ack), ``fail_sends`` (the radio reports a send as
+failed, e.g. with a timeout); a device's own misbehaviour is ``VirtualDevice.faults``. ``sniff``
+records what the coordinator puts on the air and ``settle`` waits until nothing is in flight.
 """
 
 from __future__ import annotations
@@ -28,6 +33,10 @@ from simulators.device import VirtualDevice
 
 LOGGER = logging.getLogger(__name__)
 STATE_VERSION = 1
+
+# Loop turns without a frame in flight after which the air counts as settled: enough for zigpy
+# to turn a frame it received into the frames it sends back.
+_SETTLED_TURNS = 10
 
 # Networks by name, so a radio configured with path "sim://NAME" finds its network.
 _NETWORKS: dict[str, SimNetwork] = {}
@@ -89,6 +98,9 @@ class SimNetwork:
         self.refused_joins = 0
         self._tick_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._in_flight: set[asyncio.TimerHandle] = set()  # device frames on their way
+        self._send_failure: tuple[BaseException, int] | None = None  # (error, frames let through)
+        self.sniffer: list[t.ZigbeePacket] | None = None
         self._dirty = False
         self.last_traffic = time.monotonic()  # when a frame last went over the air
         if state_path is not None and state_path.exists():
@@ -127,6 +139,9 @@ class SimNetwork:
             self._tick_task = None
         for task in list(self._tasks):
             task.cancel()
+        for handle in self._in_flight:
+            handle.cancel()
+        self._in_flight.clear()
         self.save()
 
     def close(self) -> None:
@@ -151,10 +166,30 @@ class SimNetwork:
     def recover(self) -> None:
         self.failed = None
 
+    def fail_sends(self, error: BaseException | None, *, after: int = 0) -> None:
+        """Make the radio report the coordinator's sends as failed, as a radio library does: each
+        send raises ``error`` (a DeliveryError for a frame nobody acknowledged, TimeoutError for a
+        stick that did not confirm in time) once ``after`` more frames have gone through. None
+        ends it. zigpy retries a failed send twice, so one exchange costs three frames."""
+        self._send_failure = None if error is None else (error, after)
+
+    def sniff(self) -> list[t.ZigbeePacket]:
+        """Record from now on every frame the coordinator puts on the air (as a sniffer next to
+        the stick would); returns the list they are appended to. ``sniffer = None`` stops it."""
+        self.sniffer = []
+        return self.sniffer
+
     async def deliver(self, packet: t.ZigbeePacket) -> None:
         """Carry a frame from the coordinator to its destination; raise if it cannot arrive."""
         if self.failed:
             raise zigpy.exceptions.DeliveryError(f"radio failed: {self.failed}")
+        if self._send_failure is not None:
+            error, through = self._send_failure
+            if through <= 0:
+                raise error.with_traceback(None)  # raised again and again: no growing traceback
+            self._send_failure = (error, through - 1)
+        if self.sniffer is not None:
+            self.sniffer.append(packet)
         if packet.dst.addr_mode == t.AddrMode.Broadcast:
             return
         self.last_traffic = time.monotonic()
@@ -190,11 +225,24 @@ class SimNetwork:
         deadline = time.monotonic() + within
         while True:
             idle = time.monotonic() - self.last_traffic
-            if idle >= seconds and not self._tasks:
+            if idle >= seconds and not self._tasks and not self._in_flight:
                 return True
             if time.monotonic() >= deadline:
                 return False
             await asyncio.sleep(max(0.005, seconds - idle))
+
+    async def settle(self, *, within: float = 5.0) -> None:
+        """Wait until no frame is in flight either way, and the coordinator has had the turns it
+        needs to send what a frame set off (an answer, a default response); raise TimeoutError
+        if the air is still busy after ``within`` seconds."""
+        deadline = time.monotonic() + within
+        idle_turns = 0
+        while idle_turns < _SETTLED_TURNS:
+            busy = bool(self._tasks or self._in_flight)
+            idle_turns = 0 if busy else idle_turns + 1
+            if busy and time.monotonic() > deadline:
+                raise TimeoutError(f"sim network {self.name}: still busy after {within} s")
+            await asyncio.sleep(self.latency / 4 if busy else 0)
 
     def _resolve(self, addr: t.AddrModeAddress) -> VirtualDevice | None:
         if addr.addr_mode == t.AddrMode.IEEE:
@@ -241,14 +289,20 @@ class SimNetwork:
             if nwk not in used:
                 return nwk
 
-    def create(self, source: str, *, ieee: t.EUI64 | None = None, nwk: int | None = None
-               ) -> VirtualDevice:
-        """Build a virtual device from a source: "kind:NAME", a kind name, or "file:PATH"."""
+    def create(self, source: str | kinds.KindSpec, *, ieee: t.EUI64 | None = None,
+               nwk: int | None = None) -> VirtualDevice:
+        """Build a virtual device from a source: "kind:NAME", a kind name, "file:PATH", or a
+        kind declared in code (``kinds.declare``; such a device is not restored after a restart:
+        its declaration lives in the code that made it)."""
+        ieee = ieee or self.new_ieee()
+        nwk = self.new_nwk() if nwk is None else nwk
+        if isinstance(source, kinds.KindSpec):
+            device = kinds.build(source, ieee=ieee, nwk=nwk)
+            known = kinds.KINDS.get(source.name) is source
+            return self._wire(device, f"kind:{source.name}" if known else f"declared:{source.name}")
         if ":" not in source:
             source = f"kind:{source}"
         scheme, _, ref = source.partition(":")
-        ieee = ieee or self.new_ieee()
-        nwk = self.new_nwk() if nwk is None else nwk
         if scheme == "file" and scheme not in SOURCE_BUILDERS:
             import simulators.diagnostics  # noqa: F401  (registers the "file" builder)
         if scheme == "kind":
@@ -260,6 +314,9 @@ class SimNetwork:
             device = SOURCE_BUILDERS[scheme](ref, ieee=ieee, nwk=nwk)
         else:
             raise ValueError(f"unknown device source {source!r}")
+        return self._wire(device, source)
+
+    def _wire(self, device: VirtualDevice, source: str) -> VirtualDevice:
         device.source = source
         device.clock = self.clock
         device.on_command = self._executed
@@ -310,8 +367,13 @@ class SimNetwork:
     def _from_device(self, packet: t.ZigbeePacket) -> None:
         """A device transmits (a report or notification) to the coordinator."""
         self.last_traffic = time.monotonic()
-        loop = asyncio.get_running_loop()
-        loop.call_later(self.latency, self._to_coordinator, packet)
+
+        def arrive() -> None:
+            self._in_flight.discard(handle)
+            self._to_coordinator(packet)
+
+        handle = asyncio.get_running_loop().call_later(self.latency, arrive)
+        self._in_flight.add(handle)
 
     def _left(self, device: VirtualDevice) -> None:
         self.devices.pop(device.ieee, None)

@@ -1,4 +1,5 @@
-"""Shared fixtures: free ports and real MQTT brokers (mosquitto subprocess, embedded amqtt)."""
+"""Shared fixtures: free ports, real MQTT brokers (mosquitto subprocess, embedded amqtt) and a
+simulated Zigbee network with zigpy on its radio."""
 
 from __future__ import annotations
 
@@ -8,13 +9,14 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from bench.rig import render_mosquitto_conf
+from tests.sim_devices import SimZigbee, running_sim
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 
@@ -115,3 +117,10 @@ def mqtt_broker(request: pytest.FixtureRequest) -> BrokerAddress:
     """Each real broker in turn."""
     name = "amqtt_broker" if request.param == "amqtt" else "mosquitto"
     return request.getfixturevalue(name)  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[SimZigbee]:
+    """The simulator's network with zigpy on its radio; devices join it (tests/sim_devices.py)."""
+    async with running_sim() as zigbee:
+        yield zigbee

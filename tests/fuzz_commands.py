@@ -36,7 +36,7 @@ from tests.fuzz_payloads import (
 )
 from wire.contract import MAX_PAYLOAD_BYTES, Command, HubRequest, Topics, utcnow
 
-HUB_DEVICE = "00:0d:6f:00:0a:bc:de:f0"  # the FakeRadio device of tests/test_device_handlers_fakes
+HUB_DEVICE = "00:0d:6f:00:0a:bc:de:f0"  # the virtual light the hub rig of tests/test_fuzz.py has
 COMMANDS_TOPIC = Topics.commands(HUB)
 REQUESTS_TOPIC = Topics.requests(HUB)
 

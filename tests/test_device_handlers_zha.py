@@ -4,7 +4,6 @@ clusters zha-quirks define, more measurement clusters, and the conversions ZHA's
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -25,24 +24,20 @@ from device_handlers.clusters.manufacturer import IkeaAirPurifier, SmartThingsAc
 from device_handlers.handler import TableDeviceHandler
 from device_handlers.model import Reading
 from device_handlers.registry import handler_for
-from tests.test_device_handlers_fakes import FakeRadio, make_device
+from tests.sim_devices import SimZigbee
 from wire.capabilities import validate_command
 
 
-@pytest.fixture
-def app() -> Iterator[FakeRadio]:
-    yield FakeRadio()
+async def handler(sim: SimZigbee, *servers: type[Cluster]) -> TableDeviceHandler:
+    """The handler of a simulated device with Basic and these server clusters on endpoint 1."""
+    return handler_for((await sim.join({1: ([Basic, *servers], [])})).device)
 
 
-def handler(app: FakeRadio, *servers: type[Cluster]) -> TableDeviceHandler:
-    return handler_for(make_device(app, {1: ([Basic, *servers], [])}))
-
-
-def quirked(app: FakeRadio, cluster: type[Cluster]) -> TableDeviceHandler:
-    """A device whose manufacturer cluster has the attributes its zha-quirk gives it."""
-    device = make_device(app, {1: ([Basic], [])})
+async def quirked(sim: SimZigbee, cluster: type[Cluster]) -> TableDeviceHandler:
+    """A device with a manufacturer cluster, which its zha-quirk gives the attributes it has."""
+    device = (await sim.join({1: ([Basic, cluster.cluster_id], [])})).device
     ep = device.endpoints[1]
-    ep.add_input_cluster(cluster.cluster_id, cluster(ep, is_server=True))
+    ep.add_input_cluster(cluster.cluster_id, cluster(ep, is_server=True))  # as the quirk does
     return handler_for(device)
 
 
@@ -60,14 +55,14 @@ def cached(h: TableDeviceHandler, kind: type[Cluster], **raw: Any) -> dict[tuple
 # --- siren: a state the device cannot report -----------------------------------------------------
 
 
-def test_a_siren_is_silent_until_told_otherwise(app: FakeRadio) -> None:
-    h = handler(app, IasWd)
+async def test_a_siren_is_silent_until_told_otherwise(sim: SimZigbee) -> None:
+    h = await handler(sim, IasWd)
     assert h.capabilities == {"siren": "siren"}
     assert values(h.cached_readings()) == {("siren", "active"): False}
 
 
-async def test_a_siren_sounds_for_the_warning_duration(app: FakeRadio) -> None:
-    h = handler(app, IasWd)
+async def test_a_siren_sounds_for_the_warning_duration(sim: SimZigbee) -> None:
+    h = await handler(sim, IasWd)
     told: list[list[Reading]] = []
     detach = h.attach(told.append)
     args = validate_command("siren", "on", {"duration": 1})
@@ -85,8 +80,8 @@ async def test_a_siren_sounds_for_the_warning_duration(app: FakeRadio) -> None:
 # --- manufacturer clusters of zha-quirks -------------------------------------------------------------
 
 
-def test_ikea_air_purifier_fan(app: FakeRadio) -> None:
-    h = quirked(app, IkeaAirPurifier)
+async def test_ikea_air_purifier_fan(sim: SimZigbee) -> None:
+    h = await quirked(sim, IkeaAirPurifier)
     assert cached(h, IkeaAirPurifier, fan_mode=2, fan_speed=2) == {
         ("fan", "mode"): "on", ("fan", "percentage"): 20}
     assert cached(h, IkeaAirPurifier, fan_mode=1)[("fan", "mode")] == "auto"
@@ -95,15 +90,16 @@ def test_ikea_air_purifier_fan(app: FakeRadio) -> None:
     assert request.writes == {"fan_mode": 2}  # speed 1 would be auto
 
 
-def test_smartthings_accelerometer(app: FakeRadio) -> None:
-    h = quirked(app, SmartThingsAcceleration)
+async def test_smartthings_accelerometer(sim: SimZigbee) -> None:
+    h = await quirked(sim, SmartThingsAcceleration)
     assert cached(h, SmartThingsAcceleration, acceleration=1) == {
         ("acceleration", "moving"): True}
 
 
-def test_a_cluster_with_the_id_but_not_the_quirk_gives_nothing(app: FakeRadio) -> None:
-    device = make_device(app, {1: ([Basic], [])})
-    device.endpoints[1].add_input_cluster(0xFC02)  # another vendor's 0xFC02: no such attribute
+async def test_a_cluster_with_the_id_but_not_the_quirk_gives_nothing(sim: SimZigbee) -> None:
+    # another vendor's 0xFC02, as zigpy finds it in the interview: no such attribute
+    device = (await sim.join({1: ([Basic, 0xFC02], [])})).device
+    assert 0xFC02 in device.endpoints[1].in_clusters
     assert handler_for(device).capabilities == {}
 
 
@@ -116,20 +112,20 @@ def test_a_cluster_with_the_id_but_not_the_quirk_gives_nothing(app: FakeRadio) -
     (LeafWetness, 4200, "leaf_wetness", 42.0),
     (FlowMeasurement, 125, "flow", 12.5),
 ])
-def test_more_measurement_clusters(app: FakeRadio, kind: type[Cluster], raw: Any,
-                                   capability: str, expected: Any) -> None:
-    h = handler(app, kind)
+async def test_more_measurement_clusters(sim: SimZigbee, kind: type[Cluster], raw: Any,
+                                         capability: str, expected: Any) -> None:
+    h = await handler(sim, kind)
     assert cached(h, kind, measured_value=raw) == {(capability, capability): expected}
 
 
-def test_level_0xff_is_full_brightness(app: FakeRadio) -> None:
+async def test_level_0xff_is_full_brightness(sim: SimZigbee) -> None:
     # Sengled and Homr lights hold 255 at full brightness (ZHA shows brightness 255).
-    h = handler(app, LevelControl)
+    h = await handler(sim, LevelControl)
     assert cached(h, LevelControl, current_level=0xFF) == {("level", "level"): 100.0}
 
 
-def test_enhanced_hue_wins_over_the_8_bit_hue(app: FakeRadio) -> None:
-    h = handler(app, Color)
+async def test_enhanced_hue_wins_over_the_8_bit_hue(sim: SimZigbee) -> None:
+    h = await handler(sim, Color)
     caps = Color.ColorCapabilities
     readings = cached(h, Color, color_capabilities=caps.Enhanced_hue | caps.Hue_and_saturation,
                       current_hue=127, enhanced_current_hue=0x4000)
@@ -137,9 +133,9 @@ def test_enhanced_hue_wins_over_the_8_bit_hue(app: FakeRadio) -> None:
     assert [r.attribute for r in h.cached_readings()].count("hue") == 1
 
 
-def test_power_falls_back_to_the_dc_multiplier_and_divisor(app: FakeRadio) -> None:
+async def test_power_falls_back_to_the_dc_multiplier_and_divisor(sim: SimZigbee) -> None:
     # Without ac_power_multiplier/divisor, power_multiplier/divisor scale active power (as in ZHA).
-    h = handler(app, ElectricalMeasurement)
+    h = await handler(sim, ElectricalMeasurement)
     readings = cached(h, ElectricalMeasurement, power_multiplier=1, power_divisor=10,
                       active_power=t.int16s(605))
     assert readings[("power", "power")] == 60.5

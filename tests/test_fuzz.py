@@ -5,13 +5,14 @@ without an exception, store nothing but the valid events, and account for every 
 The ingest runs for real on a SQLite file: ``Ingest._process`` decodes a batch and applies it in one
 transaction, exactly what the worker thread does with what paho queued (tests/test_cloud_ingest.py
 covers the broker path; the direct path is what makes 10,000+ cases take seconds). A ledger model
-of the README's rules (seq per hub, duplicates, gaps, late events) says what the database and the
-metrics must hold after each batch.
+of the README's rules (seq per hub and epoch, duplicates, gaps, late events, implausible seqs)
+says what the database and the metrics must hold after each batch.
 
 The hub side is a real ``Hub`` that was never started: its ``HubStore`` on SQLite, a ``HubLink``
-never connected (results wait in the outbox), and its tracker following one real zigpy device on the
-in-process FakeRadio, so valid commands really execute and read back. Messages go in through
-the hub's dispatcher (``Dispatcher.on_message``), the MQTT entry point of commands and management requests.
+never connected (results wait in the outbox), and its tracker following one zigpy device, a virtual
+dimmable light that joined the simulator's network (tests/sim_devices.py), so valid commands really
+execute on it and read back. Messages go in through the hub's dispatcher
+(``Dispatcher.on_message``), the MQTT entry point of commands, management requests and acks.
 
 Strategies are in tests/fuzz_payloads.py (the ingest's) and tests/fuzz_commands.py (the hub's).
 """
@@ -53,9 +54,10 @@ from cloud.storage.sql_schema import (
 )
 from hub.app import Hub
 from hub.settings import HubSettings
+from simulators.kinds import ClusterSpec
 from tests.fuzz_commands import HUB_DEVICE, Delivery, hub_deliveries, usable_id
 from tests.fuzz_payloads import HUB, IEEE, T0, Wire, finite_json, ingest_messages
-from tests.test_device_handlers_fakes import FakeRadio, make_device
+from tests.sim_devices import SimZigbee
 from wire.contract import CommandResult, DeviceInfo, Event, HubStatus, Topics, Value
 
 MIN_PAYLOADS = 10_000
@@ -345,24 +347,24 @@ class Expected:
 
 
 class HubRig:
-    """A Hub that was never started, following one FakeRadio device; its own event loop."""
+    """A Hub that was never started, following one virtual device; its own event loop."""
 
     def __init__(self, tmp_path: Path) -> None:
         self.loop = asyncio.new_event_loop()
         self.hub = Hub(HubSettings(hub_id=HUB, hub_data_dir=tmp_path / "hub", command_timeout=2.0,
                                    device_info_debounce=3600.0))
-        self.radio = FakeRadio()
-        self.device = make_device(self.radio, {1: ([Basic, OnOff, LevelControl], [])})
-        self.radio.set(1, OnOff, on_off=0)
-        self.radio.set(1, LevelControl, current_level=128)
+        self.sim = self.loop.run_until_complete(SimZigbee.start())
+        light = {1: ([Basic, ClusterSpec(cluster=OnOff, values={"on_off": 0}),
+                      ClusterSpec(cluster=LevelControl, values={"current_level": 128})], [])}
+        self.device = self.loop.run_until_complete(self.sim.join(light, ieee=HUB_DEVICE)).device
         self.hub.tracker.track(self.device)
         assert str(self.device.ieee) == HUB_DEVICE
         self.outbox_seen = 0
 
     def run(self, deliveries: list[Delivery]) -> None:
-        # zigpy drops a frame equal to one received in the last 10 s as a duplicate. FakeRadio
-        # answers hundreds of commands a second, so after 256 requests (the TSN wraps) its answer
-        # to the same command repeats byte for byte: forget the frames of earlier examples.
+        # zigpy drops a frame equal to one received in the last 10 s as a duplicate. The virtual
+        # device answers hundreds of commands a second, so after 256 requests (the TSN wraps) its
+        # answer to the same command repeats byte for byte: forget the frames of earlier examples.
         self.device._packet_debouncer.clean(math.inf)
 
         async def deliver() -> None:
@@ -379,8 +381,11 @@ class HubRig:
 
     def close(self) -> None:
         self.hub.tracker.close()
-        self.hub.store.close()
-        self.loop.close()
+        try:
+            self.loop.run_until_complete(self.sim.close())
+        finally:
+            self.hub.store.close()
+            self.loop.close()
 
 
 @pytest.fixture
