@@ -1,6 +1,7 @@
 """Fault scenarios over real processes, shared by tests/test_faults.py (short) and bench/faults.py
 (full length): while simulated load generators report at a fixed rate and commands are sent, break
-the broker, the cloud or the hub, then account for every event and every command."""
+the broker, the cloud or the hub (or lose the hub's store, or burst through the embedded broker),
+then account for every event, per ledger epoch, and every command."""
 
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ class Outcome:
     refused: int = 0
     executions: int = 0
     rate: float = 0.0  # events per second the hub emitted over the whole run
+    epochs: int = 1
+    resends: int = 0  # times the hub sent unacknowledged events again (since its last start)
 
 
 # A fault breaks something, sends commands while it is broken, repairs it, and returns the
@@ -77,6 +80,41 @@ def hub_kill(rig: Rig, log: CommandLog, device_id: str, down: float) -> float:
     return repaired
 
 
+def broker_kill_cloud_away(rig: Rig, log: CommandLog, device_id: str, down: float) -> float:
+    """Events queue in the broker for a cloud that is away; the broker is then SIGKILLed before
+    it saved them (a power cut, the OOM killer), restarted, and only then the cloud comes back."""
+    assert rig.broker is not None
+    rig.clouds[0].stop()  # a clean stop: the broker keeps its session and queues for it
+    _commands_during(rig, log, device_id, down)  # refused: the API is away too
+    rig.broker.kill()
+    rig.start_broker()
+    time.sleep(1.0)  # the hub reconnects to the restarted broker
+    repaired = time.monotonic()
+    rig.start_cloud(0)
+    return repaired
+
+
+def hub_store_lost(rig: Rig, log: CommandLog, device_id: str, down: float) -> float:
+    """The hub's store is lost while it is stopped (a new SD card, a restored backup): it comes
+    back with the same id and devices and starts a new ledger epoch at seq 1."""
+    assert rig.hub is not None
+    rig.hub.stop()  # a clean stop: the hub waits for the cloud to acknowledge its outbox
+    rig.replace_hub_store()
+    _commands_during(rig, log, device_id, down)  # queued by the broker for the hub's session
+    repaired = time.monotonic()
+    rig.hub.start()
+    rig.wait_hub_answers()
+    return repaired
+
+
+def amqtt_burst(rig: Rig, log: CommandLog, device_id: str, down: float) -> float:
+    """3,000 reports at once (1,500 from each load generator) through the embedded amqtt broker,
+    which acknowledges publishes it then fails to deliver."""
+    rig.control("sim_burst", count=BURST // max(1, rig.loadgens))
+    log.send(rig, device_id)
+    return time.monotonic()
+
+
 def worker_kill(rig: Rig, log: CommandLog, device_id: str, down: float) -> float:
     rig.clouds[1].kill()
     _commands_during(rig, log, device_id, down, worker=0)  # the other worker carries on
@@ -85,20 +123,25 @@ def worker_kill(rig: Rig, log: CommandLog, device_id: str, down: float) -> float
     return repaired
 
 
-SCENARIOS: dict[str, tuple[Fault, int]] = {  # name -> (fault, cloud workers)
-    "broker restarted": (broker_restart, 1),
-    "broker down": (broker_down, 1),
-    "cloud SIGKILL": (cloud_kill, 1),
-    "hub SIGKILL": (hub_kill, 1),
-    "2 workers, 1 SIGKILL": (worker_kill, 2),
+BURST = 3000
+
+SCENARIOS: dict[str, tuple[Fault, int, str]] = {  # name -> (fault, cloud workers, broker)
+    "broker restarted": (broker_restart, 1, "mosquitto"),
+    "broker down": (broker_down, 1, "mosquitto"),
+    "cloud SIGKILL": (cloud_kill, 1, "mosquitto"),
+    "hub SIGKILL": (hub_kill, 1, "mosquitto"),
+    "2 workers, 1 SIGKILL": (worker_kill, 2, "mosquitto"),
+    "broker SIGKILL, cloud away": (broker_kill_cloud_away, 1, "mosquitto"),
+    "hub store lost": (hub_store_lost, 1, "mosquitto"),
+    "amqtt burst": (amqtt_burst, 1, "amqtt"),
 }
 
 
 def run(name: str, workdir: Path, *, down: float, load_before: float = 3.0,
         load_after: float = 3.0, tick: float = 0.05, loadgens: int = 2) -> Outcome:
-    fault, workers = SCENARIOS[name]
+    fault, workers, broker = SCENARIOS[name]
     rig = Rig(workdir, workers=workers, tick=tick, loadgens=loadgens,
-              command_ttl=max(30.0, down + 20))
+              command_ttl=max(30.0, down + 20), broker_kind=broker)
     rig.start()
     started = time.monotonic()
     try:
@@ -117,11 +160,13 @@ def run(name: str, workdir: Path, *, down: float, load_before: float = 3.0,
         elapsed = time.monotonic() - started
         _settle_commands(rig, log, timeout=rig.command_ttl + 10)
         counts = rig.report()
+        resends = int(rig.control("status")["status"]["metrics"].get("resends", 0))
         return Outcome(scenario=name, emitted=counts["emitted"], stored=counts["stored"],
                        lost=counts["lost"], duplicates=counts["duplicates"],
                        recovery_s=round(recovery, 1), commands=log.outcomes(rig),
                        refused=log.refused, executions=executions(rig, bulb["ieee"]),
-                       rate=round(counts["emitted"] / elapsed, 1))
+                       rate=round(counts["emitted"] / elapsed, 1), epochs=counts["epochs"],
+                       resends=resends)
     except BaseException:
         for service in [rig.broker, *rig.clouds, rig.hub]:
             if service is not None:

@@ -1,5 +1,5 @@
-"""Fault scenarios at full length over real processes (Mosquitto with Spoke's shipped config,
-`spoke cloud run` workers, `spoke hub run` with simulated load generators).
+"""Fault scenarios at full length over real processes (Mosquitto with Spoke's shipped config, or the
+embedded amqtt broker, `spoke cloud run` workers, `spoke hub run` with simulated load generators).
 
 For each scenario it prints what the hub emitted, what the cloud stored, the events lost and
 duplicated, the seconds from the repair (broker started, process restarted) until the cloud had
@@ -27,8 +27,8 @@ def main() -> None:
     names = args.only or list(SCENARIOS)
     print(f"fault scenarios, {args.down:.0f} s outage each, 2 load generators at 20 events/s each "
           "+ a bulb receiving a toggle every 0.5 s during the fault")
-    header = (f"{'scenario':<22} {'emitted':>8} {'stored':>8} {'lost':>5} {'dupl':>5} "
-              f"{'recovery s':>10}  commands (refused = API down)")
+    header = (f"{'scenario':<27} {'emitted':>8} {'stored':>8} {'lost':>5} {'dupl':>5} "
+              f"{'epochs':>6} {'resends':>7} {'recovery s':>10}  commands (refused = API down)")
     print(header)
     print("-" * len(header))
     outcomes: list[Outcome] = []
@@ -38,8 +38,9 @@ def main() -> None:
             o = run(name, Path(tmp), down=args.down, load_before=5.0, load_after=5.0)
             outcomes.append(o)
             commands = ", ".join(f"{k} {v}" for k, v in sorted(o.commands.items()))
-            print(f"{o.scenario:<22} {o.emitted:>8} {o.stored:>8} {o.lost:>5} {o.duplicates:>5} "
-                  f"{o.recovery_s:>10.1f}  {commands}; refused {o.refused}; device ran "
+            print(f"{o.scenario:<27} {o.emitted:>8} {o.stored:>8} {o.lost:>5} {o.duplicates:>5} "
+                  f"{o.epochs:>6} {o.resends:>7} {o.recovery_s:>10.1f}  {commands}; refused "
+                  f"{o.refused}; device ran "
                   f"{o.executions}  ({time.monotonic() - started:.0f} s)", flush=True)
     bad = [o.scenario for o in outcomes if o.lost or o.duplicates]
     print("all scenarios: 0 lost, 0 duplicates" if not bad else f"LOSSES in: {', '.join(bad)}")

@@ -110,6 +110,8 @@ class Rig:
     loadgens: int = 2
     tick: float = 0.05  # seconds between load generator steps (one event per step per device)
     command_ttl: float = 30.0
+    broker_kind: str = "mosquitto"  # or "amqtt" (the embedded broker, as a process)
+    resend_after: float = 3.0  # the hub's ledger_resend_after
     hub_id: str = "fault-hub"
     mqtt_port: int = field(default_factory=free_port)
     api_ports: list[int] = field(default_factory=list)
@@ -117,6 +119,7 @@ class Rig:
     clouds: list[Service] = field(default_factory=list)
     hub: Service | None = None
     token: str = ""
+    past_epochs: dict[str, int] = field(default_factory=dict)  # hub stores replaced: epoch -> last
 
     # ------------------------------------------------------------------ set-up
     @property
@@ -128,17 +131,22 @@ class Rig:
         return self.workdir / "hub"
 
     def start(self) -> None:
-        conf = self.workdir / "mosquitto.conf"
-        conf.write_text(render_mosquitto_conf(self.mqtt_port, self.workdir / "mosquitto-data"))
-        self.broker = Service("mosquitto", [MOSQUITTO, "-c", str(conf)], dict(os.environ),
-                              self.workdir / "mosquitto.log")
+        if self.broker_kind == "amqtt":
+            self.broker = Service("amqtt", [SPOKE, "broker", "--port", str(self.mqtt_port)],
+                                  self._env(), self.workdir / "amqtt.log")
+        else:
+            conf = self.workdir / "mosquitto.conf"
+            conf.write_text(render_mosquitto_conf(self.mqtt_port, self.workdir / "mosquitto-data"))
+            self.broker = Service("mosquitto", [MOSQUITTO, "-c", str(conf)], dict(os.environ),
+                                  self.workdir / "mosquitto.log")
         self.start_broker()
         self.token = self._make_token()
         for i in range(self.workers):
             port = free_port()
             self.api_ports.append(port)
             env = self._env(SPOKE_DATABASE_URL=f"sqlite:///{self.cloud_db}",
-                            SPOKE_CLOUD_PORT=str(port), SPOKE_MQTT_PROTOCOL="5",
+                            SPOKE_CLOUD_PORT=str(port),
+                            SPOKE_MQTT_PROTOCOL="3.1.1" if self.broker_kind == "amqtt" else "5",
                             SPOKE_MQTT_CLIENT_ID=f"spoke-cloud-{i}",
                             SPOKE_MQTT_SESSION_EXPIRY="3600",
                             SPOKE_COMMAND_TIMEOUT="5", SPOKE_COMMAND_TTL=str(self.command_ttl))
@@ -153,6 +161,7 @@ class Rig:
             SPOKE_HUB_ID=self.hub_id, SPOKE_HUB_DATA_DIR=str(self.hub_dir),
             SPOKE_SIM_DEVICES=devices, SPOKE_SIM_SPEED=str(5.0 / self.tick),
             SPOKE_SIM_TICK=str(self.tick), SPOKE_DEVICE_INFO_DEBOUNCE="1",
+            SPOKE_LEDGER_RESEND_AFTER=str(self.resend_after),
             SPOKE_STATE_REFRESH_ON_START="false"), self.workdir / "hub.log")
         self.hub.start()
 
@@ -239,37 +248,55 @@ class Rig:
         raise TimeoutError(f"devices did not reach the cloud\n{self.hub.tail() if self.hub else ''}")
 
     # ------------------------------------------------------------------ accounting
-    def emitted(self) -> int:
-        """The hub's last event sequence number: every event it ever emitted has seq 1..this."""
+    def ledger(self) -> tuple[str, int]:
+        """The hub's current ledger: (epoch, last sequence number it assigned)."""
         db = self.hub_dir / "outbox.db"
         if not db.exists():
-            return 0
+            return "", 0
         with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)) as c:
+            epoch = c.execute("SELECT epoch FROM ledger WHERE id = 1").fetchone()
             row = c.execute("SELECT value FROM meta WHERE key = 'seq'").fetchone()
-            return int(row[0]) if row else 0
+            return (epoch[0] if epoch else ""), (int(row[0]) if row else 0)
+
+    def emitted(self) -> dict[str, int]:
+        """Every event the hub ever emitted, per epoch: seqs 1..last of each."""
+        epoch, last = self.ledger()
+        return {**self.past_epochs, **({epoch: last} if last else {})}
+
+    def replace_hub_store(self) -> None:
+        """The hub's store is lost (a new SD card): remember its ledger, then delete the files."""
+        epoch, last = self.ledger()
+        self.past_epochs[epoch] = last
+        for suffix in ("", "-wal", "-shm"):
+            (self.hub_dir / f"outbox.db{suffix}").unlink(missing_ok=True)
 
     def outbox_pending(self) -> int:
         db = self.hub_dir / "outbox.db"
         with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)) as c:
             return int(c.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
 
-    def stored(self) -> tuple[int, int, set[int]]:
-        """(rows, distinct seqs, the seqs) stored by the cloud for the hub."""
+    def stored(self) -> tuple[int, set[tuple[str, int]]]:
+        """(rows, the distinct (epoch, seq)) stored by the cloud for the hub."""
         with contextlib.closing(sqlite3.connect(f"file:{self.cloud_db}?mode=ro", uri=True,
                                                 timeout=5)) as c:
-            seqs = [r[0] for r in c.execute("SELECT seq FROM events WHERE hub_id = ?",
-                                            (self.hub_id,))]
-        return len(seqs), len(set(seqs)), set(seqs)
+            keys = [(r[0], r[1]) for r in c.execute(
+                "SELECT epoch, seq FROM events WHERE hub_id = ?", (self.hub_id,))]
+        return len(keys), set(keys)
 
-    def wait_caught_up(self, target: int, timeout: float) -> float:
-        """Seconds until the cloud has stored every seq up to ``target``."""
+    def missing(self, emitted: dict[str, int]) -> int:
+        _, keys = self.stored()
+        return sum(1 for epoch, last in emitted.items() for seq in range(1, last + 1)
+                   if (epoch, seq) not in keys)
+
+    def wait_caught_up(self, target: dict[str, int], timeout: float) -> float:
+        """Seconds until the cloud has stored every event of ``target`` (epoch -> last seq)."""
         start = time.monotonic()
         while time.monotonic() - start < timeout:
-            _, _, seqs = self.stored()
-            if len(seqs) >= target and all(s in seqs for s in range(1, target + 1)):
+            if not self.missing(target):
                 return time.monotonic() - start
             time.sleep(0.1)
-        raise TimeoutError(f"cloud did not catch up to seq {target} in {timeout:.0f} s")
+        raise TimeoutError(f"cloud did not catch up to {target} in {timeout:.0f} s "
+                           f"({self.missing(target)} missing)")
 
     def quiesce(self, timeout: float = 60.0) -> None:
         """Stop the load, then wait until the outbox is empty and the cloud has every event."""
@@ -282,10 +309,10 @@ class Rig:
 
     def report(self) -> dict[str, int]:
         emitted = self.emitted()
-        rows, distinct, seqs = self.stored()
-        lost = sum(1 for s in range(1, emitted + 1) if s not in seqs)
-        return {"emitted": emitted, "stored": distinct, "lost": lost,
-                "duplicates": rows - distinct}
+        rows, keys = self.stored()
+        return {"emitted": sum(emitted.values()), "stored": len(keys),
+                "lost": self.missing(emitted), "duplicates": rows - len(keys),
+                "epochs": len(emitted)}
 
 
 @dataclass

@@ -134,9 +134,12 @@ class Hub:
         await self.management.stop()
         await self.availability.stop()
         await self.control_server.stop()
-        await self.publisher.stop()
         await asyncio.gather(*background, return_exceptions=True)
         self.tracker.close()
+        if self.store.pending and not await self.publisher.drain(self.settings.shutdown_drain):
+            LOGGER.warning("stopping with %d messages the cloud has not acknowledged; they are "
+                           "kept and sent after the next start", self.store.pending)
+        await self.publisher.stop()
         await self.link.stop(self.status(online=False, reason="hub stopped"))
         if self.zigbee is not None:
             await self.zigbee.app.shutdown()

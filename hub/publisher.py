@@ -24,7 +24,6 @@ from datetime import datetime
 from hub.link import HubLink
 from hub.store import HubStore
 from wire.contract import (
-    CommandResult,
     DeviceInfo,
     Event,
     HubStatus,
@@ -98,8 +97,15 @@ class Publisher:
         self.store.add_result(Topics.results(self.hub_id), command_id, payload)
         self.link.kick()
 
-    def result_message(self, result: CommandResult) -> None:
-        self.result(result.id, result.to_bytes())
+    async def drain(self, within: float) -> bool:
+        """Wait (at most ``within`` seconds, while connected) until the cloud has acknowledged
+        everything in the outbox; True when it has. A clean stop leaves nothing behind."""
+        deadline = time.monotonic() + within
+        while self.store.pending and time.monotonic() < deadline:
+            if not self.link.connected.is_set():
+                return False
+            await asyncio.sleep(0.05)
+        return not self.store.pending
 
     async def on_ack(self, payload: bytes) -> None:
         """The cloud's acknowledgement: let go of what it committed; resend what it lost."""

@@ -86,6 +86,8 @@ class HubSettings(BaseSettings):
     # Sent events the cloud has not acknowledged after this many seconds: ask where it stands, and
     # send them again if it answers without them.
     ledger_resend_after: float = Field(default=10.0, gt=0)
+    # On a clean stop, wait this long for the cloud to acknowledge what is still in the outbox.
+    shutdown_drain: float = Field(default=5.0, ge=0)
 
     @field_validator("sim_devices", mode="before")
     @classmethod

@@ -423,6 +423,20 @@ class RampBehaviour(Behaviour):
         watts = (cl.get("active_power") or 0) // divisor
         _set(device, ep, cl, "active_power", ((watts + 1) % 30000) * divisor, now)
 
+    def burst(self, device, count, now):
+        """``count`` steps reported at once, each in its own report (the minimum reporting
+        interval is the device's own choice here, as a device flushing what it logged)."""
+        em = _first(device, ElectricalMeasurement.cluster_id)
+        if em is None:
+            return 0
+        _, cl = em
+        attrid = cl.attr_id("active_power")
+        divisor = cl.get("ac_power_divisor") or 1
+        for _ in range(count):
+            cl.values[attrid] = (((cl.get("active_power") or 0) // divisor + 1) % 30000) * divisor
+            device.report(cl, [attrid], now=now)
+        return count
+
 
 BEHAVIOURS: dict[str, type[Behaviour]] = {
     cls.name: cls

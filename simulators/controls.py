@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import zigpy.types as t
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from simulators.kinds import DEFAULT_KINDS
 from simulators.network import JoinRefused, SimNetwork, find_network
@@ -81,6 +81,13 @@ class Resume(_Op):
     op: Literal["sim_resume"] = "sim_resume"
 
 
+class Burst(_Op):
+    """Every load generator reports ``count`` steps at once (a burst, as after an outage)."""
+
+    op: Literal["sim_burst"] = "sim_burst"
+    count: int = Field(ge=1, le=100_000)
+
+
 class DeviceQuery(_Op):
     op: Literal["sim_device"] = "sim_device"
     ieee: str
@@ -100,7 +107,8 @@ class SimControls:
     @property
     def operations(self) -> dict[type[BaseModel], Callable[[Any], Awaitable[dict[str, Any]]]]:
         return {Join: self._join, RadioFail: self._fail, RadioRecover: self._recover,
-                Pause: self._pause, Resume: self._resume, DeviceQuery: self._device}
+                Pause: self._pause, Resume: self._resume, DeviceQuery: self._device,
+                Burst: self._burst}
 
     async def start(self, adopted: AdoptedWaiter, *, within: float = 30.0) -> int:
         """On a new network, switch on the configured devices with permit-join open and wait
@@ -157,6 +165,9 @@ class SimControls:
     async def _resume(self, op: Resume) -> dict[str, Any]:
         self.network.paused = False
         return {}
+
+    async def _burst(self, op: Burst) -> dict[str, Any]:
+        return {"reports": self.network.burst(op.count)}
 
     async def _device(self, op: DeviceQuery) -> dict[str, Any]:
         try:

@@ -359,6 +359,15 @@ class SimNetwork:
         if device is not None and device.joined and device.powered and device.behaviour:
             device.behaviour.wake(device)
 
+    def burst(self, count: int) -> int:
+        """Step every load generator ``count`` times at once; returns the reports that sends."""
+        sent = 0
+        for device in list(self.devices.values()):
+            burst = getattr(device.behaviour, "burst", None)
+            if device.joined and device.powered and burst is not None:
+                sent += burst(device, count, self.clock())
+        return sent
+
     def power_off(self, ieee: t.EUI64) -> None:
         device = self.devices.get(ieee)
         if device is not None:

@@ -353,7 +353,14 @@ class SqlIngestTx:
             if moved - mark < _MARK_STEP:
                 return
 
+    def _move_marks(self) -> None:
+        for ledger in self._ledgers.values():
+            if not ledger.get("_moved"):
+                self._move_mark(ledger)
+                ledger["_moved"] = True
+
     def acks_due(self) -> list[AckDue]:
+        self._move_marks()
         due: list[AckDue] = []
         hubs_due = self._asked | set(self._acked_results)
         hubs_due.update(h for (h, e), led in self._ledgers.items()
@@ -364,15 +371,18 @@ class SqlIngestTx:
             ledger = self._ledgers.get((hub_id, epoch)) if epoch is not None else None
             if ledger is None and epoch is not None:
                 ledger = self._ledger(hub_id, epoch)
+                self._move_mark(ledger)
+                ledger["_moved"] = True
             due.append(AckDue(hub_id=hub_id, epoch=epoch or None,
                               seq=ledger["mark"] if ledger is not None else 0,
                               results=self._acked_results.get(hub_id, [])))
         return due
 
     def flush(self) -> None:
+        self._move_marks()
         for ledger in self._ledgers.values():
-            self._move_mark(ledger)
-            values = {k: v for k, v in ledger.items() if k not in ("hub_id", "epoch")}
+            values = {k: v for k, v in ledger.items()
+                      if k not in ("hub_id", "epoch") and not k.startswith("_")}
             self._conn.execute(update(ledgers).where(ledgers.c.hub_id == ledger["hub_id"],
                                                      ledgers.c.epoch == ledger["epoch"])
                                .values(**values))
