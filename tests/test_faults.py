@@ -1,8 +1,9 @@
 """Fault tests over real processes (Mosquitto or amqtt, `spoke cloud run`, `spoke hub run`): broker
 restarted or down, cloud SIGKILLed, hub SIGKILLed, one of two cloud workers SIGKILLed, the broker
 SIGKILLed while events wait for an absent cloud, the hub's store lost, a burst through amqtt —
-while simulated load generators report at a fixed rate. Every event the hub emitted is stored exactly once, and every
-command ran at most once and ended succeeded, failed or expired (never silently lost)."""
+while simulated load generators report at a fixed rate. Every event the hub emitted is stored
+exactly once, and every command ran at most once and ended succeeded, failed or expired (never
+silently lost)."""
 
 from __future__ import annotations
 
