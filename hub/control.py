@@ -14,10 +14,9 @@ import logging
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from hub.management import Management
     from hub.pairing import PairingReporter
 
 LOGGER = logging.getLogger(__name__)
@@ -28,11 +27,20 @@ class ControlError(Exception):
     """A request the hub refuses; the message goes back to the client."""
 
 
+class PermitJoin(Protocol):
+    """The permit-join window a ``pair`` request opens and closes."""
+
+    @property
+    def pairing_open(self) -> bool: ...
+
+    async def permit(self, duration: int) -> None: ...
+
+
 class ControlServer:
     """Serves the control channel: ``pair`` here, every other operation through ``handle``."""
 
     def __init__(self, path: Path, handle: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]],
-                 management: Management, pairing: PairingReporter,
+                 management: PermitJoin, pairing: PairingReporter,
                  device_info: Callable[[str], dict[str, Any] | None]) -> None:
         self.path = path
         self._handle = handle
