@@ -7,10 +7,12 @@ the same steps on virtual devices built from ZHA diagnostics, so both see a devi
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 
 import zigpy.device
+import zigpy.types as t
 
 from device_handlers.model import ConfigureStep, DeviceHandler, Reading
 from device_handlers.registry import handler_for
@@ -28,6 +30,27 @@ class Adoption:
     @property
     def failed_steps(self) -> list[ConfigureStep]:
         return [s for s in self.steps if not s.ok]
+
+
+class Interviews:
+    """A zigpy listener with a future per IEEE, resolved when zigpy has interviewed the device
+    (quirk applied), or failed with the interview."""
+
+    def __init__(self) -> None:
+        self.pending: dict[t.EUI64, asyncio.Future[zigpy.device.Device]] = {}
+
+    def expect(self, ieee: t.EUI64) -> asyncio.Future[zigpy.device.Device]:
+        return self.pending.setdefault(ieee, asyncio.get_running_loop().create_future())
+
+    def device_initialized(self, device: zigpy.device.Device) -> None:
+        future = self.pending.pop(device.ieee, None)
+        if future is not None and not future.done():
+            future.set_result(device)
+
+    def device_init_failure(self, device: zigpy.device.Device) -> None:
+        future = self.pending.pop(device.ieee, None)
+        if future is not None and not future.done():
+            future.set_exception(RuntimeError(f"zigpy could not interview {device.ieee}"))
 
 
 def current(device: zigpy.device.Device) -> zigpy.device.Device:

@@ -26,7 +26,7 @@ import zigpy.types as t
 
 from device_handlers.model import Reading
 from device_handlers.registry import handler_for
-from hub.adoption import adopt, current
+from hub.adoption import Interviews, adopt, current
 from hub.devices import quirk_name
 from hub.radio import load_radio_controls, start_zigbee
 from hub.settings import HubSettings
@@ -75,26 +75,6 @@ def diagnostics_files(paths: Iterable[str | Path]) -> list[Path]:
     return files
 
 
-class _Interviews:
-    """zigpy listener: a future per IEEE, resolved when zigpy has interviewed (and quirked) it."""
-
-    def __init__(self) -> None:
-        self.pending: dict[t.EUI64, asyncio.Future[zigpy.device.Device]] = {}
-
-    def expect(self, ieee: t.EUI64) -> asyncio.Future[zigpy.device.Device]:
-        return self.pending.setdefault(ieee, asyncio.get_running_loop().create_future())
-
-    def device_initialized(self, device: zigpy.device.Device) -> None:
-        future = self.pending.get(device.ieee)
-        if future is not None and not future.done():
-            future.set_result(device)
-
-    def device_init_failure(self, device: zigpy.device.Device) -> None:
-        future = self.pending.get(device.ieee)
-        if future is not None and not future.done():
-            future.set_exception(RuntimeError("the interview failed"))
-
-
 async def _adopt(inspection: Inspection, interviewed: asyncio.Future[zigpy.device.Device],
                  deadline: float) -> Any:
     """The hub's adoption of the interviewed device; returns its handler."""
@@ -126,7 +106,7 @@ async def inspect_files(files: list[Path]) -> list[Inspection]:
             controls.close()
             raise
         app = zigbee.app
-        interviews = _Interviews()
+        interviews = Interviews()
         app.add_listener(interviews)
         try:
             await app.permit(254)
@@ -180,7 +160,7 @@ async def _shutdown(app: Any) -> None:
         loop.set_exception_handler(previous)
 
 
-def _power_on(network: Any, interviews: _Interviews, inspection: Inspection, diagnostics: Any
+def _power_on(network: Any, interviews: Interviews, inspection: Inspection, diagnostics: Any
               ) -> asyncio.Future[zigpy.device.Device] | None:
     """Build the virtual device (with the recorded IEEE/NWK when free) and switch it on."""
     try:

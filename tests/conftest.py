@@ -4,6 +4,7 @@ simulated Zigbee network with zigpy on its radio."""
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import socket
 import subprocess
@@ -16,6 +17,8 @@ from pathlib import Path
 import pytest
 
 from bench.rig import render_mosquitto_conf
+from cloud.storage.sql import SqlRegistry
+from cloud.storage.sql_schema import metadata
 from tests.sim_devices import SimZigbee, running_sim
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
@@ -45,6 +48,25 @@ def _wait_listening(
         except OSError:
             time.sleep(0.02)
     raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
+
+
+POSTGRES_URL = os.environ.get("SPOKE_TEST_POSTGRES_URL")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def registry(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlRegistry]:
+    """The SQL registry on SQLite, and on PostgreSQL when SPOKE_TEST_POSTGRES_URL names a
+    database the test may wipe."""
+    if request.param == "sqlite":
+        reg = SqlRegistry.from_url(f"sqlite:///{tmp_path / 'db' / 'cloud.db'}")
+    else:
+        if not POSTGRES_URL:
+            pytest.skip("set SPOKE_TEST_POSTGRES_URL to run the storage tests on PostgreSQL")
+        reg = SqlRegistry.from_url(POSTGRES_URL)
+        metadata.drop_all(reg.engine)
+        metadata.create_all(reg.engine)
+    yield reg
+    reg.close()
 
 
 @pytest.fixture

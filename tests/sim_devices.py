@@ -22,6 +22,7 @@ import zigpy.device
 import zigpy.types as t
 from zigpy.zcl import Cluster
 
+from hub.adoption import Interviews
 from simulators import kinds
 from simulators.device import VirtualDevice
 from simulators.network import SimNetwork
@@ -40,33 +41,13 @@ class Paired:
     virtual: VirtualDevice  # the device itself, on the simulated network
 
 
-class _Interviews:
-    """zigpy listener: a future per IEEE, resolved when zigpy has interviewed the device."""
-
-    def __init__(self) -> None:
-        self.pending: dict[t.EUI64, asyncio.Future[zigpy.device.Device]] = {}
-
-    def expect(self, ieee: t.EUI64) -> asyncio.Future[zigpy.device.Device]:
-        return self.pending.setdefault(ieee, asyncio.get_running_loop().create_future())
-
-    def device_initialized(self, device: zigpy.device.Device) -> None:
-        future = self.pending.pop(device.ieee, None)
-        if future is not None and not future.done():
-            future.set_result(device)
-
-    def device_init_failure(self, device: zigpy.device.Device) -> None:
-        future = self.pending.pop(device.ieee, None)
-        if future is not None and not future.done():
-            future.set_exception(AssertionError(f"zigpy could not interview {device.ieee}"))
-
-
 class SimZigbee:
     """A simulated network, zigpy on its radio, and the devices that joined it."""
 
     def __init__(self, network: SimNetwork, app: SimControllerApplication) -> None:
         self.network = network
         self.app = app
-        self._interviews = _Interviews()
+        self._interviews = Interviews()
         app.add_listener(self._interviews)
         # The frames the coordinator put on the air since the last device joined.
         self.sent: list[t.ZigbeePacket] = network.sniff()

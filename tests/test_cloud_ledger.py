@@ -4,17 +4,13 @@ stored events, dead letters and what the hub dropped, and every hub that needs o
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 from sqlalchemy import select
 
 from cloud.storage.base import EventOutcome
 from cloud.storage.sql import SqlRegistry
-from cloud.storage.sql_schema import dead_letters, metadata
+from cloud.storage.sql_schema import dead_letters
 from tests.common import T0, device, event, status
-from tests.test_cloud_storage import POSTGRES_URL
 from wire.contract import CommandResult, CommandStatus
 
 HUB = "hub-l"
@@ -25,20 +21,12 @@ S, D, U, X = (EventOutcome.STORED, EventOutcome.DUPLICATE, EventOutcome.UNKNOWN_
               EventOutcome.IMPLAUSIBLE)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def registry(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlRegistry]:
-    if request.param == "sqlite":
-        reg = SqlRegistry.from_url(f"sqlite:///{tmp_path / 'cloud.db'}")
-    else:
-        if not POSTGRES_URL:
-            pytest.skip("set SPOKE_TEST_POSTGRES_URL to run the storage tests on PostgreSQL")
-        reg = SqlRegistry.from_url(POSTGRES_URL)
-        metadata.drop_all(reg.engine)
-        metadata.create_all(reg.engine)
-    with reg.ingest() as tx:
+@pytest.fixture
+def described(registry: SqlRegistry) -> SqlRegistry:
+    """The registry with the hub's one device described."""
+    with registry.ingest() as tx:
         tx.device_info(device(HUB, IEEE, {"switch": {"on": False}}))
-    yield reg
-    reg.close()
+    return registry
 
 
 def ingest(registry: SqlRegistry, *events) -> list[EventOutcome]:
@@ -64,61 +52,61 @@ def on(registry: SqlRegistry) -> bool:
     return bool(dev.capabilities["switch"]["on"])
 
 
-def test_a_new_epoch_starts_at_one_and_its_events_are_current(registry: SqlRegistry) -> None:
-    assert ingest(registry, *(event(HUB, s, IEEE, value=s % 2 == 1, epoch="old")
+def test_a_new_epoch_starts_at_one_and_its_events_are_current(described: SqlRegistry) -> None:
+    assert ingest(described, *(event(HUB, s, IEEE, value=s % 2 == 1, epoch="old")
                               for s in (1, 2, 3))) == [S, S, S]
-    assert on(registry) is True
+    assert on(described) is True
     # The hub lost its store: its new ledger starts at seq 1 again, under a new epoch.
-    acks(registry, status(HUB, epoch="new", last_seq=0))
-    assert ingest(registry, event(HUB, 1, IEEE, value=False, epoch="new"),
+    acks(described, status(HUB, epoch="new", last_seq=0))
+    assert ingest(described, event(HUB, 1, IEEE, value=False, epoch="new"),
                   event(HUB, 2, IEEE, value=False, epoch="new")) == [S, S]
-    assert on(registry) is False
+    assert on(described) is False
     # A late event of the old ledger is history, not the current state.
-    assert ingest(registry, event(HUB, 4, IEEE, value=True, epoch="old")) == [S]
-    assert on(registry) is False
-    hub = registry.get_hub(HUB)
+    assert ingest(described, event(HUB, 4, IEEE, value=True, epoch="old")) == [S]
+    assert on(described) is False
+    hub = described.get_hub(HUB)
     assert hub is not None and hub.epoch == "new" and hub.events_stored == 6
     assert hub.duplicates == 0
 
 
 def test_an_implausible_sequence_number_is_refused_and_freezes_nothing(
-        registry: SqlRegistry) -> None:
-    assert ingest(registry, event(HUB, 1, IEEE, value=False, epoch="e")) == [S]
-    assert ingest(registry, event(HUB, 2**63 - 1, IEEE, value=True, epoch="e", ts=T0)) == [X]
-    assert on(registry) is False
-    assert ingest(registry, event(HUB, 2, IEEE, value=True, epoch="e")) == [S]
-    assert on(registry) is True  # later events still make the current state
-    hub = registry.get_hub(HUB)
+        described: SqlRegistry) -> None:
+    assert ingest(described, event(HUB, 1, IEEE, value=False, epoch="e")) == [S]
+    assert ingest(described, event(HUB, 2**63 - 1, IEEE, value=True, epoch="e", ts=T0)) == [X]
+    assert on(described) is False
+    assert ingest(described, event(HUB, 2, IEEE, value=True, epoch="e")) == [S]
+    assert on(described) is True  # later events still make the current state
+    hub = described.get_hub(HUB)
     assert hub is not None and hub.last_seq == 2 and hub.gaps == 0
 
 
 def test_the_mark_moves_over_events_dead_letters_and_what_the_hub_dropped(
-        registry: SqlRegistry) -> None:
-    ingest(registry, event(HUB, 1, IEEE, epoch="e"), event(HUB, 2, IEEE, epoch="e"),
+        described: SqlRegistry) -> None:
+    ingest(described, event(HUB, 1, IEEE, epoch="e"), event(HUB, 2, IEEE, epoch="e"),
            event(HUB, 3, OTHER, epoch="e"), event(HUB, 5, IEEE, epoch="e"))
-    assert acks(registry, status(HUB, epoch="e", last_seq=5))[HUB][:2] == ("e", 3)
-    assert ingest(registry, event(HUB, 3, OTHER, epoch="e")) == [D]  # kept once
-    ingest(registry, event(HUB, 4, IEEE, epoch="e"))
-    assert acks(registry, status(HUB, epoch="e", last_seq=5))[HUB][:2] == ("e", 5)
+    assert acks(described, status(HUB, epoch="e", last_seq=5))[HUB][:2] == ("e", 3)
+    assert ingest(described, event(HUB, 3, OTHER, epoch="e")) == [D]  # kept once
+    ingest(described, event(HUB, 4, IEEE, epoch="e"))
+    assert acks(described, status(HUB, epoch="e", last_seq=5))[HUB][:2] == ("e", 5)
     # The hub's outbox bound dropped 6..10 before the cloud had them: it stops waiting for them.
-    ingest(registry, event(HUB, 11, IEEE, epoch="e"))
-    assert acks(registry, status(HUB, epoch="e", last_seq=11, dropped_upto=10))[HUB][:2] == (
+    ingest(described, event(HUB, 11, IEEE, epoch="e"))
+    assert acks(described, status(HUB, epoch="e", last_seq=11, dropped_upto=10))[HUB][:2] == (
         "e", 11)
 
 
-def test_results_are_acknowledged_applied_or_kept(registry: SqlRegistry) -> None:
+def test_results_are_acknowledged_applied_or_kept(described: SqlRegistry) -> None:
     result = CommandResult(id="cmd-unknown", hub_id=HUB, status=CommandStatus.SUCCEEDED)
-    due = acks(registry, result)
+    due = acks(described, result)
     assert due[HUB][2] == ["cmd-unknown"]  # not known here, kept as a dead letter, let go
-    with registry.engine.connect() as conn:
+    with described.engine.connect() as conn:
         kept = conn.execute(select(dead_letters.c.kind, dead_letters.c.reason)).all()
     assert [tuple(r) for r in kept] == [("result", "unknown_command")]
 
 
-def test_only_hubs_that_need_it_get_an_acknowledgement(registry: SqlRegistry) -> None:
-    with registry.ingest() as tx:
+def test_only_hubs_that_need_it_get_an_acknowledgement(described: SqlRegistry) -> None:
+    with described.ingest() as tx:
         tx.device_info(device(HUB, IEEE))
         assert tx.acks_due() == []  # a description moves no ledger
-    ingest(registry, event(HUB, 1, IEEE, epoch="e"))
-    assert acks(registry, status(HUB, online=False, epoch="e")) == {}  # its last will
-    assert acks(registry, status(HUB, epoch="e", last_seq=1)) == {HUB: ("e", 1, [])}
+    ingest(described, event(HUB, 1, IEEE, epoch="e"))
+    assert acks(described, status(HUB, online=False, epoch="e")) == {}  # its last will
+    assert acks(described, status(HUB, epoch="e", last_seq=1)) == {HUB: ("e", 1, [])}

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -30,7 +29,6 @@ from cloud.settings import CloudSettings
 from cloud.storage import open_storage
 from cloud.storage.base import CommandRecord, EventOutcome, device_id_for
 from cloud.storage.sql import SqlRegistry, SqlTelemetry
-from cloud.storage.sql_schema import metadata
 from tests.common import T0, device, event, status
 from wire.capabilities import CommandInvalid
 from wire.contract import Command, CommandResult, CommandStatus, HubRequest, PairingEvent
@@ -38,21 +36,6 @@ from wire.contract import Command, CommandResult, CommandStatus, HubRequest, Pai
 HUB = "hub-s"
 IEEE = "aa:bb:cc:dd:ee:ff:00:11"
 DEV = "hub-s-aabbccddeeff0011"
-POSTGRES_URL = os.environ.get("SPOKE_TEST_POSTGRES_URL")
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def registry(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlRegistry]:
-    if request.param == "sqlite":
-        reg = SqlRegistry.from_url(f"sqlite:///{tmp_path / 'db' / 'cloud.db'}")
-    else:
-        if not POSTGRES_URL:
-            pytest.skip("set SPOKE_TEST_POSTGRES_URL to run the storage tests on PostgreSQL")
-        reg = SqlRegistry.from_url(POSTGRES_URL)
-        metadata.drop_all(reg.engine)
-        metadata.create_all(reg.engine)
-    yield reg
-    reg.close()
 
 
 def ingest_events(registry: SqlRegistry, *events) -> list[EventOutcome]:
