@@ -52,6 +52,9 @@ class CloudSettings(BaseSettings):
     mqtt_username: str | None = None
     mqtt_password: SecretStr | None = None
     broker_secret_file: Path = Path(".spoke/broker-secret")
+    # Bring the broker's hub accounts in line with the registry when the cloud starts (it needs the
+    # cloud's own account, which may use the broker's dynamic-security API).
+    broker_sync: bool = True
     # TLS to the broker, used when a CA is set: the CA that signed the broker's certificate, an
     # optional client certificate and key, and the name to verify instead of mqtt_host.
     mqtt_tls_ca: FilePath | None = None

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import MOSQUITTO
 from bench.fault_scenarios import SCENARIOS, Outcome, run
+from tests.conftest import MOSQUITTO
 
 pytestmark = pytest.mark.skipif(not Path(MOSQUITTO).exists(),
                                 reason="mosquitto is not installed (apt-get install mosquitto)")
