@@ -65,14 +65,17 @@ class BrokerAdmin:
             self._client.connect(self.settings.mqtt_host, self.settings.mqtt_port, keepalive=30)
         except ssl.SSLError as exc:
             raise BrokerError(f"TLS with the MQTT broker at {self.where} failed: "
-                              f"{exc.reason or exc}") from None
+                              f"{exc.reason or exc} (did the CA in SPOKE_MQTT_TLS_CA sign the "
+                              "broker's certificate, for this host name?)") from None
         except OSError as exc:
             raise BrokerError(f"cannot reach the MQTT broker at {self.where}: "
                               f"{exc.strerror or exc}") from None
         self._client.loop_start()
         try:
             if not self._connected.wait(self.timeout):
-                raise BrokerError(f"the MQTT broker at {self.where} did not answer the connection")
+                hint = "" if self.settings.mqtt_tls_ca else " (a TLS port? then set SPOKE_MQTT_TLS_CA)"
+                raise BrokerError(f"the MQTT broker at {self.where} did not answer the "
+                                  f"connection{hint}")
             if self._refused is not None:
                 raise BrokerError(f"the MQTT broker at {self.where} refused the cloud's login "
                                   f"({self._refused}): is it set up with `spoke cloud broker init` "
