@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.rig import render_mosquitto_conf
+from bench.rig import dynsec_plugin, render_mosquitto_conf
 from bench.tls import Pki, make_pki
 from cloud.broker_accounts import write_dynsec_config
 from cloud.broker_credentials import ensure_broker_secret
@@ -78,6 +78,10 @@ def mosquitto(tmp_path: Path, pki: Pki) -> Iterator[BrokerAddress]:
     """A real mosquitto with the shipped config: free ports (plain and TLS), its own files."""
     if not Path(MOSQUITTO).exists():
         pytest.skip("mosquitto is not installed (apt-get install mosquitto)")
+    try:
+        dynsec_plugin()
+    except FileNotFoundError:
+        pytest.skip("Mosquitto's dynamic-security plugin is not installed")
     port, tls_port = _free_port(), _free_port()
     secret_file, dynsec_file = broker_files(tmp_path / "broker")
     conf = tmp_path / "mosquitto.conf"
