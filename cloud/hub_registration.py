@@ -1,8 +1,9 @@
 """Hubs' broker credentials: register (or rotate), revoke, and the settings a hub needs to connect.
 
-The registry records the registration first, then the broker is told: the registry is the truth that
-``cloud.broker_sync`` restores the broker from. A hub's password is derived from the broker secret and
-its credential generation, so it is shown when made and stored nowhere.
+Registering first makes sure the broker answers, then records the registration, then tells the broker;
+revoking records first (the intent counts even when the broker cannot be reached). The registry is the
+truth that ``cloud.broker_sync`` restores the broker from. A hub's password is derived from the broker
+secret and its credential generation, so it is shown when made and stored nowhere.
 """
 
 from __future__ import annotations
