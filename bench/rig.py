@@ -21,6 +21,8 @@ from typing import Any
 
 import httpx
 
+from bench.tls import Pki, make_pki
+
 SPOKE = str(Path(sys.executable).with_name("spoke"))
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 REPO = Path(__file__).parents[1]
@@ -84,15 +86,37 @@ class Service:
         return ""
 
 
-def render_mosquitto_conf(port: int, data_dir: Path) -> str:
-    """The mosquitto.conf Spoke ships, with this run's port and persistence folder."""
+def dynsec_plugin() -> Path:
+    """Where this machine's Mosquitto keeps its dynamic-security plugin."""
+    for pattern in ("/usr/lib/*/mosquitto_dynamic_security.so", "/usr/lib/mosquitto_dynamic_security.so",
+                    "/usr/local/lib/mosquitto_dynamic_security.so"):
+        found = sorted(Path("/").glob(pattern.lstrip("/")))
+        if found:
+            return found[0]
+    raise FileNotFoundError("Mosquitto's dynamic-security plugin (mosquitto_dynamic_security.so)")
+
+
+def render_mosquitto_conf(port: int, data_dir: Path, *, dynsec_file: Path, tls_port: int,
+                          pki: Pki) -> str:
+    """The mosquitto.conf Spoke ships, with this run's ports, persistence folder, dynamic-security
+    file and certificates."""
     data_dir.mkdir(parents=True, exist_ok=True)
+    replace = {
+        "listener 1883": f"listener {port} 127.0.0.1",
+        "listener 8883": f"listener {tls_port} 127.0.0.1",
+        "persistence_location ": f"persistence_location {data_dir}/",
+        "plugin ": f"plugin {dynsec_plugin()}",
+        "plugin_opt_config_file ": f"plugin_opt_config_file {dynsec_file}",
+        "cafile ": f"cafile {pki.ca}",
+        "certfile ": f"certfile {pki.cert}",
+        "keyfile ": f"keyfile {pki.key}",
+    }
     out = []
     for line in (REPO / "cloud" / "deploy" / "mosquitto.conf").read_text().splitlines():
-        if line.startswith("listener "):
-            line = f"listener {port} 127.0.0.1"
-        elif line.startswith("persistence_location "):
-            line = f"persistence_location {data_dir}/"
+        for start, rendered in replace.items():
+            if line.startswith(start):
+                line = rendered
+                break
         out.append(line)
     if os.geteuid() == 0:
         # As root, mosquitto drops to user "mosquitto", which cannot write a test's private
@@ -114,6 +138,7 @@ class Rig:
     resend_after: float = 3.0  # the hub's ledger_resend_after
     hub_id: str = "fault-hub"
     mqtt_port: int = field(default_factory=free_port)
+    mqtt_tls_port: int = field(default_factory=free_port)
     api_ports: list[int] = field(default_factory=list)
     broker: Service | None = None
     clouds: list[Service] = field(default_factory=list)
@@ -130,21 +155,36 @@ class Rig:
     def hub_dir(self) -> Path:
         return self.workdir / "hub"
 
+    @property
+    def broker_secret(self) -> Path:
+        return self.workdir / "broker-secret"
+
     def start(self) -> None:
+        from cloud.broker_accounts import write_dynsec_config
+        from cloud.broker_credentials import ensure_broker_secret
+
+        dynsec = self.workdir / "broker-dynsec.json"  # as `spoke cloud broker init` writes it
+        write_dynsec_config(dynsec, ensure_broker_secret(self.broker_secret), [])
         if self.broker_kind == "amqtt":
-            self.broker = Service("amqtt", [SPOKE, "broker", "--port", str(self.mqtt_port)],
-                                  self._env(), self.workdir / "amqtt.log")
+            self.broker = Service("amqtt", [SPOKE, "broker", "--port", str(self.mqtt_port),
+                                            "--dynsec", str(dynsec)],
+                                  self._env(SPOKE_BROKER_SECRET_FILE=str(self.broker_secret)),
+                                  self.workdir / "amqtt.log")
         else:
             conf = self.workdir / "mosquitto.conf"
-            conf.write_text(render_mosquitto_conf(self.mqtt_port, self.workdir / "mosquitto-data"))
+            conf.write_text(render_mosquitto_conf(
+                self.mqtt_port, self.workdir / "mosquitto-data", dynsec_file=dynsec,
+                tls_port=self.mqtt_tls_port, pki=make_pki(self.workdir / "pki")))
             self.broker = Service("mosquitto", [MOSQUITTO, "-c", str(conf)], dict(os.environ),
                                   self.workdir / "mosquitto.log")
         self.start_broker()
         self.token = self._make_token()
+        username, password = self._register_hub()
         for i in range(self.workers):
             port = free_port()
             self.api_ports.append(port)
             env = self._env(SPOKE_DATABASE_URL=f"sqlite:///{self.cloud_db}",
+                            SPOKE_BROKER_SECRET_FILE=str(self.broker_secret),
                             SPOKE_CLOUD_PORT=str(port),
                             SPOKE_MQTT_PROTOCOL="3.1.1" if self.broker_kind == "amqtt" else "5",
                             SPOKE_MQTT_CLIENT_ID=f"spoke-cloud-{i}",
@@ -162,7 +202,8 @@ class Rig:
             SPOKE_SIM_DEVICES=devices, SPOKE_SIM_SPEED=str(5.0 / self.tick),
             SPOKE_SIM_TICK=str(self.tick), SPOKE_DEVICE_INFO_DEBOUNCE="1",
             SPOKE_LEDGER_RESEND_AFTER=str(self.resend_after),
-            SPOKE_STATE_REFRESH_ON_START="false"), self.workdir / "hub.log")
+            SPOKE_STATE_REFRESH_ON_START="false", SPOKE_MQTT_USERNAME=username,
+            SPOKE_MQTT_PASSWORD=password), self.workdir / "hub.log")
         self.hub.start()
 
     def _env(self, **values: str) -> dict[str, str]:
@@ -178,6 +219,18 @@ class Rig:
 
         with open_registry(CloudSettings(database_url=f"sqlite:///{self.cloud_db}")) as registry:
             return create_token(registry, "faults")[1]
+
+    def _register_hub(self) -> tuple[str, str]:
+        """The hub's login, registered as `spoke cloud hub register` does (the broker is up)."""
+        from cloud.hub_registration import register_hub
+        from cloud.settings import CloudSettings
+        from cloud.storage import open_registry
+
+        settings = CloudSettings(database_url=f"sqlite:///{self.cloud_db}", mqtt_host="127.0.0.1",
+                                 mqtt_port=self.mqtt_port, broker_secret_file=self.broker_secret)
+        with open_registry(settings) as registry:
+            credentials = register_hub(settings, registry, self.hub_id)
+        return credentials.username, credentials.password
 
     def start_broker(self) -> None:
         assert self.broker is not None

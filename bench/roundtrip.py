@@ -24,12 +24,18 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
+from pydantic import SecretStr
 
 from bench.rig import render_mosquitto_conf
+from bench.tls import make_pki
 from cloud.auth import create_token
 from cloud.broker import start_broker, stop_broker
+from cloud.broker_accounts import write_dynsec_config
+from cloud.broker_credentials import ensure_broker_secret
+from cloud.hub_registration import HubCredentials, register_hub
 from cloud.service import CloudServices, run_cloud
 from cloud.settings import CloudSettings
+from cloud.storage import open_registry
 from hub.app import Hub
 from hub.settings import HubSettings
 
@@ -42,16 +48,21 @@ def free_port() -> int:
 
 @contextlib.asynccontextmanager
 async def broker(kind: str, workdir: Path) -> AsyncIterator[int]:
+    """The broker, holding the cloud's account for ``workdir / "broker-secret"``."""
     port = free_port()
+    dynsec = workdir / "broker-dynsec.json"
+    write_dynsec_config(dynsec, ensure_broker_secret(workdir / "broker-secret"), [])
     if kind == "amqtt":
-        b = await start_broker("127.0.0.1", port)
+        b = await start_broker("127.0.0.1", port, dynsec_file=dynsec)
         try:
             yield port
         finally:
             await stop_broker(b)
         return
     conf = workdir / "mosquitto.conf"
-    conf.write_text(render_mosquitto_conf(port, workdir / "mosquitto-data"))  # Spoke's shipped one
+    conf.write_text(render_mosquitto_conf(  # Spoke's shipped one
+        port, workdir / "mosquitto-data", dynsec_file=dynsec, tls_port=free_port(),
+        pki=make_pki(workdir / "pki")))
     proc = subprocess.Popen([shutil.which("mosquitto") or "mosquitto", "-c", str(conf)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -68,6 +79,12 @@ async def broker(kind: str, workdir: Path) -> AsyncIterator[int]:
 GAP = 0.1  # seconds between commands
 
 
+def register(settings: CloudSettings, hub_id: str) -> HubCredentials:
+    """The hub's login, registered as `spoke cloud hub register` does."""
+    with open_registry(settings) as registry:
+        return register_hub(settings, registry, hub_id)
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -80,15 +97,20 @@ async def measure(kind: str, n: int) -> dict[str, float]:
             api_port = free_port()
             cloud_settings = CloudSettings(
                 database_url=f"sqlite:///{workdir / 'cloud.db'}", mqtt_port=mqtt_port,
-                cloud_port=api_port, command_timeout=10)
+                cloud_port=api_port, command_timeout=10,
+                broker_secret_file=workdir / "broker-secret")
+            hub_id = f"bench-{kind}"
+            credentials = await asyncio.to_thread(register, cloud_settings, hub_id)
             services = await asyncio.to_thread(CloudServices.build, cloud_settings)
             _, token = await asyncio.to_thread(create_token, services.storage.registry, "bench")
             started = asyncio.Event()
             cloud = asyncio.create_task(run_cloud(cloud_settings, services=services,
                                                   started=started))
             await started.wait()
-            hub = Hub(HubSettings(hub_id=f"bench-{kind}", hub_data_dir=workdir / "hub",
-                                  mqtt_port=mqtt_port, sim_devices=["thermostat"]))
+            hub = Hub(HubSettings(hub_id=hub_id, hub_data_dir=workdir / "hub",
+                                  mqtt_port=mqtt_port, sim_devices=["thermostat"],
+                                  mqtt_username=credentials.username,
+                                  mqtt_password=SecretStr(credentials.password)))
             await hub.start()
             try:
                 async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{api_port}",

@@ -1,33 +1,186 @@
-"""The embedded MQTT broker (amqtt 0.12) for the demo and tests: plain TCP, anonymous clients.
+"""The embedded MQTT broker (amqtt 0.12) for the demo and tests, enforcing Spoke's broker rules.
 
-amqtt speaks MQTT 3.1.1 only; the cloud's ``mqtt_protocol = "auto"`` falls back to it.
+Accounts and ACLs come from a dynamic-security file in Mosquitto's format (``cloud.dynsec``) through
+an amqtt plugin; the cloud manages them over ``$CONTROL/dynamic-security/v1`` as it does Mosquitto's.
+amqtt speaks MQTT 3.1.1 only (the cloud's ``mqtt_protocol = "auto"`` falls back to it) and has no
+shared subscriptions (a ``$share/...`` filter is accepted but matches nothing): a cloud with several
+workers needs Mosquitto.
+
+Three places where amqtt 0.12.1 itself lets a client past the rules are closed in ``SpokeBroker``:
+it touched (deleted or took over) an existing session with the same client id before authenticating
+the newcomer, and never checked a last will's topic; it replayed retained messages for every
+client's subscriptions to a reconnecting client, without checking that client may receive them; and
+it cannot route ``$CONTROL`` messages to a plugin.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from amqtt.adapters import ReaderAdapter, WriterAdapter
 from amqtt.broker import Broker
+from amqtt.contexts import Action, BaseContext
+from amqtt.errors import AMQTTError, BrokerError, MQTTError, NoDataError
+from amqtt.mqtt.connack import NOT_AUTHORIZED, ConnackPacket
+from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
+from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
+from amqtt.session import Session
+from amqtt.utils import gen_client_id
+
+from cloud.broker_rules import CONTROL_RESPONSE_TOPIC, CONTROL_TOPIC
+from cloud.dynsec import Access, Dynsec
 
 log = logging.getLogger(__name__)
 
+_ACCESS = {Action.PUBLISH: Access.PUBLISH_SEND, Action.RECEIVE: Access.PUBLISH_RECEIVE,
+           Action.SUBSCRIBE: Access.SUBSCRIBE}
 
-def broker_config(host: str, port: int) -> dict[str, Any]:
-    """amqtt's BrokerConfig as a dict: one TCP listener, anonymous, no $SYS, no websocket."""
+
+class DynsecPlugin(BaseAuthPlugin, BaseTopicPlugin):
+    """amqtt authentication and topic plugin over a dynamic-security file."""
+
+    @dataclass
+    class Config:
+        config_file: str
+
+    def __init__(self, context: BaseContext) -> None:
+        super().__init__(context)
+        self.dynsec = Dynsec(Path(self.config.config_file))
+
+    async def authenticate(self, *, session: Session) -> bool | None:
+        return self.dynsec.authenticate(session.username, session.password,
+                                        session.client_id or "")
+
+    async def topic_filtering(self, *, session: Session | None = None, topic: str | None = None,
+                              action: Action | None = None) -> bool | None:
+        if session is None or topic is None or action not in _ACCESS:
+            return False
+        return self.dynsec.allows(session.username, _ACCESS[action], topic)
+
+
+def broker_config(host: str, port: int, dynsec_file: Path) -> dict[str, Any]:
+    """amqtt's BrokerConfig as a dict: one TCP listener, the rules plugin, no $SYS, no websocket."""
     return {
         "listeners": {"default": {"type": "tcp", "bind": f"{host}:{port}"}},
-        "plugins": {
-            "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True},
-        },
+        "plugins": {f"{__name__}.DynsecPlugin": {"config_file": str(dynsec_file)}},
     }
 
 
-async def start_broker(host: str = "127.0.0.1", port: int = 1883) -> Broker:
-    """Start an embedded broker on ``host:port`` in the running event loop."""
+class SpokeBroker(Broker):
+    """amqtt's broker with the rules enforced before a client can touch anyone's session."""
+
+    @property
+    def rules(self) -> DynsecPlugin:
+        plugin = self.plugins_manager.get_plugin(DynsecPlugin.__name__)
+        assert isinstance(plugin, DynsecPlugin)
+        return plugin
+
+    async def _initialize_client_session(
+        self, reader: ReaderAdapter, writer: WriterAdapter, remote_address: str, remote_port: int,
+    ) -> tuple[BrokerProtocolHandler, Session]:
+        # amqtt 0.12.1's own version, with the login and the will checked first: a refused client
+        # must not delete, update or take over the session of the client whose id it gave.
+        try:
+            handler, session = await BrokerProtocolHandler.init_from_connect(
+                reader, writer, self.plugins_manager)
+        except MQTTError:
+            await writer.close()
+            raise
+        except (AMQTTError, NoDataError) as exc:
+            raise AMQTTError(exc) from exc
+        if not self._admissible(session):
+            log.info("refused MQTT client %r (user %r) from %s", session.client_id,
+                     session.username, remote_address)
+            await ConnackPacket.build(0, NOT_AUTHORIZED).to_stream(writer)
+            await writer.close()
+            raise MQTTError("not authorized")
+        if session.clean_session:
+            if session.client_id:
+                await self._delete_session(session.client_id)
+            else:
+                session.client_id = gen_client_id()
+            session.parent = 0
+        elif session.client_id in self._sessions:
+            existing, _ = self._sessions[session.client_id]
+            for attr in ("will_flag", "will_message", "will_topic", "will_qos", "keep_alive",
+                         "username", "password"):
+                setattr(existing, attr, getattr(session, attr))
+            session, existing.parent = existing, 1
+        else:
+            session.parent = 0
+        delay = self.config.get("timeout-disconnect-delay", 0)
+        if session.keep_alive > 0 and isinstance(delay, int):
+            session.keep_alive += delay
+        return handler, session
+
+    def _admissible(self, session: Session) -> bool:
+        if not self.rules.dynsec.authenticate(session.username, session.password,
+                                              session.client_id or ""):
+            return False
+        return not session.will_flag or self.rules.dynsec.allows(
+            session.username, Access.PUBLISH_SEND, session.will_topic or "")
+
+    async def _handle_message_delivery(self, client_session: Session,
+                                       handler: BrokerProtocolHandler,
+                                       wait_deliver: asyncio.Future[Any]) -> bool:
+        message = wait_deliver.result()
+        if message is not None and message.topic == CONTROL_TOPIC:
+            await self._control(client_session, bytes(message.data or b""))
+            return True
+        return await super()._handle_message_delivery(client_session, handler, wait_deliver)
+
+    async def _control(self, session: Session, payload: bytes) -> None:
+        dynsec = self.rules.dynsec
+        if not dynsec.allows(session.username, Access.PUBLISH_SEND, CONTROL_TOPIC):
+            log.warning("%s may not use %s", session.username, CONTROL_TOPIC)
+            return
+        response, kick = dynsec.handle(payload)
+        await self.internal_message_broadcast(CONTROL_RESPONSE_TOPIC, response)
+        if kick:
+            await self.kick(kick)
+
+    async def kick(self, usernames: set[str]) -> None:
+        """Disconnect every client logged in as one of these (without its will, as Mosquitto)."""
+        for session, handler in list(self._sessions.values()):
+            if session.username in usernames and session.transitions.is_connected():
+                log.info("disconnecting %r: its account changed", session.client_id)
+                session.will_flag = False
+                await handler.handle_connection_closed()
+
+    async def _publish_retained_messages_for_subscription(self, subscription: tuple[str, int],
+                                                          session: Session) -> None:
+        topic_filter, qos = subscription
+        if not any(s.client_id == session.client_id
+                   for s, _ in self._subscriptions.get(topic_filter, [])):
+            return  # another client's subscription
+        handler = self._get_handler(session)
+        if handler is None:
+            return
+        sends = []
+        for topic, retained in list(self._retained_messages.items()):
+            if self._matches(topic, topic_filter) and await self._topic_filtering(
+                    session, topic=topic, action=Action.RECEIVE):
+                sends.append(asyncio.ensure_future(handler.mqtt_publish(
+                    retained.topic, retained.data, min(qos, retained.qos or qos), retain=True)))
+        if sends:
+            await asyncio.wait(sends)
+
+
+async def start_broker(host: str = "127.0.0.1", port: int = 1883, *,
+                       dynsec_file: Path) -> SpokeBroker:
+    """Start an embedded broker on ``host:port`` in the running event loop, with the accounts and
+    rules of ``dynsec_file`` (see ``cloud.broker_accounts.write_dynsec_config``)."""
     logging.getLogger("transitions").setLevel(logging.WARNING)  # amqtt's state machine chatter
-    broker = Broker(broker_config(host, port))
-    await broker.start()
+    Dynsec(dynsec_file)  # a missing or unusable file is one clear error, not a plugin traceback
+    broker = SpokeBroker(broker_config(host, port, dynsec_file))
+    try:
+        await broker.start()
+    except BrokerError as exc:  # amqtt wraps the listener's OSError
+        raise OSError(str(exc.__cause__ or exc)) from None
     log.info("embedded MQTT broker listening on %s:%s", host, port)
     return broker
 

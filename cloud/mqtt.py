@@ -20,6 +20,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from cloud.mqtt_security import secure
 from cloud.settings import CloudSettings
 
 log = logging.getLogger(__name__)
@@ -121,9 +122,7 @@ class MqttLink:
             clean_session=None if v5 else s.mqtt_session_expiry == 0,
             manual_ack=True,
         )
-        if s.mqtt_username:
-            password = s.mqtt_password.get_secret_value() if s.mqtt_password else None
-            client.username_pw_set(s.mqtt_username, password)
+        secure(client, s)
         client.reconnect_delay_set(min_delay=1, max_delay=10)
         client.on_socket_open = _no_delay
         client.on_connect = self._handle_connect
@@ -236,9 +235,7 @@ def probe_protocol(settings: CloudSettings, timeout: float = 3.0) -> str | None:
     probe = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
                         client_id=f"spoke-probe-{secrets.token_hex(4)}", protocol=mqtt.MQTTv5,
                         reconnect_on_failure=False)
-    if settings.mqtt_username:
-        password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
-        probe.username_pw_set(settings.mqtt_username, password)
+    secure(probe, settings)
     probe.on_connect = on_connect
     try:
         probe.connect(settings.mqtt_host, settings.mqtt_port, keepalive=10, clean_start=True)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import uvicorn
 
+from cloud.broker_sync import BrokerSync
 from cloud.commands import CommandService
 from cloud.ingest import Ingest
 from cloud.management import ManagementService
@@ -26,6 +27,7 @@ class CloudServices:
     ingest: Ingest
     commands: CommandService
     management: ManagementService
+    broker_sync: BrokerSync
 
     @classmethod
     def build(cls, settings: CloudSettings) -> CloudServices:
@@ -41,13 +43,17 @@ class CloudServices:
         commands = CommandService(settings, storage.registry, ingest.publish)
         management = ManagementService(settings, storage.registry, commands)
         services.append(cls(settings=settings, storage=storage, ingest=ingest, commands=commands,
-                            management=management))
+                            management=management,
+                            broker_sync=BrokerSync(settings, storage.registry)))
         return services[0]
 
     def start(self) -> None:
         self.ingest.start()
+        if self.settings.broker_sync:
+            self.broker_sync.start()
 
     def stop(self) -> None:
+        self.broker_sync.stop()
         self.ingest.stop()
         self.storage.close()
 

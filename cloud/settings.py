@@ -9,7 +9,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, FilePath, SecretStr
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
@@ -46,8 +46,21 @@ class CloudSettings(BaseSettings):
     database_url: str = "sqlite:///.spoke/cloud.db"
     mqtt_host: str = "127.0.0.1"
     mqtt_port: int = Field(default=1883, ge=1, le=65535)
+    # The broker login: by default the cloud's own account ("spoke-cloud") with the password derived
+    # from broker_secret_file, the 0600 file `spoke cloud broker init` creates; the hubs' passwords
+    # are derived from the same secret.
     mqtt_username: str | None = None
     mqtt_password: SecretStr | None = None
+    broker_secret_file: Path = Path(".spoke/broker-secret")
+    # Bring the broker's hub accounts in line with the registry when the cloud starts (it needs the
+    # cloud's own account, which may use the broker's dynamic-security API).
+    broker_sync: bool = True
+    # TLS to the broker, used when a CA is set: the CA that signed the broker's certificate, an
+    # optional client certificate and key, and the name to verify instead of mqtt_host.
+    mqtt_tls_ca: FilePath | None = None
+    mqtt_tls_cert: FilePath | None = None
+    mqtt_tls_key: FilePath | None = None
+    mqtt_tls_server_name: str | None = None
     mqtt_client_id: str = Field(default_factory=_default_client_id)
     # "auto" tries MQTT 5 and falls back to 3.1.1 (the embedded amqtt broker speaks only 3.1.1).
     mqtt_protocol: Literal["auto", "5", "3.1.1"] = "auto"

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from hub.mqtt_security import secure
 from hub.settings import HubSettings
 from hub.store import HubStore
 from wire.contract import HubStatus, Topics, hub_client_id
@@ -61,9 +62,7 @@ class HubLink:
             clean_session=False,  # keep command subscriptions queued while we are away
             protocol=mqtt.MQTTv311,
         )
-        if settings.mqtt_username:
-            password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
-            self.client.username_pw_set(settings.mqtt_username, password)
+        secure(self.client, settings)
         self.client.will_set(Topics.status(self.hub_id),
                              HubStatus(hub_id=self.hub_id, online=False,
                                        reason="connection lost").to_bytes(), qos=1, retain=True)

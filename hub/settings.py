@@ -10,7 +10,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, FilePath, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
@@ -62,8 +62,16 @@ class HubSettings(BaseSettings):
     # MQTT
     mqtt_host: str = "127.0.0.1"
     mqtt_port: int = Field(default=1883, ge=1, le=65535)
+    # The hub's broker login, from `spoke cloud hub register` (username spoke-hub-<hub id>; the
+    # broker accepts it only with that client id).
     mqtt_username: str | None = None
     mqtt_password: SecretStr | None = None
+    # TLS to the broker, used when a CA is set: the CA that signed the broker's certificate, an
+    # optional client certificate and key, and the name to verify instead of mqtt_host.
+    mqtt_tls_ca: FilePath | None = None
+    mqtt_tls_cert: FilePath | None = None
+    mqtt_tls_key: FilePath | None = None
+    mqtt_tls_server_name: str | None = None
     mqtt_keepalive: int = Field(default=30, ge=5)
     # Behaviour
     command_timeout: float = Field(default=8.0, gt=0)  # one Zigbee exchange + read back

@@ -11,6 +11,8 @@ import typer
 from rich.table import Table
 
 from spoke.api_client import ApiClient, parse_args
+from spoke.cli_broker import cloud_settings
+from spoke.cli_broker import register as register_broker_tools
 from spoke.cli_hub import register as register_hub_tools
 from spoke.cli_simulate import simulate_app
 from spoke.console import console, fail, setup_logging
@@ -18,7 +20,8 @@ from spoke.console import console, fail, setup_logging
 app = typer.Typer(help="Spoke: Zigbee hub on the edge, FastAPI + MQTT in the cloud.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 hub_app = typer.Typer(help="Run and manage the edge hub.", no_args_is_help=True)
-cloud_app = typer.Typer(help="Run the cloud and manage its API tokens.", no_args_is_help=True)
+cloud_app = typer.Typer(help="Run the cloud; manage its API tokens, hubs' broker credentials and the "
+                        "broker's accounts.", no_args_is_help=True)
 token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
 devices_app = typer.Typer(help="Devices known to the cloud.", no_args_is_help=True)
 device_app = typer.Typer(help="One device: show it, command it.", no_args_is_help=True)
@@ -29,6 +32,7 @@ app.add_typer(devices_app, name="devices")
 app.add_typer(device_app, name="device")
 app.add_typer(simulate_app, name="simulate")
 register_hub_tools(hub_app, simulate_app)
+register_broker_tools(cloud_app)
 
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")]
 ApiUrl = Annotated[str, typer.Option("--api-url", envvar="SPOKE_API_URL",
@@ -54,6 +58,8 @@ def demo(
 ) -> None:
     """Broker + cloud + hub with simulated devices, in one process (ports from SPOKE_CLOUD_PORT,
     SPOKE_MQTT_PORT; token from SPOKE_DEMO_TOKEN or generated)."""
+    from cloud.broker_admin import BrokerError
+    from cloud.dynsec import DynsecError
     from cloud.storage.base import SchemaOutdated
     from spoke.demo import demo_settings_from_env, run_demo
 
@@ -67,21 +73,35 @@ def demo(
     except OSError as exc:
         fail(f"cannot start the demo: {exc} (is port {api_port} or {mqtt_port} in use? "
              "set SPOKE_CLOUD_PORT / SPOKE_MQTT_PORT)")
+    except (BrokerError, DynsecError) as exc:
+        fail(f"cannot start the demo: {exc}")
 
 
 @app.command()
 def broker(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(envvar="SPOKE_MQTT_PORT")] = 1883,
+    dynsec: Annotated[Path, typer.Option(
+        help="The accounts and rules (dynamic-security JSON); made with the cloud's account when "
+             "missing.")] = Path(".spoke/broker-dynsec.json"),
     verbose: Verbose = False,
 ) -> None:
-    """Run the embedded MQTT broker (amqtt) alone."""
+    """Run the embedded MQTT broker (amqtt) alone, with Spoke's broker rules enforced."""
     from cloud.broker import start_broker, stop_broker
+    from cloud.broker_accounts import write_dynsec_config
+    from cloud.broker_credentials import ensure_broker_secret
+    from cloud.dynsec import DynsecError
 
     setup_logging(verbose)
+    if not dynsec.exists():
+        settings = cloud_settings()
+        write_dynsec_config(dynsec, ensure_broker_secret(settings.broker_secret_file), [])
+        console.print(f"wrote {dynsec} with the cloud's account (secret "
+                      f"{settings.broker_secret_file}); the cloud adds registered hubs when it "
+                      "connects", highlight=False)
 
     async def serve() -> None:
-        b = await start_broker(host, port)
+        b = await start_broker(host, port, dynsec_file=dynsec)
         console.print(f"MQTT broker on mqtt://{host}:{port} (Ctrl-C stops it)")
         try:
             await asyncio.Event().wait()
@@ -90,6 +110,8 @@ def broker(
 
     try:
         _run(serve())
+    except DynsecError as exc:
+        fail(str(exc))
     except OSError as exc:
         fail(f"cannot listen on {host}:{port}: {exc}")
 
@@ -136,11 +158,10 @@ def hub_run(
 def cloud_run(verbose: Verbose = False) -> None:
     """Run the cloud: REST API + MQTT ingest (settings from SPOKE_* and spoke.toml)."""
     from cloud.service import run_cloud
-    from cloud.settings import CloudSettings
     from cloud.storage.base import SchemaOutdated
 
     setup_logging(verbose)
-    settings = CloudSettings()
+    settings = cloud_settings()
     try:
         _run(run_cloud(settings))
     except SchemaOutdated as exc:

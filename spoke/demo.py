@@ -9,11 +9,16 @@ import os
 import secrets
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from pydantic import SecretStr
 from rich.panel import Panel
 
 from spoke.console import console
+
+if TYPE_CHECKING:
+    from cloud.hub_registration import HubCredentials
+    from cloud.settings import CloudSettings
 
 LOGGER = logging.getLogger(__name__)
 DEMO_HUB_ID = "demo-hub"
@@ -21,11 +26,9 @@ DEMO_HUB_ID = "demo-hub"
 
 async def run_demo(*, api_port: int, mqtt_port: int, token: str | None, data_dir: Path,
                    sim_speed: float = 10.0) -> None:
-    from cloud.auth import ensure_token
     from cloud.broker import start_broker, stop_broker
     from cloud.service import run_cloud
     from cloud.settings import CloudSettings
-    from cloud.storage import open_registry
     from hub.app import run_hub
     from hub.settings import HubSettings
 
@@ -36,15 +39,21 @@ async def run_demo(*, api_port: int, mqtt_port: int, token: str | None, data_dir
         mqtt_port=mqtt_port, cloud_host="127.0.0.1", cloud_port=api_port,
         mqtt_client_id="spoke-demo-cloud", telemetry_backend="sql",
         mqtt_protocol="3.1.1",  # the embedded amqtt broker speaks only MQTT 3.1.1
+        broker_secret_file=data_dir / "broker-secret",
     )
+    dynsec_file = data_dir / "broker-dynsec.json"
+    await asyncio.to_thread(_prepare_broker, cloud_settings, dynsec_file, token)
+    broker = await start_broker("127.0.0.1", mqtt_port, dynsec_file=dynsec_file)
+    try:
+        credentials = await asyncio.to_thread(_demo_hub, cloud_settings)
+    except BaseException:
+        await stop_broker(broker)
+        raise
     hub_settings = HubSettings(
         hub_id=DEMO_HUB_ID, hub_data_dir=data_dir / "hub", radio="sim", mqtt_host="127.0.0.1",
         mqtt_port=mqtt_port, sim_devices=["default"], sim_speed=sim_speed,
+        mqtt_username=credentials.username, mqtt_password=SecretStr(credentials.password),
     )
-    with open_registry(cloud_settings) as registry:
-        ensure_token(registry, token, name="demo")
-
-    broker = await start_broker("127.0.0.1", mqtt_port)
     cloud_ready, hub_ready = asyncio.Event(), asyncio.Event()
     cloud = asyncio.create_task(run_cloud(cloud_settings, started=cloud_ready), name="cloud")
     hub: asyncio.Task[None] | None = None
@@ -62,6 +71,30 @@ async def run_demo(*, api_port: int, mqtt_port: int, token: str | None, data_dir
                     await task
         await stop_broker(broker)
         console.print("[bold]Spoke demo stopped.[/]")
+
+
+def _prepare_broker(settings: CloudSettings, dynsec_file: Path, token: str) -> None:
+    """The API token, the broker secret, and (first run) the broker's accounts: the cloud's and
+    those of the hubs registered before."""
+    from cloud.auth import ensure_token
+    from cloud.broker_accounts import active_hubs, write_dynsec_config
+    from cloud.broker_credentials import ensure_broker_secret
+    from cloud.storage import open_registry
+
+    secret = ensure_broker_secret(settings.broker_secret_file)
+    with open_registry(settings) as registry:
+        ensure_token(registry, token, name="demo")
+        if not dynsec_file.exists():
+            write_dynsec_config(dynsec_file, secret, active_hubs(registry.list_hub_registrations()))
+
+
+def _demo_hub(settings: CloudSettings) -> HubCredentials:
+    """The demo hub's broker credentials, registered through the running broker the first time."""
+    from cloud.hub_registration import ensure_hub
+    from cloud.storage import open_registry
+
+    with open_registry(settings) as registry:
+        return ensure_hub(settings, registry, DEMO_HUB_ID)
 
 
 async def _first(waiter: Coroutine[Any, Any, Any], task: asyncio.Task[None]) -> None:
@@ -82,6 +115,7 @@ def _banner(api_port: int, mqtt_port: int, token: str, data_dir: Path) -> None:
         f"  OpenAPI docs {api}/docs\n"
         f"  Health       {api}/healthz\n"
         f"  MQTT broker  mqtt://127.0.0.1:{mqtt_port}  (topics spoke/v1/#)\n"
+        f"  MQTT logins  {data_dir}/broker-dynsec.json\n"
         f"  API token    [bold]{token}[/]\n"
         f"  Data         {data_dir}/\n\n"
         f"  export SPOKE_API_URL={api} SPOKE_API_TOKEN={token}\n"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+import ssl
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -20,6 +22,7 @@ from wire.contract import DeviceInfo, Event, HubStatus, Message, Topics
 if TYPE_CHECKING:
     import httpx
 
+    from cloud.hub_registration import HubCredentials
     from cloud.service import CloudServices
     from cloud.settings import CloudSettings
     from tests.conftest import BrokerAddress
@@ -27,35 +30,84 @@ if TYPE_CHECKING:
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 
 
+class MqttRefused(RuntimeError):
+    """The broker refused the test client's connection."""
+
+
 class MqttTestClient:
     """A plain paho client (MQTT 3.1.1, works on every broker) to publish and receive in tests."""
 
-    def __init__(self, host: str, port: int, client_id: str = "") -> None:
+    def __init__(self, host: str, port: int, client_id: str = "", *, username: str | None = None,
+                 password: str | None = None, tls: ssl.SSLContext | None = None,
+                 will: tuple[str, bytes] | None = None) -> None:
         self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
-                                  client_id=client_id, protocol=mqtt.MQTTv311)
+                                  client_id=client_id, protocol=mqtt.MQTTv311,
+                                  reconnect_on_failure=False)
         self.received: list[tuple[str, bytes]] = []
         self._handlers: list[Callable[[str, bytes], None]] = []
         self._connected = threading.Event()
-        self.client.on_connect = lambda *_a: self._connected.set()
+        self.disconnected = threading.Event()
+        self.refusal: str | None = None
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = lambda *_a: self.disconnected.set()
         self.client.on_message = self._on_message
+        if username is not None:
+            self.client.username_pw_set(username, password)
+        if tls is not None:
+            self.client.tls_set_context(tls)
+        if will is not None:
+            self.client.will_set(*will, qos=1)
         self.client.connect(host, port, keepalive=30)
         self.client.loop_start()
         if not self._connected.wait(10):
+            self.close()
             raise RuntimeError(f"test client could not connect to {host}:{port}")
+        if self.refusal is not None:
+            self.close()
+            raise MqttRefused(self.refusal)
+
+    @classmethod
+    def as_hub(cls, broker: BrokerAddress, credentials: HubCredentials,
+               client_id: str | None = None) -> MqttTestClient:
+        """Logged in with a hub's credentials (and, unless told otherwise, its own client id)."""
+        return cls(broker.host, broker.port, credentials.client_id if client_id is None
+                   else client_id, username=credentials.username, password=credentials.password)
+
+    @classmethod
+    def as_cloud(cls, broker: BrokerAddress, client_id: str) -> MqttTestClient:
+        """Logged in with the cloud's account."""
+        from cloud.broker_credentials import cloud_password, load_broker_secret
+        from cloud.broker_rules import CLOUD_USERNAME
+
+        return cls(broker.host, broker.port, client_id, username=CLOUD_USERNAME,
+                   password=cloud_password(load_broker_secret(broker.secret_file)))
+
+    def _on_connect(self, _c: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        if getattr(reason, "is_failure", False):
+            self.refusal = str(reason)
+        self._connected.set()
 
     def _on_message(self, _client: Any, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
         self.received.append((msg.topic, bytes(msg.payload)))
         for handler in self._handlers:
             handler(msg.topic, bytes(msg.payload))
 
-    def subscribe(self, topic: str, handler: Callable[[str, bytes], None] | None = None) -> None:
+    def subscribe(self, topic: str, handler: Callable[[str, bytes], None] | None = None) -> bool:
+        """Subscribe (QoS 1); whether the broker granted it."""
         done = threading.Event()
-        self.client.on_subscribe = lambda *_a: done.set()
+        granted: list[bool] = []
+
+        def on_subscribe(_c: Any, _u: Any, _mid: Any, reasons: list[Any], _p: Any) -> None:
+            granted.extend(not getattr(r, "is_failure", False) for r in reasons)
+            done.set()
+
+        self.client.on_subscribe = on_subscribe
         if handler is not None:
             self._handlers.append(handler)
         self.client.subscribe(topic, qos=1)
         if not done.wait(10):
             raise RuntimeError(f"no SUBACK for {topic}")
+        return all(granted)
 
     def publish_raw(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
         info = self.client.publish(topic, payload, qos=1, retain=retain)
@@ -66,6 +118,14 @@ class MqttTestClient:
 
     def close(self) -> None:
         self.client.disconnect()
+        self.client.loop_stop()
+
+    def drop(self) -> None:
+        """Lose the connection without a DISCONNECT (the broker then publishes the will)."""
+        sock = self.client.socket()
+        if isinstance(sock, socket.socket):
+            sock.shutdown(socket.SHUT_RDWR)
+        self.disconnected.wait(5)
         self.client.loop_stop()
 
 
@@ -119,11 +179,21 @@ def cloud_settings(tmp_path: Path, broker: BrokerAddress, **overrides: Any) -> C
         "database_url": f"sqlite:///{tmp_path / 'cloud.db'}",
         "mqtt_host": broker.host,
         "mqtt_port": broker.port,
+        "broker_secret_file": broker.secret_file,
         "command_timeout": 2.0,
         "command_ttl": 5.0,
     }
     values.update(overrides)
     return CloudSettings(**values)
+
+
+def register_hub(settings: CloudSettings, hub_id: str) -> HubCredentials:
+    """Register (or rotate) a hub the way `spoke cloud hub register` does."""
+    from cloud.hub_registration import register_hub as register
+    from cloud.storage import open_registry
+
+    with open_registry(settings) as registry:
+        return register(settings, registry, hub_id)
 
 
 @dataclass

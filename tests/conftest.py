@@ -1,5 +1,7 @@
-"""Shared fixtures: free ports, real MQTT brokers (mosquitto subprocess, embedded amqtt) and a
-simulated Zigbee network with zigpy on its radio."""
+"""Shared fixtures: free ports, real MQTT brokers (mosquitto subprocess, embedded amqtt), each
+enforcing Spoke's broker rules (it starts with the cloud's account only, as `spoke cloud broker
+init` makes it, and tests register their hubs through the cloud as `spoke cloud hub register`
+does), the SQL registry, and a simulated Zigbee network with zigpy on its radio."""
 
 from __future__ import annotations
 
@@ -16,7 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from bench.rig import render_mosquitto_conf
+from bench.rig import dynsec_plugin, render_mosquitto_conf
+from bench.tls import Pki, make_pki
+from cloud.broker_accounts import write_dynsec_config
+from cloud.broker_credentials import ensure_broker_secret
 from cloud.storage.sql import SqlRegistry
 from cloud.storage.sql_schema import metadata
 from tests.sim_devices import SimZigbee, running_sim
@@ -29,6 +34,9 @@ class BrokerAddress:
     name: str  # "mosquitto" | "amqtt"
     host: str
     port: int
+    secret_file: Path  # the cloud's broker secret: the broker holds the cloud's account for it
+    tls_port: int | None = None  # mosquitto: the TLS listener, with a certificate signed by pki.ca
+    pki: Pki | None = None
 
 
 def _free_port() -> int:
@@ -75,19 +83,40 @@ def free_port() -> Callable[[], int]:
     return _free_port
 
 
+def broker_files(folder: Path) -> tuple[Path, Path]:
+    """(secret file, dynamic-security file) for a new broker holding the cloud's account only."""
+    secret_file = folder / "broker-secret"
+    dynsec_file = folder / "broker-dynsec.json"
+    write_dynsec_config(dynsec_file, ensure_broker_secret(secret_file), [])
+    return secret_file, dynsec_file
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    """A throwaway CA with a broker certificate (localhost, 127.0.0.1) and a client certificate."""
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
 @pytest.fixture
-def mosquitto(tmp_path: Path) -> Iterator[BrokerAddress]:
-    """A real mosquitto on a free port, with a config generated for the test."""
+def mosquitto(tmp_path: Path, pki: Pki) -> Iterator[BrokerAddress]:
+    """A real mosquitto with the shipped config: free ports (plain and TLS), its own files."""
     if not Path(MOSQUITTO).exists():
         pytest.skip("mosquitto is not installed (apt-get install mosquitto)")
-    port = _free_port()
+    try:
+        dynsec_plugin()
+    except FileNotFoundError:
+        pytest.skip("Mosquitto's dynamic-security plugin is not installed")
+    port, tls_port = _free_port(), _free_port()
+    secret_file, dynsec_file = broker_files(tmp_path / "broker")
     conf = tmp_path / "mosquitto.conf"
-    conf.write_text(render_mosquitto_conf(port, tmp_path / "mosquitto-data"))
+    conf.write_text(render_mosquitto_conf(port, tmp_path / "mosquitto-data",
+                                          dynsec_file=dynsec_file, tls_port=tls_port, pki=pki))
     log = (tmp_path / "mosquitto.log").open("w")
     proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT)
     try:
         _wait_listening(port, alive=lambda: proc.poll() is None)
-        yield BrokerAddress("mosquitto", "127.0.0.1", port)
+        _wait_listening(tls_port, alive=lambda: proc.poll() is None)
+        yield BrokerAddress("mosquitto", "127.0.0.1", port, secret_file, tls_port, pki)
     finally:
         proc.terminate()
         try:
@@ -99,18 +128,19 @@ def mosquitto(tmp_path: Path) -> Iterator[BrokerAddress]:
 
 
 @pytest.fixture
-def amqtt_broker() -> Iterator[BrokerAddress]:
+def amqtt_broker(tmp_path: Path) -> Iterator[BrokerAddress]:
     """The embedded amqtt broker on a free port, in its own thread and event loop."""
     from cloud.broker import start_broker, stop_broker
 
     port = _free_port()
+    secret_file, dynsec_file = broker_files(tmp_path / "broker")
     loop = asyncio.new_event_loop()
     started = threading.Event()
     failure: list[BaseException] = []
 
     async def serve(stop: asyncio.Event) -> None:
         try:
-            broker = await start_broker("127.0.0.1", port)
+            broker = await start_broker("127.0.0.1", port, dynsec_file=dynsec_file)
         except BaseException as exc:
             failure.append(exc)
             started.set()
@@ -127,7 +157,7 @@ def amqtt_broker() -> Iterator[BrokerAddress]:
     if failure:
         raise failure[0]
     try:
-        yield BrokerAddress("amqtt", "127.0.0.1", port)
+        yield BrokerAddress("amqtt", "127.0.0.1", port, secret_file)
     finally:
         loop.call_soon_threadsafe(stop_event.set)
         thread.join(10)

@@ -13,11 +13,12 @@ from typing import Any
 import httpx
 
 from cloud.auth import create_token
+from cloud.hub_registration import HubCredentials
 from cloud.service import CloudServices, run_cloud
 from cloud.settings import CloudSettings
 from hub.app import Hub
 from hub.settings import HubSettings
-from tests.common import eventually
+from tests.common import eventually, register_hub
 from tests.conftest import BrokerAddress, _free_port
 
 
@@ -69,13 +70,16 @@ class Stack:
         return await self.devices()
 
 
-def hub_settings(tmp_path: Path, broker: BrokerAddress, hub_id: str, **overrides: Any
-                 ) -> HubSettings:
+def hub_settings(tmp_path: Path, broker: BrokerAddress, hub_id: str,
+                 credentials: HubCredentials | None = None, **overrides: Any) -> HubSettings:
+    """A simulated hub's settings, logged in with ``credentials`` (from ``register_hub``)."""
     values: dict[str, Any] = {
         "hub_id": hub_id, "hub_data_dir": tmp_path / hub_id, "radio": "sim",
         "mqtt_host": broker.host, "mqtt_port": broker.port, "sim_speed": 60.0,
         "sim_tick": 0.2, "device_info_debounce": 0.2, "command_timeout": 5.0,
     }
+    if credentials is not None:
+        values.update(mqtt_username=credentials.username, mqtt_password=credentials.password)
     values.update(overrides)
     return HubSettings(**values)
 
@@ -87,16 +91,18 @@ async def running_stack(tmp_path: Path, broker: BrokerAddress, *, hub_id: str = 
     port = _free_port()
     values: dict[str, Any] = {
         "database_url": f"sqlite:///{tmp_path / 'cloud.db'}", "mqtt_host": broker.host,
-        "mqtt_port": broker.port, "cloud_host": "127.0.0.1", "cloud_port": port,
+        "mqtt_port": broker.port, "broker_secret_file": broker.secret_file,
+        "cloud_host": "127.0.0.1", "cloud_port": port,
         "command_timeout": 5.0, "command_ttl": 10.0}
     settings = CloudSettings(**{**values, **(cloud or {})})
+    credentials = await asyncio.to_thread(register_hub, settings, hub_id)
     services = await asyncio.to_thread(CloudServices.build, settings)
     _, token = await asyncio.to_thread(create_token, services.storage.registry, "e2e")
     started = asyncio.Event()
     server_task = asyncio.create_task(run_cloud(settings, services=services, started=started))
     await asyncio.wait_for(started.wait(), 15)
     base = f"http://127.0.0.1:{port}"
-    hs = hub_settings(tmp_path, broker, hub_id, **(hub or {}))
+    hs = hub_settings(tmp_path, broker, hub_id, credentials, **(hub or {}))
     async with httpx.AsyncClient(base_url=base, timeout=20,
                                  headers={"Authorization": f"Bearer {token}"}) as api:
         stack = Stack(broker, settings, services, api, base, token, None, hs)

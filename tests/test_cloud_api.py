@@ -21,6 +21,7 @@ from tests.common import (
     device,
     event,
     eventually,
+    register_hub,
     running_cloud,
     status,
 )
@@ -35,8 +36,10 @@ SENSOR_ID = "hub-a-0000000000000002"
 
 
 @pytest.fixture
-def hub(mqtt_broker: BrokerAddress) -> Iterator[MqttTestClient]:
-    client = MqttTestClient(mqtt_broker.host, mqtt_broker.port)
+def hub(tmp_path: Path, mqtt_broker: BrokerAddress) -> Iterator[MqttTestClient]:
+    """A test client logged in as hub-a (registered in the cloud the tests start)."""
+    credentials = register_hub(cloud_settings(tmp_path, mqtt_broker), HUB)
+    client = MqttTestClient.as_hub(mqtt_broker, credentials)
     yield client
     client.close()
 
@@ -102,7 +105,7 @@ async def test_healthz_needs_no_token_and_reports_parts(cloud: CloudHarness):
 
 
 async def test_healthz_is_503_naming_mqtt_when_the_broker_is_down(tmp_path: Path, free_port):
-    down = BrokerAddress("none", "127.0.0.1", free_port())
+    down = BrokerAddress("none", "127.0.0.1", free_port(), tmp_path / "broker-secret")
     settings = cloud_settings(tmp_path, down, mqtt_startup_wait=0.1)
     from cloud.api.app import create_app
 

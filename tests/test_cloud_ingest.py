@@ -17,6 +17,7 @@ from tests.common import (
     device,
     event,
     eventually,
+    register_hub,
     running_cloud,
     status,
 )
@@ -35,8 +36,10 @@ async def cloud(tmp_path: Path, mqtt_broker: BrokerAddress) -> AsyncIterator[Clo
 
 
 @pytest.fixture
-def hub(mqtt_broker: BrokerAddress) -> Iterator[MqttTestClient]:
-    client = MqttTestClient(mqtt_broker.host, mqtt_broker.port, client_id="test-hub-1")
+def hub(tmp_path: Path, mqtt_broker: BrokerAddress) -> Iterator[MqttTestClient]:
+    """A test client logged in as hub-1 (registered in the cloud the tests start)."""
+    credentials = register_hub(cloud_settings(tmp_path, mqtt_broker), HUB)
+    client = MqttTestClient.as_hub(mqtt_broker, credentials)
     yield client
     client.close()
 
@@ -189,7 +192,7 @@ async def test_persistent_session_delivers_what_was_published_while_away(
 ):
     """Messages published while the cloud is down reach it when it comes back (same client id)."""
     settings = cloud_settings(tmp_path, mosquitto, mqtt_client_id="spoke-cloud-test-persistent")
-    hub = MqttTestClient(mosquitto.host, mosquitto.port)
+    hub = MqttTestClient.as_hub(mosquitto, register_hub(settings, HUB))
     try:
         async with running_cloud(settings) as cloud:
             assert cloud.services.ingest.link.protocol == "5"

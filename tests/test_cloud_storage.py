@@ -306,10 +306,10 @@ def test_settings_from_env_toml_and_defaults(tmp_path: Path, monkeypatch: pytest
         '[cloud]\nmqtt_port = 1884\ncommand_ttl = 12.5\n[hub]\nmqtt_port = 1\n')
     monkeypatch.setenv("SPOKE_CONFIG", str(tmp_path / "other.toml"))
     monkeypatch.setenv("SPOKE_CLOUD_PORT", "9001")
-    monkeypatch.setenv("SPOKE_MQTT_PASSWORD", "secret")
+    monkeypatch.setenv("SPOKE_MQTT_PASSWORD", "pa55word-value")
     settings = CloudSettings()
     assert (settings.mqtt_port, settings.command_ttl, settings.cloud_port) == (1884, 12.5, 9001)
-    assert "secret" not in repr(settings)
+    assert "pa55word-value" not in repr(settings)
     monkeypatch.setenv("SPOKE_MQTT_PORT", "1999")  # the environment wins over the file
     assert CloudSettings().mqtt_port == 1999
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from zigpy.zcl.clusters.measurement import TemperatureMeasurement
 
-from tests.common import MqttTestClient, eventually
+from tests.common import MqttTestClient, eventually, register_hub
 from tests.conftest import BrokerAddress
 from tests.stack import Stack, running_stack
 from wire.contract import Topics
@@ -163,17 +163,23 @@ async def test_bad_mqtt_input_is_rejected_and_ingest_goes_on(tmp_path: Path,
         hub_id = stack.hub_settings.hub_id
         ingest = stack.services.ingest.metrics
         rejected_before = ingest.snapshot()["rejected_total"]
-        client = MqttTestClient(mosquitto.host, mosquitto.port)
+        # The broker lets a hub speak for itself only: garbage comes from a (buggy) hub of its
+        # own, and a garbage command from the cloud's account.
+        rogue = "hub-e2e-rogue"
+        credentials = await asyncio.to_thread(register_hub, stack.cloud_settings, rogue)
+        client = MqttTestClient.as_hub(mosquitto, credentials)
+        cloud = MqttTestClient.as_cloud(mosquitto, "spoke-cloud-test-garbage")
         try:
-            client.publish_raw(Topics.events(hub_id), b"not json {")
-            client.publish_raw(Topics.events(hub_id), b'{"v": 1, "hub_id": "x", "seq": "a"}')
-            client.publish_raw(Topics.events(hub_id), (
+            client.publish_raw(Topics.events(rogue), b"not json {")
+            client.publish_raw(Topics.events(rogue), b'{"v": 1, "hub_id": "x", "seq": "a"}')
+            client.publish_raw(Topics.events(rogue), (
                 b'{"v":1,"hub_id":"%s","seq":999999,"ts":"2026-01-01T00:00:00Z",'
                 b'"ieee":"01:02:03:04:05:06:07:08","capability":"switch","attribute":"on",'
-                b'"value":true}') % hub_id.encode())
-            client.publish_raw(Topics.commands(hub_id), b"\xff\xfe garbage")
+                b'"value":true}') % rogue.encode())
+            cloud.publish_raw(Topics.commands(hub_id), b"\xff\xfe garbage")
         finally:
             client.close()
+            cloud.close()
         await eventually(lambda: ingest.snapshot()["rejected_total"] >= rejected_before + 3,
                          what="three rejections counted")
         assert stack.hub is not None

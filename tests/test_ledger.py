@@ -9,24 +9,23 @@ from datetime import timedelta
 from pathlib import Path
 
 from cloud.service import CloudServices
-from cloud.settings import CloudSettings
 from hub.app import Hub
-from tests.common import MqttTestClient, eventually
+from tests.common import MqttTestClient, cloud_settings, eventually, register_hub
 from tests.conftest import BrokerAddress
 from tests.stack import hub_settings
 from wire.contract import Command, Topics, utcnow
 
 
 def _cloud(tmp_path: Path, broker: BrokerAddress) -> CloudServices:
-    return CloudServices.build(CloudSettings(
-        database_url=f"sqlite:///{tmp_path / 'cloud.db'}", mqtt_host=broker.host,
-        mqtt_port=broker.port, mqtt_client_id="ledger-cloud", mqtt_session_expiry=300))
+    return CloudServices.build(cloud_settings(tmp_path, broker, mqtt_client_id="ledger-cloud",
+                                              mqtt_session_expiry=300))
 
 
 async def test_events_wait_for_the_cloud_and_lost_ones_are_sent_again(
         tmp_path: Path, mqtt_broker: BrokerAddress) -> None:
-    hub = Hub(hub_settings(tmp_path, mqtt_broker, "hub-ledger", ledger_resend_after=0.5,
-                           shutdown_drain=1.0))
+    credentials = register_hub(cloud_settings(tmp_path, mqtt_broker), "hub-ledger")
+    hub = Hub(hub_settings(tmp_path, mqtt_broker, "hub-ledger", credentials,
+                           ledger_resend_after=0.5, shutdown_drain=1.0))
     await hub.start()
     cloud: CloudServices | None = None
     try:
@@ -59,11 +58,14 @@ async def test_events_wait_for_the_cloud_and_lost_ones_are_sent_again(
 
 async def test_a_retained_command_is_never_executed(tmp_path: Path,
                                                     mqtt_broker: BrokerAddress) -> None:
-    settings = hub_settings(tmp_path, mqtt_broker, "hub-retained", sim_devices=["bulb"])
+    credentials = register_hub(cloud_settings(tmp_path, mqtt_broker), "hub-retained")
+    settings = hub_settings(tmp_path, mqtt_broker, "hub-retained", credentials,
+                            sim_devices=["bulb"])
     command = Command(id="retained-1", hub_id="hub-retained", ieee="00:11:22:33:44:55:66:77",
                       capability="switch", command="toggle",
                       expires_at=utcnow() + timedelta(minutes=5))
-    client = MqttTestClient(mqtt_broker.host, mqtt_broker.port)
+    # Only the cloud may publish commands: a cloud that (wrongly) retained one.
+    client = MqttTestClient.as_cloud(mqtt_broker, "retaining-cloud")
     try:
         client.publish(command, Topics.commands("hub-retained"), retain=True)
         hub = Hub(settings)

@@ -107,6 +107,20 @@ class TokenRecord:
 
 
 @dataclass(frozen=True, kw_only=True)
+class HubRegistration:
+    """A hub the cloud gave broker credentials to. Only the credential generation is kept: the
+    password is derived from it and the cloud's broker secret (``cloud.broker_credentials``)."""
+
+    hub_id: str
+    account: str | None
+    generation: int  # grows by one with every rotation
+    revoked: bool
+    registered_at: datetime
+    rotated_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class TelemetryPoint:
     """One stored capability value, as written to a telemetry backend."""
 
@@ -214,6 +228,19 @@ class Registry(Protocol):
     def list_tokens(self) -> list[TokenRecord]: ...
 
     def revoke_token(self, token_id: str) -> bool: ...
+
+    def register_hub(self, hub_id: str, account: str | None, now: datetime) -> HubRegistration:
+        """Register a hub (generation 1), or rotate a registered or revoked one (generation + 1,
+        no longer revoked; the account is kept unless a new one is given)."""
+        ...
+
+    def revoke_hub(self, hub_id: str, now: datetime) -> HubRegistration | None:
+        """Mark a registered hub revoked; None when it was never registered."""
+        ...
+
+    def get_hub_registration(self, hub_id: str) -> HubRegistration | None: ...
+
+    def list_hub_registrations(self) -> list[HubRegistration]: ...
 
 
 class TelemetryReader(Protocol):

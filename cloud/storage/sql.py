@@ -32,6 +32,7 @@ from cloud.storage.base import (
     CommandRecord,
     DeviceRecord,
     HubRecord,
+    HubRegistration,
     PairingEventRecord,
     Sample,
     SchemaOutdated,
@@ -44,6 +45,7 @@ from cloud.storage.sql_schema import (
     commands,
     devices,
     events,
+    hub_registrations,
     hubs,
     metadata,
     pairing_events,
@@ -138,6 +140,11 @@ def _device_record(row: Row[Any]) -> DeviceRecord:
 def _pairing_record(row: Row[Any]) -> PairingEventRecord:
     m = row._mapping
     return PairingEventRecord(**{k: m[k] for k in PairingEventRecord.__dataclass_fields__})
+
+
+def _registration(row: Row[Any]) -> HubRegistration:
+    m = row._mapping
+    return HubRegistration(**{k: m[k] for k in HubRegistration.__dataclass_fields__})
 
 
 def _token_record(row: Row[Any]) -> TokenRecord:
@@ -303,6 +310,42 @@ class SqlRegistry:
                 .values(revoked=True, revoked_at=_now())
             )
         return result.rowcount == 1
+
+    # Hub registrations (broker credentials) ------------------------------------------------------
+    def register_hub(self, hub_id: str, account: str | None, now: datetime) -> HubRegistration:
+        t = hub_registrations.c
+        with self._write() as conn:
+            row = conn.execute(select(hub_registrations).where(t.hub_id == hub_id)).first()
+            if row is None:
+                conn.execute(insert(hub_registrations).values(
+                    hub_id=hub_id, account=account, generation=1, revoked=False,
+                    registered_at=now))
+            else:
+                conn.execute(update(hub_registrations).where(t.hub_id == hub_id).values(
+                    account=account if account is not None else row.account,
+                    generation=row.generation + 1, revoked=False, rotated_at=now,
+                    revoked_at=None))
+            return _registration(conn.execute(
+                select(hub_registrations).where(t.hub_id == hub_id)).one())
+
+    def revoke_hub(self, hub_id: str, now: datetime) -> HubRegistration | None:
+        t = hub_registrations.c
+        with self._write() as conn:
+            conn.execute(update(hub_registrations).where(t.hub_id == hub_id)
+                         .where(t.revoked.is_(False)).values(revoked=True, revoked_at=now))
+            row = conn.execute(select(hub_registrations).where(t.hub_id == hub_id)).first()
+        return _registration(row) if row else None
+
+    def get_hub_registration(self, hub_id: str) -> HubRegistration | None:
+        t = hub_registrations.c
+        with self._read() as conn:
+            row = conn.execute(select(hub_registrations).where(t.hub_id == hub_id)).first()
+        return _registration(row) if row else None
+
+    def list_hub_registrations(self) -> list[HubRegistration]:
+        with self._read() as conn:
+            rows = conn.execute(select(hub_registrations).order_by(hub_registrations.c.hub_id))
+            return [_registration(r) for r in rows]
 
 
 class SqlTelemetry:

@@ -171,6 +171,20 @@ api_tokens = Table(
     Column("revoked_at", UtcDateTime, nullable=True),
 )
 
+# Hubs given broker credentials. No password: it is derived from the generation and the cloud's
+# broker secret, so the broker's accounts can be rebuilt from this table.
+hub_registrations = Table(
+    "hub_registrations",
+    metadata,
+    Column("hub_id", String(_ID), primary_key=True),
+    Column("account", String(128), nullable=True),
+    Column("generation", Integer, nullable=False),
+    Column("revoked", Boolean, nullable=False, default=False),
+    Column("registered_at", UtcDateTime, nullable=False),
+    Column("rotated_at", UtcDateTime, nullable=True),
+    Column("revoked_at", UtcDateTime, nullable=True),
+)
+
 # Pairing progress per hub; ``id`` is the cursor clients poll with. ``digest`` (of the event) makes a
 # redelivered event, or one ingested by several cloud processes, land once. The newest
 # ``PAIRING_EVENTS_KEPT`` per hub are kept. AUTOINCREMENT: SQLite never reuses an id.
