@@ -6,7 +6,8 @@ amqtt speaks MQTT 3.1.1 only (the cloud's ``mqtt_protocol = "auto"`` falls back 
 shared subscriptions (a ``$share/...`` filter is accepted but matches nothing): a cloud with several
 workers needs Mosquitto.
 
-Three places where amqtt 0.12.1 itself lets a client past the rules are closed in ``SpokeBroker``:
+Three places where amqtt 0.12.1 itself lets a client past the rules are closed in ``SpokeBroker``
+(and a fourth where it loses messages: a broadcast ended by a subscription made meanwhile):
 it touched (deleted or took over) an existing session with the same client id before authenticating
 the newcomer, and never checked a last will's topic; it replayed retained messages for every
 client's subscriptions to a reconnecting client, without checking that client may receive them; and
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,8 +72,25 @@ def broker_config(host: str, port: int, dynsec_file: Path) -> dict[str, Any]:
     }
 
 
+class _Subscriptions(dict[str, list[tuple[Session, int]]]):
+    """amqtt 0.12.1 walks its subscriptions while awaiting (access checks, queueing for absent
+    sessions): a client subscribing meanwhile ended the walk with "dictionary changed size during
+    iteration", and the message never reached the subscribers not yet walked. The walk goes over a
+    snapshot instead."""
+
+    def items(self) -> list[tuple[str, list[tuple[Session, int]]]]:  # type: ignore[override]
+        return [(topic, list(subs)) for topic, subs in super().items()]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(super().keys()))
+
+
 class SpokeBroker(Broker):
     """amqtt's broker with the rules enforced before a client can touch anyone's session."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._subscriptions = _Subscriptions()
 
     @property
     def rules(self) -> DynsecPlugin:

@@ -39,10 +39,10 @@ class MqttTestClient:
 
     def __init__(self, host: str, port: int, client_id: str = "", *, username: str | None = None,
                  password: str | None = None, tls: ssl.SSLContext | None = None,
-                 will: tuple[str, bytes] | None = None) -> None:
+                 will: tuple[str, bytes] | None = None, clean_session: bool = True) -> None:
         self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
                                   client_id=client_id, protocol=mqtt.MQTTv311,
-                                  reconnect_on_failure=False)
+                                  reconnect_on_failure=False, clean_session=clean_session)
         self.received: list[tuple[str, bytes]] = []
         self._handlers: list[Callable[[str, bytes], None]] = []
         self._connected = threading.Event()
@@ -74,13 +74,13 @@ class MqttTestClient:
                    else client_id, username=credentials.username, password=credentials.password)
 
     @classmethod
-    def as_cloud(cls, broker: BrokerAddress, client_id: str) -> MqttTestClient:
+    def as_cloud(cls, broker: BrokerAddress, client_id: str, **options: Any) -> MqttTestClient:
         """Logged in with the cloud's account."""
         from cloud.broker_credentials import cloud_password, load_broker_secret
         from cloud.broker_rules import CLOUD_USERNAME
 
         return cls(broker.host, broker.port, client_id, username=CLOUD_USERNAME,
-                   password=cloud_password(load_broker_secret(broker.secret_file)))
+                   password=cloud_password(load_broker_secret(broker.secret_file)), **options)
 
     def _on_connect(self, _c: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         if getattr(reason, "is_failure", False):
