@@ -171,7 +171,7 @@ class Ledger:
         if self.last_seq is None or ev.seq > self.last_seq:
             self._advance(ev.seq)
             self.state.setdefault(ev.capability, {})[ev.attribute] = ev.value
-        elif self.gaps > 0:
+        elif ev.seq < self.last_seq and self.gaps > 0:
             self.gaps -= 1  # a late event fills a hole; it is history, not the current state
 
     def _advance(self, seq: int) -> None:
