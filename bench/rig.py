@@ -73,6 +73,10 @@ class Service:
         try:
             self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
+            with open(self.log_path, "ab") as log:
+                log.write(f"\n===== did not stop within {timeout:.0f} s; its stacks:\n".encode())
+            self.proc.send_signal(signal.SIGUSR1)  # a spoke process prints its stacks
+            time.sleep(1.0)
             self.proc.kill()
             self.proc.wait()
 

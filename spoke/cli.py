@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import faulthandler
+import signal
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -268,6 +270,8 @@ def device_remove(device_id: str, api_url: ApiUrl = DEFAULT_API, token: Token = 
 
 
 def main() -> None:
+    # `kill -USR1 <pid>` prints every thread's stack to stderr: what a stuck service is doing.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     app()
 
 
