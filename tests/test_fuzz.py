@@ -1,4 +1,4 @@
-"""Fuzzing what arrives over MQTT (issue 6): the cloud's ingest and the hub's command and request
+"""Fuzzing what arrives over MQTT: the cloud's ingest and the hub's command and request
 handling each take at least 10,000 hostile or malformed payloads (interleaved with valid ones)
 without an exception, store nothing but the valid events, and account for every message.
 
@@ -78,7 +78,7 @@ def quiet(caplog: pytest.LogCaptureFixture) -> None:
 
 
 def report(capsys: pytest.CaptureFixture[str], what: str, seen: Counter[str], extra: str) -> None:
-    """Print what was fuzzed (past pytest's capture) and hold the test to the issue's 10,000."""
+    """Print what was fuzzed (past pytest's capture) and hold the test to its floor of 10,000."""
     kinds = {k: v for k, v in seen.items() if k not in ("payloads", "examples")}
     with capsys.disabled():
         print(f"\n{what}: {seen['payloads']} fuzzed payloads in {seen['examples']} examples {kinds}"
