@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from dataclasses import dataclass
 
 import uvicorn
@@ -71,7 +72,14 @@ async def run_cloud(
     config = uvicorn.Config(app, host=settings.cloud_host, port=settings.cloud_port,
                             log_level="info", access_log=False, lifespan="on")
     server = uvicorn.Server(config)
-    task = asyncio.create_task(_serve(server, settings))
+    # Take the port before the services start: a cloud that cannot serve must not join the
+    # broker's shared subscription first (its share of the events would wait for it in vain).
+    try:
+        sock = config.bind_socket()
+    except SystemExit:
+        raise OSError(f"the cloud could not start on {settings.cloud_host}:"
+                      f"{settings.cloud_port} (see the log above)") from None
+    task = asyncio.create_task(_serve(server, settings, sock))
     try:
         # uvicorn has no startup event to await; it only sets a flag.
         while not server.started and not task.done():  # noqa: ASYNC110
@@ -87,10 +95,10 @@ async def run_cloud(
         raise
 
 
-async def _serve(server: uvicorn.Server, settings: CloudSettings) -> None:
+async def _serve(server: uvicorn.Server, settings: CloudSettings, sock: socket.socket) -> None:
     """uvicorn's serve(), with its sys.exit on a failed startup turned into an OSError."""
     try:
-        await server.serve()
+        await server.serve(sockets=[sock])
     except SystemExit:
         raise OSError(f"the cloud could not start on {settings.cloud_host}:"
                       f"{settings.cloud_port} (see the log above)") from None

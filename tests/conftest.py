@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from bench import rig
 from bench.rig import dynsec_plugin, render_mosquitto_conf
 from bench.tls import Pki, make_pki
 from cloud.broker_accounts import write_dynsec_config
@@ -40,9 +41,7 @@ class BrokerAddress:
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return rig.free_port()
 
 
 def _wait_listening(
