@@ -292,7 +292,9 @@ class Ingest:
                 tx.device_removed(item.hub_id, item.ieee)
             else:
                 assert isinstance(msg, DeviceInfo)
-                tx.device_info(msg)
+                promoted = tx.device_info(msg)
+                applied.stored += len(promoted)
+                applied.points.extend(promoted)
         elif item.kind is TopicKind.EVENTS:
             assert isinstance(msg, Event)
             result = tx.event(msg)

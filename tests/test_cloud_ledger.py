@@ -110,3 +110,19 @@ def test_only_hubs_that_need_it_get_an_acknowledgement(described: SqlRegistry) -
     ingest(described, event(HUB, 1, IEEE, epoch="e"))
     assert acks(described, status(HUB, online=False, epoch="e")) == {}  # its last will
     assert acks(described, status(HUB, epoch="e", last_seq=1)) == {HUB: ("e", 1, [])}
+
+
+def test_an_event_that_overtook_its_device_description_is_stored_when_it_comes(
+        described: SqlRegistry) -> None:
+    # A broker may deliver a device's first events before the description the hub sent first.
+    assert ingest(described, event(HUB, 1, OTHER, value=True, epoch="e")) == [U]
+    with described.ingest() as tx:
+        promoted = tx.device_info(device(HUB, OTHER, {"switch": {"on": False}}, ts=T0))
+    assert [(p.seq, p.value) for p in promoted] == [(1, True)]
+    other = described.get_device("hub-l-0000000000000009")
+    assert other is not None and other.capabilities == {"switch": {"on": True}}
+    with described.engine.connect() as conn:
+        assert conn.execute(select(dead_letters)).all() == []
+    assert ingest(described, event(HUB, 1, OTHER, epoch="e")) == [D]  # stored once
+    hub = described.get_hub(HUB)
+    assert hub is not None and hub.events_stored == 1

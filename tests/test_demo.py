@@ -52,7 +52,8 @@ def test_demo_serves_devices_and_stops_cleanly(tmp_path: Path) -> None:
             proc.kill()
             raise AssertionError("demo did not stop within 20 s of Ctrl-C\n" + _tail(log)) from None
     assert code == 0, _tail(log)
-    output = _tail(log)
+    log.seek(0)
+    output = log.read()  # the banner, wherever the log has put it
     assert f"http://127.0.0.1:{api}/docs" in output
     assert "demo-test-token" in output
     assert "Spoke demo stopped" in output

@@ -59,6 +59,18 @@ def _value_columns(value: Value) -> dict[str, Any]:
     return {"value_num": number, "value_json": json.dumps(value)}
 
 
+def _event_row(ev: Event, epoch: str, device_id: str, received_at: datetime) -> dict[str, Any]:
+    return {"hub_id": ev.hub_id, "epoch": epoch, "seq": ev.seq, "device_id": device_id,
+            "capability": ev.capability, "attribute": ev.attribute, "ts": ev.ts, "unit": ev.unit,
+            "received_at": received_at, **_value_columns(ev.value)}
+
+
+def _point(ev: Event, device_id: str) -> TelemetryPoint:
+    return TelemetryPoint(hub_id=ev.hub_id, seq=ev.seq, device_id=device_id,
+                          capability=ev.capability, attribute=ev.attribute, ts=ev.ts,
+                          value=ev.value, unit=ev.unit)
+
+
 def _later(a: datetime | None, b: datetime) -> datetime:
     return b if a is None or b > a else a
 
@@ -111,10 +123,11 @@ class SqlIngestTx:
             if status.online:
                 self._asked.add(status.hub_id)  # every status is answered with an ack
 
-    def device_info(self, info: DeviceInfo) -> None:
+    def device_info(self, info: DeviceInfo) -> list[TelemetryPoint]:
         self._hub(info.hub_id)
         device_id = device_id_for(info.hub_id, info.ieee)
         row = self._device(device_id)
+        known = row is not None and not row["removed"]
         changed_at = info.availability_changed_at
         if changed_at is None:
             unchanged = row is not None and row["available"] == info.available
@@ -139,6 +152,33 @@ class SqlIngestTx:
             "_new": row is None,
         }
         self._dirty_devices.add(device_id)
+        return [] if known else self._promote(info.hub_id, info.ieee, device_id)
+
+    def _promote(self, hub_id: str, ieee: str, device_id: str) -> list[TelemetryPoint]:
+        """Events kept because their device was not known yet become events now."""
+        letters = self._conn.execute(
+            select(dead_letters.c.id, dead_letters.c.payload).where(
+                dead_letters.c.hub_id == hub_id, dead_letters.c.ieee == ieee,
+                dead_letters.c.kind == "event").order_by(dead_letters.c.id)).all()
+        points: list[TelemetryPoint] = []
+        device = self._devices[device_id]
+        assert device is not None
+        hub = self._hub(hub_id)
+        for letter_id, payload in letters:
+            ev = Event.model_validate_json(payload)
+            epoch = ev.epoch or LEGACY_EPOCH
+            ledger = self._ledger(hub_id, epoch)
+            if _insert_ignore(self._conn, events, _event_row(ev, epoch, device_id, self._now),
+                              ("hub_id", "epoch", "seq")):
+                hub["events_stored"] += 1
+                ledger["stored"] += 1
+                points.append(_point(ev, device_id))
+                if epoch == hub["epoch"] and (device["state_at"] is None
+                                              or ev.ts >= device["state_at"]):
+                    device["capabilities"].setdefault(ev.capability, {})[ev.attribute] = ev.value
+                    device["state_at"] = ev.ts
+            self._conn.execute(delete(dead_letters).where(dead_letters.c.id == letter_id))
+        return points
 
     def device_removed(self, hub_id: str, ieee: str) -> None:
         self._hub(hub_id)
@@ -161,24 +201,13 @@ class SqlIngestTx:
         device = self._device(device_id)
         if device is None or device["removed"]:
             if self._dead_letter(ev.hub_id, epoch, ev.seq, "event", "unknown_device",
-                                 ev.model_dump_json()):
+                                 ev.model_dump_json(), ieee=ev.ieee):
                 return EventResult(outcome=EventOutcome.UNKNOWN_DEVICE,
                                    gap=self._advance(hub, ledger, ev.seq))
             return self._duplicate(hub, ledger)
-        row = {
-            "hub_id": ev.hub_id,
-            "epoch": epoch,
-            "seq": ev.seq,
-            "device_id": device_id,
-            "capability": ev.capability,
-            "attribute": ev.attribute,
-            "ts": ev.ts,
-            "unit": ev.unit,
-            "received_at": self._now,
-            **_value_columns(ev.value),
-        }
         last = ledger["last_seq"]
-        if not _insert_ignore(self._conn, events, row, ("hub_id", "epoch", "seq")):
+        if not _insert_ignore(self._conn, events, _event_row(ev, epoch, device_id, self._now),
+                              ("hub_id", "epoch", "seq")):
             return self._duplicate(hub, ledger)
         hub["events_stored"] += 1
         ledger["stored"] += 1
@@ -190,17 +219,7 @@ class SqlIngestTx:
             device["capabilities"].setdefault(ev.capability, {})[ev.attribute] = ev.value
             device["state_at"] = _later(device["state_at"], ev.ts)
             self._dirty_devices.add(device_id)
-        point = TelemetryPoint(
-            hub_id=ev.hub_id,
-            seq=ev.seq,
-            device_id=device_id,
-            capability=ev.capability,
-            attribute=ev.attribute,
-            ts=ev.ts,
-            value=ev.value,
-            unit=ev.unit,
-        )
-        return EventResult(outcome=EventOutcome.STORED, gap=gap, point=point)
+        return EventResult(outcome=EventOutcome.STORED, gap=gap, point=_point(ev, device_id))
 
     def _duplicate(self, hub: dict[str, Any], ledger: dict[str, Any]) -> EventResult:
         hub["duplicates"] += 1
@@ -325,15 +344,13 @@ class SqlIngestTx:
         return gap
 
     def _dead_letter(self, hub_id: str, epoch: str | None, seq: int | None, kind: str,
-                     reason: str, payload: str) -> bool:
+                     reason: str, payload: str, ieee: str | None = None) -> bool:
         """Keep a message that could not be applied; False when it was kept before."""
-        return _insert_ignore(self._conn, dead_letters, {
-            "hub_id": hub_id, "epoch": epoch, "seq": seq, "kind": kind, "reason": reason,
-            "payload": payload, "received_at": self._now,
-        }, ("hub_id", "epoch", "seq")) if seq is not None else bool(self._conn.execute(
-            insert(dead_letters).values(hub_id=hub_id, epoch=epoch, seq=None, kind=kind,
-                                        reason=reason, payload=payload,
-                                        received_at=self._now)).rowcount)
+        values = {"hub_id": hub_id, "epoch": epoch, "seq": seq, "kind": kind, "reason": reason,
+                  "ieee": ieee, "payload": payload, "received_at": self._now}
+        if seq is None:
+            return bool(self._conn.execute(insert(dead_letters).values(**values)).rowcount)
+        return _insert_ignore(self._conn, dead_letters, values, ("hub_id", "epoch", "seq"))
 
     def _move_mark(self, ledger: dict[str, Any]) -> None:
         """Advance the mark over every sequence number committed right after it."""

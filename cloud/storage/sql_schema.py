@@ -125,7 +125,8 @@ events = Table(
 
 # Hub messages that were valid but could not be applied (an event for a device the cloud does not
 # know, a result for an unknown command), kept rather than lost. Dead-lettered events count as
-# committed in their ledger.
+# committed in their ledger, and become events when their device is described (a broker may deliver
+# an event before the description the hub sent first).
 dead_letters = Table(
     "dead_letters",
     metadata,
@@ -135,9 +136,11 @@ dead_letters = Table(
     Column("seq", BigInteger, nullable=True),
     Column("kind", String(16), nullable=False),
     Column("reason", String(64), nullable=False),
+    Column("ieee", String(23), nullable=True),  # an event's device: promoted once it is described
     Column("payload", Text, nullable=False),
     Column("received_at", UtcDateTime, nullable=False),
     UniqueConstraint("hub_id", "epoch", "seq", name="uq_dead_letters_hub_epoch_seq"),
+    Index("ix_dead_letters_device", "hub_id", "ieee"),
 )
 
 commands = Table(
