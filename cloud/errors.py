@@ -19,6 +19,10 @@ class Unauthorized(PermissionError):
     """Missing, unknown or revoked API token."""
 
 
+class Forbidden(PermissionError):
+    """A valid token without the scope the request needs."""
+
+
 class HubOffline(RuntimeError):
     """The hub's last status says it is offline, so a request to it would only wait."""
 
@@ -56,6 +60,7 @@ __all__ = [
     "CommandInvalid",
     "CommandNotCompleted",
     "CommandTimedOut",
+    "Forbidden",
     "HubOffline",
     "HubRequestTimedOut",
     "NotFound",

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from cloud.auth import AccessError, require_account
 from cloud.broker_admin import BrokerAdmin, BrokerError
 from cloud.broker_credentials import hub_password, load_broker_secret
 from cloud.broker_rules import hub_username
@@ -58,6 +59,11 @@ def register_hub(settings: CloudSettings, registry: Registry, hub_id: str,
     """Register ``hub_id``, or rotate its credentials when it was registered (or revoked) before:
     the broker then disconnects the hub until it logs in with the new password."""
     _check(hub_id)
+    if account is not None or registry.get_hub_registration(hub_id) is None:
+        try:
+            account = require_account(registry, account)
+        except AccessError as exc:
+            raise RegistrationError(str(exc)) from None
     secret = load_broker_secret(settings.broker_secret_file)
     with BrokerAdmin(settings) as admin:  # reach the broker before anything changes
         registration = registry.register_hub(hub_id, account, datetime.now(UTC))
@@ -66,12 +72,15 @@ def register_hub(settings: CloudSettings, registry: Registry, hub_id: str,
     return credentials
 
 
-def ensure_hub(settings: CloudSettings, registry: Registry, hub_id: str) -> HubCredentials:
-    """The hub's current credentials, registering it first when it is not (the demo's hub)."""
+def ensure_hub(settings: CloudSettings, registry: Registry, hub_id: str,
+               account: str | None = None) -> HubCredentials:
+    """The hub's current credentials, registering it first when it is not, or not to ``account``
+    (the demo's hub)."""
     _check(hub_id)
     registration = registry.get_hub_registration(hub_id)
-    if registration is None or registration.revoked:
-        return register_hub(settings, registry, hub_id)
+    if (registration is None or registration.revoked
+            or (account is not None and registration.account != account)):
+        return register_hub(settings, registry, hub_id, account)
     return _credentials(load_broker_secret(settings.broker_secret_file), registration)
 
 

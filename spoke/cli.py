@@ -13,6 +13,7 @@ import typer
 from rich.table import Table
 
 from spoke.api_client import ApiClient, parse_args
+from spoke.cli_access import register as register_access_tools
 from spoke.cli_broker import cloud_settings
 from spoke.cli_broker import register as register_broker_tools
 from spoke.cli_hub import register as register_hub_tools
@@ -22,19 +23,18 @@ from spoke.console import console, fail, setup_logging
 app = typer.Typer(help="Spoke: Zigbee hub on the edge, FastAPI + MQTT in the cloud.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 hub_app = typer.Typer(help="Run and manage the edge hub.", no_args_is_help=True)
-cloud_app = typer.Typer(help="Run the cloud; manage its API tokens, hubs' broker credentials and the "
-                        "broker's accounts.", no_args_is_help=True)
-token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
+cloud_app = typer.Typer(help="Run the cloud; manage its accounts, API tokens, hubs' broker "
+                        "credentials and the broker's accounts.", no_args_is_help=True)
 devices_app = typer.Typer(help="Devices known to the cloud.", no_args_is_help=True)
 device_app = typer.Typer(help="One device: show it, command it.", no_args_is_help=True)
 app.add_typer(hub_app, name="hub")
 app.add_typer(cloud_app, name="cloud")
-cloud_app.add_typer(token_app, name="token")
 app.add_typer(devices_app, name="devices")
 app.add_typer(device_app, name="device")
 app.add_typer(simulate_app, name="simulate")
 register_hub_tools(hub_app, simulate_app)
 register_broker_tools(cloud_app)
+register_access_tools(cloud_app)
 
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")]
 ApiUrl = Annotated[str, typer.Option("--api-url", envvar="SPOKE_API_URL",
@@ -170,47 +170,6 @@ def cloud_run(verbose: Verbose = False) -> None:
         fail(f"cannot start the cloud: {exc}")
     except OSError as exc:
         fail(f"cannot start the cloud on {settings.cloud_host}:{settings.cloud_port}: {exc}")
-
-
-@token_app.command("create")
-def token_create(name: Annotated[str, typer.Argument(help="What the token is for.")]) -> None:
-    """Create an API token; it is shown once."""
-    from cloud.auth import create_token
-    from cloud.settings import CloudSettings
-    from cloud.storage import open_registry
-
-    with open_registry(CloudSettings()) as registry:
-        record, token = create_token(registry, name)
-    console.print(f"token id {record.id} ({name}):")
-    console.print(token, highlight=False)
-
-
-@token_app.command("list")
-def token_list() -> None:
-    """List API tokens (ids and names; the secrets are not stored)."""
-    from cloud.auth import list_tokens
-    from cloud.settings import CloudSettings
-    from cloud.storage import open_registry
-
-    with open_registry(CloudSettings()) as registry:
-        tokens = list_tokens(registry)
-    table = Table("id", "name", "created", "revoked")
-    for t in tokens:
-        table.add_row(t.id, t.name, str(t.created_at), "yes" if t.revoked else "")
-    console.print(table)
-
-
-@token_app.command("revoke")
-def token_revoke(token_id: str) -> None:
-    """Revoke an API token by id."""
-    from cloud.auth import revoke_token
-    from cloud.settings import CloudSettings
-    from cloud.storage import open_registry
-
-    with open_registry(CloudSettings()) as registry:
-        if not revoke_token(registry, token_id):
-            fail(f"no token with id {token_id}")
-    console.print(f"revoked {token_id}")
 
 
 # ---------------------------------------------------------------------------------------- REST

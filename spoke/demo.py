@@ -8,6 +8,7 @@ import logging
 import os
 import secrets
 from collections.abc import Coroutine
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 
 LOGGER = logging.getLogger(__name__)
 DEMO_HUB_ID = "demo-hub"
+DEMO_ACCOUNT = "demo"
 
 
 async def run_demo(*, api_port: int, mqtt_port: int, token: str | None, data_dir: Path,
@@ -83,7 +85,8 @@ def _prepare_broker(settings: CloudSettings, dynsec_file: Path, token: str) -> N
 
     secret = ensure_broker_secret(settings.broker_secret_file)
     with open_registry(settings) as registry:
-        ensure_token(registry, token, name="demo")
+        registry.add_account(DEMO_ACCOUNT, datetime.now(UTC))  # the demo's household
+        ensure_token(registry, token, name="demo", account=DEMO_ACCOUNT)
         if not dynsec_file.exists():
             write_dynsec_config(dynsec_file, secret, active_hubs(registry.list_hub_registrations()))
 
@@ -94,7 +97,7 @@ def _demo_hub(settings: CloudSettings) -> HubCredentials:
     from cloud.storage import open_registry
 
     with open_registry(settings) as registry:
-        return ensure_hub(settings, registry, DEMO_HUB_ID)
+        return ensure_hub(settings, registry, DEMO_HUB_ID, DEMO_ACCOUNT)
 
 
 async def _first(waiter: Coroutine[Any, Any, Any], task: asyncio.Task[None]) -> None:
@@ -116,7 +119,7 @@ def _banner(api_port: int, mqtt_port: int, token: str, data_dir: Path) -> None:
         f"  Health       {api}/healthz\n"
         f"  MQTT broker  mqtt://127.0.0.1:{mqtt_port}  (topics spoke/v1/#)\n"
         f"  MQTT logins  {data_dir}/broker-dynsec.json\n"
-        f"  API token    [bold]{token}[/]\n"
+        f"  API token    [bold]{token}[/]  (account {DEMO_ACCOUNT}, scope admin)\n"
         f"  Data         {data_dir}/\n\n"
         f"  export SPOKE_API_URL={api} SPOKE_API_TOKEN={token}\n"
         f"  curl -H 'Authorization: Bearer {token}' {api}/api/v1/devices\n"

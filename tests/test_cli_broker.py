@@ -45,6 +45,7 @@ def _logs_in(broker: BrokerAddress, values: dict[str, str]) -> bool:
 
 def test_register_rotate_list_and_revoke_a_hub(tmp_path: Path, mosquitto: BrokerAddress) -> None:
     out = tmp_path / "hub.env"
+    assert _spoke(tmp_path, mosquitto, "cloud", "account", "create", "acme").returncode == 0
     first = _spoke(tmp_path, mosquitto, "cloud", "hub", "register", "hub-cli", "--account", "acme",
                    "--out", str(out), "--mqtt-host", "broker.example.com")
     assert first.returncode == 0, first.stderr
@@ -115,3 +116,30 @@ def test_broker_init_writes_the_first_dynamic_security_file(tmp_path: Path,
     synced = _spoke(tmp_path, mosquitto, "cloud", "broker", "sync")
     assert synced.returncode == 0, synced.stderr
     assert "up to date" in synced.stdout
+
+
+def test_accounts_and_scoped_tokens_from_the_cli(tmp_path: Path, mosquitto: BrokerAddress) -> None:
+    missing = _spoke(tmp_path, mosquitto, "cloud", "token", "create", "app", "--account", "acme")
+    assert missing.returncode == 1 and "no account 'acme'" in missing.stderr
+    assert "Traceback" not in missing.stderr
+    assert _spoke(tmp_path, mosquitto, "cloud", "account", "create", "acme").returncode == 0
+    again = _spoke(tmp_path, mosquitto, "cloud", "account", "create", "acme")
+    assert again.returncode == 1 and "exists already" in again.stderr
+    made = _spoke(tmp_path, mosquitto, "cloud", "token", "create", "phone", "--account", "acme",
+                  "--scope", "control", "--expires", "30d")
+    assert made.returncode == 0, made.stderr
+    assert "account acme, scope control, expires" in made.stdout
+    token = made.stdout.strip().splitlines()[-1]
+    assert token.startswith("spk_")
+    bad = _spoke(tmp_path, mosquitto, "cloud", "token", "create", "x", "--expires", "soon")
+    assert bad.returncode == 1 and "invalid duration" in bad.stderr
+    bad = _spoke(tmp_path, mosquitto, "cloud", "token", "create", "x", "--scope", "root")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    listed = _spoke(tmp_path, mosquitto, "cloud", "token", "list", "--account", "acme")
+    assert "phone" in listed.stdout and "control" in listed.stdout and token not in listed.stdout
+    token_id = made.stdout.split("token id ", 1)[1].split()[0]
+    assert _spoke(tmp_path, mosquitto, "cloud", "token", "revoke", token_id).returncode == 0
+    assert "revoked" in _spoke(tmp_path, mosquitto, "cloud", "token", "list").stdout
+    gone = _spoke(tmp_path, mosquitto, "cloud", "token", "revoke", token_id)
+    assert gone.returncode == 1 and "no active token" in gone.stderr
+    assert "acme" in _spoke(tmp_path, mosquitto, "cloud", "account", "list").stdout

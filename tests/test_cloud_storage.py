@@ -15,10 +15,13 @@ import pytest
 from sqlalchemy import text
 
 from cloud.auth import (
+    AccessError,
+    create_account,
     create_token,
     ensure_token,
     hash_token,
     list_tokens,
+    parse_duration,
     revoke_token,
     verify_token,
 )
@@ -28,7 +31,7 @@ from cloud.management import ManagementService
 from cloud.settings import CloudSettings
 from cloud.storage import open_storage
 from cloud.storage.base import CommandRecord, EventOutcome, device_id_for
-from cloud.storage.sql import SqlRegistry, SqlTelemetry
+from cloud.storage.sql import SqlRegistry, SqlTelemetry, make_engine
 from tests.common import T0, device, event, status
 from wire.capabilities import CommandInvalid
 from wire.contract import Command, CommandResult, CommandStatus, HubRequest, PairingEvent
@@ -283,14 +286,77 @@ def test_tokens_store_only_hashes_and_can_be_revoked(registry: SqlRegistry):
     with registry.engine.connect() as conn:
         stored = conn.execute(text("SELECT token_hash FROM api_tokens")).scalars().all()
     assert stored == [hash_token(token)] and token not in stored
-    demo = ensure_token(registry, "demo-token", name="demo")
-    assert ensure_token(registry, "demo-token") == demo
+    chosen = "demo-Token-2026-kept-in-a-password-manager"
+    demo = ensure_token(registry, chosen, name="demo")
+    assert ensure_token(registry, chosen) == demo
     assert [t.name for t in list_tokens(registry)] == ["ci", "demo"]
     assert revoke_token(registry, record.id) and not revoke_token(registry, record.id)
     assert verify_token(registry, token) is None
     revoke_token(registry, demo.id)
     with pytest.raises(ValueError, match="revoked"):
-        ensure_token(registry, "demo-token")
+        ensure_token(registry, chosen)
+
+
+@pytest.mark.parametrize("weak", ["secret", "demo-token", "passwordpasswordpassword",
+                                  "aaaaaaaaaaaaaaaaaaaaaaaaaaaa", "12121212121212121212121"])
+def test_a_token_chosen_by_hand_must_be_strong(registry: SqlRegistry, weak: str):
+    with pytest.raises(AccessError):
+        ensure_token(registry, weak)
+    assert list_tokens(registry) == []
+
+
+def test_tokens_belong_to_an_account_have_scopes_and_expire(registry: SqlRegistry):
+    with pytest.raises(AccessError, match="no account 'home'"):
+        create_token(registry, "app", account="home", scopes=["read"])
+    create_account(registry, "home")
+    with pytest.raises(AccessError, match="exists already"):
+        create_account(registry, "home")
+    with pytest.raises(AccessError, match="invalid account name"):
+        create_account(registry, "no spaces/slashes")
+    viewer, _ = create_token(registry, "viewer", account="home", scopes=["read"])
+    operator, _ = create_token(registry, "operator", account="home", scopes=["control"])
+    owner, _ = create_token(registry, "owner", scopes=["admin"])
+    assert viewer.scopes == {"read"} and operator.scopes == {"read", "control"}
+    assert owner.scopes == {"read", "control", "admin"} and owner.account == "default"
+    with pytest.raises(AccessError, match="unknown scope"):
+        create_token(registry, "x", scopes=["root"])
+    assert [t.name for t in list_tokens(registry, "home")] == ["viewer", "operator"]
+    assert not revoke_token(registry, owner.id, account="home")  # not home's to revoke
+
+    now = datetime.now(UTC)
+    with pytest.raises(AccessError, match="future"):
+        create_token(registry, "past", expires_at=now - timedelta(seconds=1))
+    brief, token = create_token(registry, "brief", account="home", scopes=["read"],
+                                expires_at=now + parse_duration("1h"))
+    assert verify_token(registry, token, now) == brief
+    assert verify_token(registry, token, now + timedelta(hours=1)) is None
+    assert parse_duration("30d") == timedelta(days=30) and parse_duration("2w").days == 14
+    for bad in ("30", "0d", "d", "1y", "-1d"):
+        with pytest.raises(AccessError):
+            parse_duration(bad)
+
+
+def test_tokens_from_before_accounts_keep_what_they_could_do(tmp_path: Path):
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    old = SqlRegistry.from_url(url)
+    _, token = create_token(old, "old")
+    old.close()
+    engine = make_engine(url)  # the table as it was before accounts and scopes
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE accounts"))
+        conn.execute(text("CREATE TABLE t AS SELECT id, name, token_hash, created_at, revoked, "
+                          "revoked_at FROM api_tokens"))
+        conn.execute(text("DROP TABLE api_tokens"))
+        conn.execute(text("ALTER TABLE t RENAME TO api_tokens"))
+    engine.dispose()
+    upgraded = SqlRegistry.from_url(url)
+    try:
+        record = verify_token(upgraded, token)
+        assert record is not None and record.account == "default"
+        assert record.scopes == {"read", "control", "admin"} and record.expires_at is None
+        assert [a.id for a in upgraded.list_accounts()] == ["default"]
+    finally:
+        upgraded.close()
 
 
 def test_settings_from_env_toml_and_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):

@@ -22,10 +22,13 @@ def _get(url: str, token: str) -> object:
         return json.loads(response.read())
 
 
+TOKEN = "demo-Test-token-0123456789"  # chosen by hand: strong enough to be accepted
+
+
 def test_demo_serves_devices_and_stops_cleanly(tmp_path: Path) -> None:
     api, mqtt = _free_port(), _free_port()
     env = dict(os.environ, SPOKE_CLOUD_PORT=str(api), SPOKE_MQTT_PORT=str(mqtt),
-               SPOKE_DEMO_TOKEN="demo-test-token")
+               SPOKE_DEMO_TOKEN=TOKEN)
     log = (tmp_path / "demo.log").open("w+")
     proc = subprocess.Popen([str(SPOKE), "demo", "--data-dir", str(tmp_path / "demo")],
                             env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
@@ -34,7 +37,7 @@ def test_demo_serves_devices_and_stops_cleanly(tmp_path: Path) -> None:
         deadline = time.monotonic() + 40
         while time.monotonic() < deadline and proc.poll() is None:
             try:
-                body = _get(f"http://127.0.0.1:{api}/api/v1/devices", "demo-test-token")
+                body = _get(f"http://127.0.0.1:{api}/api/v1/devices", TOKEN)
                 devices = body if isinstance(body, list) else []
                 if len(devices) == 5 and all(d["capabilities"] for d in devices):
                     break
@@ -55,7 +58,7 @@ def test_demo_serves_devices_and_stops_cleanly(tmp_path: Path) -> None:
     log.seek(0)
     output = log.read()  # the banner, wherever the log has put it
     assert f"http://127.0.0.1:{api}/docs" in output
-    assert "demo-test-token" in output
+    assert TOKEN in output
     assert "Spoke demo stopped" in output
 
 

@@ -1,20 +1,20 @@
-"""FastAPI dependencies and their aliases: services, storage, commands, management, the token
-check."""
+"""FastAPI dependencies and their aliases: services, storage, commands, management, the token and
+scope check, and the account check of the hub, device or command a path names."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, SecurityScopes
 
-from cloud.auth import verify_token
+from cloud.auth import Scope, verify_token
 from cloud.commands import CommandService
-from cloud.errors import Unauthorized
+from cloud.errors import Forbidden, NotFound, Unauthorized
 from cloud.management import ManagementService
 from cloud.service import CloudServices
 from cloud.settings import CloudSettings
-from cloud.storage.base import Registry, TelemetryReader, TokenRecord
+from cloud.storage.base import DeviceRecord, Registry, TelemetryReader, TokenRecord
 
 _bearer = HTTPBearer(auto_error=False, description="an API token from `spoke token create`")
 
@@ -54,16 +54,54 @@ ManagementDep = Annotated[ManagementService, Depends(get_management)]
 
 
 def require_token(
+    security_scopes: SecurityScopes,
     store: StoreDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> TokenRecord:
-    """The caller's token record; 401 for a missing, unknown or revoked bearer token."""
+    """The caller's token record: 401 for a missing, unknown, expired or revoked bearer token, 403
+    when it lacks a scope the route needs."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("missing bearer token (Authorization: Bearer <token>)")
     record = verify_token(store, credentials.credentials)
     if record is None:
-        raise Unauthorized("invalid or revoked token")
+        raise Unauthorized("invalid, expired or revoked token")
+    missing = [s for s in security_scopes.scopes if s not in record.scopes]
+    if missing:
+        raise Forbidden(f"this token lacks the {' and '.join(missing)} scope")
     return record
 
 
-AuthDep = Annotated[TokenRecord, Depends(require_token)]
+# What each route needs: every route of the API declares exactly one of these.
+ReadDep = Annotated[TokenRecord, Security(require_token, scopes=[Scope.READ])]
+ControlDep = Annotated[TokenRecord, Security(require_token, scopes=[Scope.CONTROL])]
+AdminDep = Annotated[TokenRecord, Security(require_token, scopes=[Scope.ADMIN])]
+READ = Security(require_token, scopes=[Scope.READ])
+CONTROL = Security(require_token, scopes=[Scope.CONTROL])
+ADMIN = Security(require_token, scopes=[Scope.ADMIN])
+
+
+def owned_hub(hub_id: str, caller: ReadDep, store: StoreDep) -> str:
+    """The path's hub when it belongs to the caller's account; else 404, as for no hub at all."""
+    if store.hub_account(hub_id) != caller.account:
+        raise NotFound("hub", hub_id)
+    return hub_id
+
+
+def owned_device(device_id: str, caller: ReadDep, store: StoreDep) -> DeviceRecord:
+    """The path's device when its hub belongs to the caller's account; else 404."""
+    device = store.get_device(device_id)
+    if device is None or device.removed or store.hub_account(device.hub_id) != caller.account:
+        raise NotFound("device", device_id)
+    return device
+
+
+def owned_command(command_id: str, caller: ReadDep, store: StoreDep) -> str:
+    command = store.get_command(command_id)
+    if command is None or store.hub_account(command.hub_id) != caller.account:
+        raise NotFound("command", command_id)
+    return command_id
+
+
+OwnedHub = Annotated[str, Depends(owned_hub)]
+OwnedDevice = Annotated[DeviceRecord, Depends(owned_device)]
+OwnedCommand = Annotated[str, Depends(owned_command)]

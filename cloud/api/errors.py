@@ -7,10 +7,12 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from cloud.auth import AccessError
 from cloud.errors import (
     CommandFailed,
     CommandInvalid,
     CommandTimedOut,
+    Forbidden,
     HubOffline,
     HubRequestTimedOut,
     NotFound,
@@ -29,8 +31,9 @@ def _command_body(exc: CommandFailed | CommandTimedOut) -> dict[str, object]:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """404 unknown, 401 unauthenticated, 409 hub offline, 422 invalid command, 502 hub said
-    failed, 504 no answer (or confirmation) in time or expired on the hub, 503 storage down."""
+    """404 unknown (or another account's), 401 unauthenticated, 403 missing scope, 409 hub
+    offline, 422 invalid command, 502 hub said failed, 504 no answer (or confirmation) in time or
+    expired on the hub, 503 storage down."""
 
     @app.exception_handler(NotFound)
     async def _not_found(_request: Request, exc: NotFound) -> JSONResponse:
@@ -40,6 +43,15 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _unauthorized(_request: Request, exc: Unauthorized) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=401,
                             headers={"WWW-Authenticate": "Bearer"})
+
+    @app.exception_handler(AccessError)
+    async def _access(_request: Request, exc: AccessError) -> JSONResponse:
+        return JSONResponse({"detail": [{"loc": ["body"], "msg": str(exc), "type": "value_error"}]},
+                            status_code=422)
+
+    @app.exception_handler(Forbidden)
+    async def _forbidden(_request: Request, exc: Forbidden) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=403)
 
     @app.exception_handler(HubOffline)
     async def _hub_offline(_request: Request, exc: HubOffline) -> JSONResponse:

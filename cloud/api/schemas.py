@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from cloud.management import PairingProgress, PairingStarted, pairing_until
-from cloud.storage.base import CommandRecord, DeviceRecord, HubRecord, PairingEventRecord
+from cloud.storage.base import (
+    CommandRecord,
+    DeviceRecord,
+    HubRecord,
+    PairingEventRecord,
+    TokenRecord,
+)
 from wire.contract import State, Value
 
 
@@ -146,3 +152,35 @@ class CommandPublic(BaseModel):
     @classmethod
     def of(cls, command: CommandRecord) -> CommandPublic:
         return cls(**{k: v for k, v in command.__dict__.items() if k != "ieee"})
+
+
+Scopes = Annotated[list[Literal["read", "control", "admin"]], Field(min_length=1, max_length=3)]
+
+
+class TokenCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
+    scopes: Scopes = Field(description="control includes read; admin includes both",
+                           examples=[["read"]])
+    expires_at: AwareDatetime | None = Field(default=None, description="never, when null")
+
+
+class TokenPublic(BaseModel):
+    id: str
+    name: str
+    account: str
+    scopes: list[str]
+    created_at: datetime
+    expires_at: datetime | None
+    revoked: bool
+
+    @classmethod
+    def of(cls, token: TokenRecord) -> TokenPublic:
+        return cls(id=token.id, name=token.name, account=token.account,
+                   scopes=sorted(token.scopes), created_at=token.created_at,
+                   expires_at=token.expires_at, revoked=token.revoked)
+
+
+class TokenCreated(TokenPublic):
+    token: str = Field(description="the token itself: shown now, never again")

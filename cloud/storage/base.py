@@ -103,7 +103,19 @@ class TokenRecord:
     id: str
     name: str
     created_at: datetime
+    account: str
+    scopes: frozenset[str]
+    expires_at: datetime | None = None
     revoked: bool = False
+
+    def expired(self, now: datetime) -> bool:
+        return self.expires_at is not None and self.expires_at <= now
+
+
+@dataclass(frozen=True, kw_only=True)
+class AccountRecord:
+    id: str
+    created_at: datetime
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -198,11 +210,18 @@ class Registry(Protocol):
 
     def ingest(self) -> AbstractContextManager[IngestTx]: ...
 
-    def list_hubs(self) -> list[HubRecord]: ...
+    def list_hubs(self, account: str | None = None) -> list[HubRecord]:
+        """All hubs, or those of ``account`` (registered to it)."""
+        ...
 
     def get_hub(self, hub_id: str) -> HubRecord | None: ...
 
-    def list_devices(self, hub_id: str | None = None) -> list[DeviceRecord]: ...
+    def hub_account(self, hub_id: str) -> str | None:
+        """The account a hub is registered to; None for a hub never registered."""
+        ...
+
+    def list_devices(self, hub_id: str | None = None, account: str | None = None
+                     ) -> list[DeviceRecord]: ...
 
     def get_device(self, device_id: str) -> DeviceRecord | None: ...
 
@@ -221,15 +240,23 @@ class Registry(Protocol):
 
     def mark_command_timeout(self, command_id: str, now: datetime) -> CommandRecord | None: ...
 
-    def add_token(
-        self, token_id: str, name: str, token_hash: str, created_at: datetime
-    ) -> None: ...
+    def add_account(self, account: str, now: datetime) -> bool:
+        """Create an account; False when it exists already."""
+        ...
+
+    def get_account(self, account: str) -> AccountRecord | None: ...
+
+    def list_accounts(self) -> list[AccountRecord]: ...
+
+    def add_token(self, record: TokenRecord, token_hash: str) -> None: ...
 
     def find_token(self, token_hash: str) -> TokenRecord | None: ...
 
-    def list_tokens(self) -> list[TokenRecord]: ...
+    def list_tokens(self, account: str | None = None) -> list[TokenRecord]: ...
 
-    def revoke_token(self, token_id: str) -> bool: ...
+    def revoke_token(self, token_id: str, account: str | None = None) -> bool:
+        """Revoke an active token (of ``account`` when given); False when there is none."""
+        ...
 
     def register_hub(self, hub_id: str, account: str | None, now: datetime) -> HubRegistration:
         """Register a hub (generation 1), or rotate a registered or revoked one (generation + 1,

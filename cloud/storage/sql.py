@@ -29,6 +29,7 @@ from sqlalchemy.pool import StaticPool
 
 from cloud.storage.base import (
     HUB_OFFLINE_REASON,
+    AccountRecord,
     CommandRecord,
     DeviceRecord,
     HubRecord,
@@ -41,6 +42,8 @@ from cloud.storage.base import (
 )
 from cloud.storage.sql_ingest import SqlIngestTx, command_record
 from cloud.storage.sql_schema import (
+    DEFAULT_ACCOUNT,
+    accounts,
     api_tokens,
     commands,
     devices,
@@ -149,7 +152,13 @@ def _registration(row: Row[Any]) -> HubRegistration:
 
 def _token_record(row: Row[Any]) -> TokenRecord:
     m = row._mapping
-    return TokenRecord(id=m["id"], name=m["name"], created_at=m["created_at"], revoked=m["revoked"])
+    return TokenRecord(id=m["id"], name=m["name"], created_at=m["created_at"],
+                       account=m["account"], scopes=frozenset(m["scopes"].split()),
+                       expires_at=m["expires_at"], revoked=m["revoked"])
+
+
+# A hub's account: the one it was registered to; registered without one, the default account.
+_HUB_ACCOUNT = func.coalesce(hub_registrations.c.account, DEFAULT_ACCOUNT)
 
 
 _DEVICE_SELECT = select(
@@ -160,13 +169,25 @@ _DEVICE_SELECT = select(
 
 
 def _check_schema(engine: Engine) -> None:
-    """Refuse, with what to do, a database whose event ledger predates ledger epochs."""
-    columns = {c["name"] for c in inspect(engine).get_columns("events")}
-    if "epoch" not in columns:
+    """Refuse, with what to do, a database whose event ledger predates ledger epochs; give tokens
+    from before accounts and scopes what they could do then (everything, in the default account)."""
+    inspector = inspect(engine)
+    if "epoch" not in {c["name"] for c in inspector.get_columns("events")}:
         engine.dispose()
         raise SchemaOutdated(
             f"the database {engine.url.render_as_string(hide_password=True)} was created by an "
             "earlier Spoke (its event ledger has no epochs): move it aside and start again")
+    if "account" not in {c["name"] for c in inspector.get_columns("api_tokens")}:
+        stamp = "TIMESTAMP WITH TIME ZONE" if engine.dialect.name == "postgresql" else "DATETIME"
+        with engine.begin() as conn:
+            for ddl in (f"ADD COLUMN account VARCHAR(64) NOT NULL DEFAULT '{DEFAULT_ACCOUNT}'",
+                        "ADD COLUMN scopes VARCHAR(64) NOT NULL DEFAULT 'admin control read'",
+                        f"ADD COLUMN expires_at {stamp}"):
+                conn.execute(text(f"ALTER TABLE api_tokens {ddl}"))
+            if conn.execute(select(func.count()).select_from(api_tokens)).scalar_one():
+                conn.execute(insert(accounts).values(id=DEFAULT_ACCOUNT, created_at=_now()))
+        log.info("API tokens from before accounts now belong to account %r with scope admin",
+                 DEFAULT_ACCOUNT)
 
 
 class SqlRegistry:
@@ -219,19 +240,32 @@ class SqlRegistry:
             tx.flush()
 
     # Hubs and devices -----------------------------------------------------------------------------
-    def list_hubs(self) -> list[HubRecord]:
+    def list_hubs(self, account: str | None = None) -> list[HubRecord]:
+        stmt = select(hubs).order_by(hubs.c.id)
+        if account is not None:
+            stmt = stmt.join(hub_registrations, hub_registrations.c.hub_id == hubs.c.id).where(
+                _HUB_ACCOUNT == account)
         with self._read() as conn:
-            return [_hub_record(r) for r in conn.execute(select(hubs).order_by(hubs.c.id))]
+            return [_hub_record(r) for r in conn.execute(stmt)]
+
+    def hub_account(self, hub_id: str) -> str | None:
+        with self._read() as conn:
+            return conn.execute(select(_HUB_ACCOUNT).where(  # type: ignore[no-any-return]
+                hub_registrations.c.hub_id == hub_id)).scalar()
 
     def get_hub(self, hub_id: str) -> HubRecord | None:
         with self._read() as conn:
             row = conn.execute(select(hubs).where(hubs.c.id == hub_id)).first()
         return _hub_record(row) if row else None
 
-    def list_devices(self, hub_id: str | None = None) -> list[DeviceRecord]:
+    def list_devices(self, hub_id: str | None = None, account: str | None = None
+                     ) -> list[DeviceRecord]:
         stmt = _DEVICE_SELECT.where(devices.c.removed.is_(False)).order_by(devices.c.id)
         if hub_id is not None:
             stmt = stmt.where(devices.c.hub_id == hub_id)
+        if account is not None:
+            stmt = stmt.join(hub_registrations, hub_registrations.c.hub_id == devices.c.hub_id
+                             ).where(_HUB_ACCOUNT == account)
         with self._read() as conn:
             return [_device_record(r) for r in conn.execute(stmt)]
 
@@ -279,15 +313,30 @@ class SqlRegistry:
             row = conn.execute(select(commands).where(commands.c.id == command_id)).first()
         return command_record(row) if row else None
 
-    # API tokens -----------------------------------------------------------------------------------
-    def add_token(self, token_id: str, name: str, token_hash: str, created_at: datetime) -> None:
+    # Accounts and API tokens --------------------------------------------------------------------
+    def add_account(self, account: str, now: datetime) -> bool:
         with self._write() as conn:
-            conn.execute(
-                insert(api_tokens).values(
-                    id=token_id, name=name, token_hash=token_hash, created_at=created_at,
-                    revoked=False,
-                )
-            )
+            if conn.execute(select(accounts.c.id).where(accounts.c.id == account)).first():
+                return False
+            conn.execute(insert(accounts).values(id=account, created_at=now))
+        return True
+
+    def get_account(self, account: str) -> AccountRecord | None:
+        with self._read() as conn:
+            row = conn.execute(select(accounts).where(accounts.c.id == account)).first()
+        return AccountRecord(id=row.id, created_at=row.created_at) if row else None
+
+    def list_accounts(self) -> list[AccountRecord]:
+        with self._read() as conn:
+            rows = conn.execute(select(accounts).order_by(accounts.c.id))
+            return [AccountRecord(id=r.id, created_at=r.created_at) for r in rows]
+
+    def add_token(self, record: TokenRecord, token_hash: str) -> None:
+        with self._write() as conn:
+            conn.execute(insert(api_tokens).values(
+                id=record.id, name=record.name, token_hash=token_hash,
+                created_at=record.created_at, revoked=False, account=record.account,
+                scopes=" ".join(sorted(record.scopes)), expires_at=record.expires_at))
 
     def find_token(self, token_hash: str) -> TokenRecord | None:
         with self._read() as conn:
@@ -296,19 +345,20 @@ class SqlRegistry:
             ).first()
         return _token_record(row) if row else None
 
-    def list_tokens(self) -> list[TokenRecord]:
+    def list_tokens(self, account: str | None = None) -> list[TokenRecord]:
+        stmt = select(api_tokens).order_by(api_tokens.c.created_at, api_tokens.c.id)
+        if account is not None:
+            stmt = stmt.where(api_tokens.c.account == account)
         with self._read() as conn:
-            rows = conn.execute(select(api_tokens).order_by(api_tokens.c.created_at))
-            return [_token_record(r) for r in rows]
+            return [_token_record(r) for r in conn.execute(stmt)]
 
-    def revoke_token(self, token_id: str) -> bool:
+    def revoke_token(self, token_id: str, account: str | None = None) -> bool:
+        stmt = (update(api_tokens).where(api_tokens.c.id == token_id)
+                .where(api_tokens.c.revoked.is_(False)).values(revoked=True, revoked_at=_now()))
+        if account is not None:
+            stmt = stmt.where(api_tokens.c.account == account)
         with self._write() as conn:
-            result = conn.execute(
-                update(api_tokens)
-                .where(api_tokens.c.id == token_id)
-                .where(api_tokens.c.revoked.is_(False))
-                .values(revoked=True, revoked_at=_now())
-            )
+            result = conn.execute(stmt)
         return result.rowcount == 1
 
     # Hub registrations (broker credentials) ------------------------------------------------------
@@ -318,7 +368,7 @@ class SqlRegistry:
             row = conn.execute(select(hub_registrations).where(t.hub_id == hub_id)).first()
             if row is None:
                 conn.execute(insert(hub_registrations).values(
-                    hub_id=hub_id, account=account, generation=1, revoked=False,
+                    hub_id=hub_id, account=account or DEFAULT_ACCOUNT, generation=1, revoked=False,
                     registered_at=now))
             else:
                 conn.execute(update(hub_registrations).where(t.hub_id == hub_id).values(

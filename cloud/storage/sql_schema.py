@@ -163,6 +163,17 @@ commands = Table(
     Column("duration_ms", Float, nullable=True),
 )
 
+# The households one cloud serves: every hub (through its registration), device and token belongs to
+# one. A hub registered without an account, and a token from before accounts, belong to DEFAULT_ACCOUNT.
+DEFAULT_ACCOUNT = "default"
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("id", String(_ID), primary_key=True),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
 api_tokens = Table(
     "api_tokens",
     metadata,
@@ -172,6 +183,9 @@ api_tokens = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("revoked", Boolean, nullable=False, default=False),
     Column("revoked_at", UtcDateTime, nullable=True),
+    Column("account", String(_ID), nullable=False, server_default=DEFAULT_ACCOUNT, index=True),
+    Column("scopes", String(64), nullable=False, server_default="admin control read"),  # expanded
+    Column("expires_at", UtcDateTime, nullable=True),
 )
 
 # Hubs given broker credentials. No password: it is derived from the generation and the cloud's

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from cloud.api.deps import CommandsDep
+from cloud.api.deps import READ, CommandsDep, OwnedCommand
 from cloud.api.schemas import CommandPublic
 
 router = APIRouter(prefix="/commands", tags=["commands"])
 
 
-@router.get("/{command_id}")
-async def get_command(command_id: str, commands: CommandsDep) -> CommandPublic:
+@router.get("/{command_id}", dependencies=[READ])
+async def get_command(command_id: OwnedCommand, commands: CommandsDep) -> CommandPublic:
     return CommandPublic.of(await commands.get(command_id))

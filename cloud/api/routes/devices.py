@@ -8,7 +8,18 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Response
 
-from cloud.api.deps import CommandsDep, ManagementDep, SettingsDep, StoreDep, TelemetryDep
+from cloud.api.deps import (
+    ADMIN,
+    CONTROL,
+    READ,
+    CommandsDep,
+    ManagementDep,
+    OwnedDevice,
+    ReadDep,
+    SettingsDep,
+    StoreDep,
+    TelemetryDep,
+)
 from cloud.api.schemas import (
     CommandCreate,
     CommandPublic,
@@ -16,18 +27,9 @@ from cloud.api.schemas import (
     DeviceUpdate,
     SamplePublic,
 )
-from cloud.errors import NotFound
-from cloud.storage.base import DeviceRecord, Registry
 from wire.capabilities import CAPABILITIES, split_instance
 
 router = APIRouter(prefix="/devices", tags=["devices"])
-
-
-def _device(store: Registry, device_id: str) -> DeviceRecord:
-    device = store.get_device(device_id)
-    if device is None or device.removed:
-        raise NotFound("device", device_id)
-    return device
 
 
 def _utc(ts: datetime | None) -> datetime | None:
@@ -46,14 +48,14 @@ def _default_attribute(capability: str) -> str:
 
 @router.get("")
 def list_devices(
-    store: StoreDep, hub_id: Annotated[str | None, Query()] = None
+    caller: ReadDep, store: StoreDep, hub_id: Annotated[str | None, Query()] = None
 ) -> list[DevicePublic]:
-    return [DevicePublic.of(d) for d in store.list_devices(hub_id)]
+    return [DevicePublic.of(d) for d in store.list_devices(hub_id, caller.account)]
 
 
-@router.get("/{device_id}")
-def get_device(device_id: str, store: StoreDep) -> DevicePublic:
-    return DevicePublic.of(_device(store, device_id))
+@router.get("/{device_id}", dependencies=[READ])
+def get_device(device: OwnedDevice) -> DevicePublic:
+    return DevicePublic.of(device)
 
 
 _MANAGED: dict[int | str, dict[str, Any]] = {
@@ -63,23 +65,24 @@ _MANAGED: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.patch("/{device_id}", responses=_MANAGED)
-async def update_device(device_id: str, body: DeviceUpdate,
+@router.patch("/{device_id}", responses=_MANAGED, dependencies=[CONTROL])
+async def update_device(device_id: str, _device: OwnedDevice, body: DeviceUpdate,
                         management: ManagementDep) -> DevicePublic:
     """Rename a device (the name is kept by its hub); answers once the hub confirmed it."""
     return DevicePublic.of(await management.rename(device_id, body.name))
 
 
-@router.delete("/{device_id}", status_code=204, response_class=Response, responses=_MANAGED)
-async def remove_device(device_id: str, management: ManagementDep) -> None:
+@router.delete("/{device_id}", status_code=204, response_class=Response, responses=_MANAGED,
+               dependencies=[ADMIN])
+async def remove_device(device_id: str, _device: OwnedDevice, management: ManagementDep) -> None:
     """Remove a device from its hub's network (Zigbee leave); answers once the hub confirmed."""
     await management.remove(device_id)
 
 
-@router.get("/{device_id}/telemetry")
+@router.get("/{device_id}/telemetry", dependencies=[READ])
 def get_telemetry(
     device_id: str,
-    store: StoreDep,
+    _device: OwnedDevice,
     telemetry: TelemetryDep,
     settings: SettingsDep,
     capability: Annotated[str, Query(min_length=1, max_length=64)],
@@ -89,7 +92,6 @@ def get_telemetry(
     limit: Annotated[int, Query(ge=1, description="the newest N samples")] = 1000,
 ) -> list[SamplePublic]:
     """Samples of one attribute, oldest first; ``limit`` keeps the newest N."""
-    _device(store, device_id)
     if limit > settings.telemetry_max_limit:
         raise HTTPException(422, f"limit must be at most {settings.telemetry_max_limit}")
     samples = telemetry.query(
@@ -111,9 +113,10 @@ def get_telemetry(
         502: {"description": "the hub answered `failed` (see error, error_code)"},
         504: {"description": "no result in time (status pending), or expired on the hub"},
     },
+    dependencies=[CONTROL],
 )
 async def send_command(
-    device_id: str, body: CommandCreate, commands: CommandsDep
+    device_id: str, _device: OwnedDevice, body: CommandCreate, commands: CommandsDep
 ) -> CommandPublic:
     """Send a command and wait for the hub's result (at most ``command_timeout`` seconds)."""
     record = await commands.execute(device_id, body.capability, body.command, body.args)

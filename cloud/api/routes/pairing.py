@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from cloud.api.deps import ManagementDep
+from cloud.api.deps import CONTROL, READ, ManagementDep, OwnedHub
 from cloud.api.schemas import (
     PairingClosedPublic,
     PairingOpen,
@@ -23,8 +23,8 @@ _SENT: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.post("/{hub_id}/pairing", status_code=202, responses=_SENT)
-async def open_pairing(hub_id: str, management: ManagementDep,
+@router.post("/{hub_id}/pairing", status_code=202, responses=_SENT, dependencies=[CONTROL])
+async def open_pairing(hub_id: OwnedHub, management: ManagementDep,
                        body: PairingOpen | None = None) -> PairingStartedPublic:
     """Ask the hub to permit joins for ``duration`` seconds (default 60); poll GET for progress
     with ``after=cursor``."""
@@ -32,16 +32,17 @@ async def open_pairing(hub_id: str, management: ManagementDep,
     return PairingStartedPublic.of(started)
 
 
-@router.delete("/{hub_id}/pairing", status_code=202, responses=_SENT)
-async def close_pairing(hub_id: str, management: ManagementDep) -> PairingClosedPublic:
+@router.delete("/{hub_id}/pairing", status_code=202, responses=_SENT, dependencies=[CONTROL])
+async def close_pairing(hub_id: OwnedHub, management: ManagementDep) -> PairingClosedPublic:
     """Ask the hub to stop permitting joins."""
     return PairingClosedPublic(hub_id=hub_id,
                                request_id=await management.close_pairing(hub_id))
 
 
-@router.get("/{hub_id}/pairing", responses={404: {"description": "unknown hub"}})
+@router.get("/{hub_id}/pairing", responses={404: {"description": "unknown hub"}},
+            dependencies=[READ])
 async def pairing_progress(
-    hub_id: str,
+    hub_id: OwnedHub,
     management: ManagementDep,
     after: Annotated[int, Query(ge=0, description="a cursor from an earlier answer")] = 0,
     limit: Annotated[int, Query(ge=1, le=PAIRING_PAGE_MAX)] = PAIRING_PAGE_MAX,

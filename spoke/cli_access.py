@@ -1,0 +1,122 @@
+"""`spoke cloud account …` and `spoke cloud token …`: the households one cloud serves and their API
+tokens, managed on the cloud's own database."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.table import Table
+
+from spoke.console import console, fail
+
+if TYPE_CHECKING:
+    from cloud.storage.base import Registry
+
+account_app = typer.Typer(help="Accounts: one per household; hubs, devices and tokens belong to one.",
+                          no_args_is_help=True)
+token_app = typer.Typer(help="API tokens, each of one account and scope.", no_args_is_help=True)
+
+
+class ScopeChoice(StrEnum):
+    read = "read"
+    control = "control"
+    admin = "admin"
+
+
+Account = Annotated[str | None, typer.Option(
+    "--account", help="The account (default: the default account).")]
+
+
+def register(cloud_app: typer.Typer) -> None:
+    cloud_app.add_typer(account_app, name="account")
+    cloud_app.add_typer(token_app, name="token")
+
+
+@contextmanager
+def _registry() -> Iterator[Registry]:
+    from cloud.auth import AccessError
+    from cloud.settings import CloudSettings
+    from cloud.storage import open_registry
+
+    with open_registry(CloudSettings()) as registry:
+        try:
+            yield registry
+        except AccessError as exc:
+            fail(str(exc))
+
+
+@account_app.command("create")
+def account_create(name: Annotated[str, typer.Argument(help="The account's name.")]) -> None:
+    """Create an account."""
+    from cloud.auth import create_account
+
+    with _registry() as registry:
+        create_account(registry, name)
+    console.print(f"account {name} created; give it tokens with "
+                  f"`spoke cloud token create NAME --account {name} --scope read|control|admin`")
+
+
+@account_app.command("list")
+def account_list() -> None:
+    """List the accounts."""
+    with _registry() as registry:
+        accounts = registry.list_accounts()
+    table = Table("account", "created")
+    for a in accounts:
+        table.add_row(a.id, f"{a.created_at:%Y-%m-%d %H:%M}")
+    console.print(table)
+
+
+@token_app.command("create")
+def token_create(
+    name: Annotated[str, typer.Argument(help="What the token is for.")],
+    account: Account = None,
+    scope: Annotated[ScopeChoice, typer.Option(
+        help="read: look; control: also commands, pairing, rename; admin: also tokens, device "
+             "removal, usage.")] = ScopeChoice.read,
+    expires: Annotated[str | None, typer.Option(
+        help="Lifetime, e.g. 30d, 12h, 2w (default: no expiry).")] = None,
+) -> None:
+    """Create an API token; it is shown once."""
+    from cloud.auth import create_token, parse_duration
+
+    with _registry() as registry:
+        expires_at = datetime.now(UTC) + parse_duration(expires) if expires else None
+        record, token = create_token(registry, name, account=account, scopes=[scope.value],
+                                     expires_at=expires_at)
+    until = f", expires {record.expires_at:%Y-%m-%d %H:%M} UTC" if record.expires_at else ""
+    console.print(f"token id {record.id} ({record.name}, account {record.account}, scope "
+                  f"{scope.value}{until}):")
+    console.print(token, highlight=False)
+
+
+@token_app.command("list")
+def token_list(account: Account = None) -> None:
+    """List API tokens (ids, names, accounts, scopes; the secrets are not stored)."""
+    from cloud.auth import list_tokens, top_scope
+
+    with _registry() as registry:
+        tokens = list_tokens(registry, account)
+    now = datetime.now(UTC)
+    table = Table("id", "name", "account", "scope", "created", "expires", "state")
+    for t in tokens:
+        state = "revoked" if t.revoked else "expired" if t.expired(now) else "active"
+        table.add_row(t.id, t.name, t.account, top_scope(t.scopes), f"{t.created_at:%Y-%m-%d %H:%M}",
+                      f"{t.expires_at:%Y-%m-%d %H:%M}" if t.expires_at else "never", state)
+    console.print(table)
+
+
+@token_app.command("revoke")
+def token_revoke(token_id: str) -> None:
+    """Revoke an API token by id; it stops working at once."""
+    from cloud.auth import revoke_token
+
+    with _registry() as registry:
+        if not revoke_token(registry, token_id):
+            fail(f"no active token with id {token_id}")
+    console.print(f"revoked {token_id}")
