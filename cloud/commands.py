@@ -8,10 +8,11 @@ command carries ``cmd=<id>``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -28,6 +29,18 @@ Publish = Callable[[str, bytes], bool]
 _TIMEOUT_GRACE = timedelta(seconds=5)
 
 
+_Waiter = tuple[asyncio.AbstractEventLoop, "asyncio.Future[CommandRecord]"]
+
+
+def new_command_id() -> str:
+    return uuid.uuid4().hex
+
+
+def _settle(future: asyncio.Future[CommandRecord], record: CommandRecord) -> None:
+    if not future.done():
+        future.set_result(record)
+
+
 class CommandService:
     """Sends capability commands and hub requests over MQTT and tracks their results."""
 
@@ -36,11 +49,11 @@ class CommandService:
         self.registry = registry
         self._publish = publish
         self._lock = threading.Lock()
-        self._waiters: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Future[CommandRecord]]]
-        self._waiters = {}
+        self._waiters: dict[str, list[_Waiter]] = {}
 
     async def execute(
-        self, device_id: str, capability: str, command: str, args: dict[str, Any] | None = None
+        self, device_id: str, capability: str, command: str, args: dict[str, Any] | None = None,
+        *, command_id: str | None = None,
     ) -> CommandRecord:
         """Run a command on a device and return its succeeded record.
 
@@ -53,7 +66,7 @@ class CommandService:
         checked = validate_command(capability, command, args or {}, set(device.capabilities))
         now = datetime.now(UTC)
         record = CommandRecord(
-            id=uuid.uuid4().hex,
+            id=command_id or new_command_id(),
             hub_id=device.hub_id,
             device_id=device.id,
             ieee=device.ieee,
@@ -75,45 +88,64 @@ class CommandService:
             issued_at=now,
             expires_at=record.expires_at,
         )
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[CommandRecord] = loop.create_future()
-        with self._lock:
-            self._waiters[record.id] = (loop, future)
-        try:
+        with self._waiting(record.id) as future:
             log.info("cmd=%s %s.%s %s -> device %s on hub %s", record.id, capability, command,
                      checked, device.id, device.hub_id)
             if not self._publish(Topics.commands(record.hub_id), message.to_bytes()):
                 log.warning("cmd=%s could not be queued for publishing", record.id)
-            try:
-                result = await asyncio.wait_for(future, self.settings.command_timeout)
-            except TimeoutError:
-                log.warning("cmd=%s no result within %.1fs; it stays pending", record.id,
-                            self.settings.command_timeout)
-                raise CommandTimedOut(record, f"no result from hub {record.hub_id} within "
-                                              f"{self.settings.command_timeout:g}s") from None
-        finally:
-            with self._lock:
-                self._waiters.pop(record.id, None)
+            return await self._outcome(record, future)
+
+    async def follow(self, command_id: str) -> CommandRecord:
+        """Answer for a command sent before (a retry under its idempotency key) as its first
+        request would: wait for its result while it is pending, never send it again."""
+        with self._waiting(command_id) as future:
+            record = await self.get(command_id)
+            if record.status == CommandStatus.PENDING:
+                return await self._outcome(record, future)
+        if record.status != CommandStatus.SUCCEEDED:
+            raise CommandFailed(record, record.error or f"command {record.status}")
+        return record
+
+    async def _outcome(self, record: CommandRecord, future: asyncio.Future[CommandRecord]
+                       ) -> CommandRecord:
+        try:
+            result = await asyncio.wait_for(future, self.settings.command_timeout)
+        except TimeoutError:
+            log.warning("cmd=%s no result within %.1fs; it stays pending", record.id,
+                        self.settings.command_timeout)
+            raise CommandTimedOut(record, f"no result from hub {record.hub_id} within "
+                                          f"{self.settings.command_timeout:g}s") from None
         if result.status != CommandStatus.SUCCEEDED:
             raise CommandFailed(result, result.error or f"command {result.status}")
         return result
 
+    @contextlib.contextmanager
+    def _waiting(self, command_id: str) -> Iterator[asyncio.Future[CommandRecord]]:
+        """A future that ``resolve`` completes with the command's result, for this request."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[CommandRecord] = loop.create_future()
+        waiter = (loop, future)
+        with self._lock:
+            self._waiters.setdefault(command_id, []).append(waiter)
+        try:
+            yield future
+        finally:
+            with self._lock:
+                waiters = self._waiters.get(command_id, [])
+                if waiter in waiters:
+                    waiters.remove(waiter)
+                if not waiters:
+                    self._waiters.pop(command_id, None)
+
     def resolve(self, record: CommandRecord) -> None:
         """Hand a stored result to whoever waits for it (called from the ingest thread)."""
         with self._lock:
-            waiter = self._waiters.get(record.id)
-        if waiter is None:
-            return
-        loop, future = waiter
-
-        def _set() -> None:
-            if not future.done():
-                future.set_result(record)
-
-        try:
-            loop.call_soon_threadsafe(_set)
-        except RuntimeError:  # the waiting loop has closed
-            log.debug("cmd=%s result arrived after its request ended", record.id)
+            waiters = list(self._waiters.get(record.id, ()))
+        for loop, future in waiters:
+            try:
+                loop.call_soon_threadsafe(_settle, future, record)
+            except RuntimeError:  # the waiting loop has closed
+                log.debug("cmd=%s result arrived after its request ended", record.id)
 
     async def get(self, command_id: str) -> CommandRecord:
         """A command's current record; an unanswered one past its expiry reads as timed out."""

@@ -89,6 +89,10 @@ def owned_hub(hub_id: str, caller: ReadDep, store: StoreDep) -> str:
 
 def owned_device(device_id: str, caller: ReadDep, store: StoreDep) -> DeviceRecord:
     """The path's device when its hub belongs to the caller's account; else 404."""
+    return device_of(store, caller, device_id)
+
+
+def device_of(store: Registry, caller: TokenRecord, device_id: str) -> DeviceRecord:
     device = store.get_device(device_id)
     if device is None or device.removed or store.hub_account(device.hub_id) != caller.account:
         raise NotFound("device", device_id)

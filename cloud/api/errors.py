@@ -7,6 +7,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from cloud.api.idempotency import IdempotencyInProgress, IdempotencyMismatch
 from cloud.auth import AccessError
 from cloud.errors import (
     CommandFailed,
@@ -48,6 +49,15 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _access(_request: Request, exc: AccessError) -> JSONResponse:
         return JSONResponse({"detail": [{"loc": ["body"], "msg": str(exc), "type": "value_error"}]},
                             status_code=422)
+
+    @app.exception_handler(IdempotencyMismatch)
+    async def _key_reused(_request: Request, exc: IdempotencyMismatch) -> JSONResponse:
+        return JSONResponse({"detail": [{"loc": ["header", "Idempotency-Key"], "msg": str(exc),
+                                         "type": "value_error"}]}, status_code=422)
+
+    @app.exception_handler(IdempotencyInProgress)
+    async def _key_busy(_request: Request, exc: IdempotencyInProgress) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=409, headers={"Retry-After": "1"})
 
     @app.exception_handler(Forbidden)
     async def _forbidden(_request: Request, exc: Forbidden) -> JSONResponse:

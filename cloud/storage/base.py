@@ -113,6 +113,19 @@ class TokenRecord:
 
 
 @dataclass(frozen=True, kw_only=True)
+class IdempotencyRecord:
+    """The first request made under an account's idempotency key."""
+
+    account: str
+    key: str
+    fingerprint: str
+    created_at: datetime
+    command_id: str | None = None
+    status_code: int | None = None  # the stored answer, once final
+    response: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class AccountRecord:
     id: str
     created_at: datetime
@@ -239,6 +252,19 @@ class Registry(Protocol):
     def get_command(self, command_id: str) -> CommandRecord | None: ...
 
     def mark_command_timeout(self, command_id: str, now: datetime) -> CommandRecord | None: ...
+
+    def claim_idempotency_key(self, record: IdempotencyRecord, since: datetime
+                              ) -> IdempotencyRecord | None:
+        """Record the first use of a key; when it was used after ``since`` already, return that
+        use instead (an older use is forgotten and replaced)."""
+        ...
+
+    def finish_idempotency_key(self, account: str, key: str, status_code: int,
+                               response: str) -> None: ...
+
+    def release_idempotency_key(self, account: str, key: str) -> None:
+        """Forget a key whose request did not go out, so that a retry runs it."""
+        ...
 
     def add_account(self, account: str, now: datetime) -> bool:
         """Create an account; False when it exists already."""

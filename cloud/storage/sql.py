@@ -24,7 +24,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.pool import StaticPool
 
 from cloud.storage.base import (
@@ -34,6 +34,7 @@ from cloud.storage.base import (
     DeviceRecord,
     HubRecord,
     HubRegistration,
+    IdempotencyRecord,
     PairingEventRecord,
     Sample,
     SchemaOutdated,
@@ -50,6 +51,7 @@ from cloud.storage.sql_schema import (
     events,
     hub_registrations,
     hubs,
+    idempotency_keys,
     metadata,
     pairing_events,
 )
@@ -148,6 +150,11 @@ def _pairing_record(row: Row[Any]) -> PairingEventRecord:
 def _registration(row: Row[Any]) -> HubRegistration:
     m = row._mapping
     return HubRegistration(**{k: m[k] for k in HubRegistration.__dataclass_fields__})
+
+
+def _idempotency_record(row: Row[Any]) -> IdempotencyRecord:
+    m = row._mapping
+    return IdempotencyRecord(**{k: m[k] for k in IdempotencyRecord.__dataclass_fields__})
 
 
 def _token_record(row: Row[Any]) -> TokenRecord:
@@ -312,6 +319,38 @@ class SqlRegistry:
             )
             row = conn.execute(select(commands).where(commands.c.id == command_id)).first()
         return command_record(row) if row else None
+
+    # Idempotency keys -----------------------------------------------------------------------------
+    def claim_idempotency_key(self, record: IdempotencyRecord, since: datetime
+                              ) -> IdempotencyRecord | None:
+        t = idempotency_keys.c
+        where = (t.account == record.account) & (t.key == record.key)
+        try:
+            with self._write() as conn:  # SQLite: BEGIN IMMEDIATE; PostgreSQL: the row lock
+                conn.execute(idempotency_keys.delete().where(t.created_at <= since))
+                row = conn.execute(select(idempotency_keys).where(where).with_for_update()).first()
+                if row is not None:
+                    return _idempotency_record(row)
+                conn.execute(insert(idempotency_keys).values(
+                    account=record.account, key=record.key, fingerprint=record.fingerprint,
+                    command_id=record.command_id, created_at=record.created_at))
+        except IntegrityError:  # PostgreSQL: another process claimed it at the same moment
+            with self._read() as conn:
+                return _idempotency_record(conn.execute(
+                    select(idempotency_keys).where(where)).one())
+        return None
+
+    def finish_idempotency_key(self, account: str, key: str, status_code: int,
+                               response: str) -> None:
+        t = idempotency_keys.c
+        with self._write() as conn:
+            conn.execute(update(idempotency_keys).where(t.account == account, t.key == key)
+                         .values(status_code=status_code, response=response))
+
+    def release_idempotency_key(self, account: str, key: str) -> None:
+        t = idempotency_keys.c
+        with self._write() as conn:
+            conn.execute(idempotency_keys.delete().where(t.account == account, t.key == key))
 
     # Accounts and API tokens --------------------------------------------------------------------
     def add_account(self, account: str, now: datetime) -> bool:

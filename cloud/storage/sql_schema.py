@@ -227,3 +227,18 @@ pairing_events = Table(
     Index("ix_pairing_events_hub_id", "hub_id", "id"),
     sqlite_autoincrement=True,
 )
+
+# Idempotency keys of an account's actions (commands, pairing, rename, remove), kept 24 h: a retry with
+# the same key gets the first request's command, or its stored answer, and never runs it again.
+# ``fingerprint`` (of method, route and body) tells a retry from a different request under a reused key.
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("account", String(_ID), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("command_id", String(_ID), nullable=True),
+    Column("status_code", Integer, nullable=True),  # set once the answer is final
+    Column("response", Text, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False, index=True),
+)

@@ -6,20 +6,23 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Response
+from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
 
 from cloud.api.deps import (
-    ADMIN,
-    CONTROL,
     READ,
+    AdminDep,
     CommandsDep,
+    ControlDep,
     ManagementDep,
     OwnedDevice,
     ReadDep,
     SettingsDep,
     StoreDep,
     TelemetryDep,
+    device_of,
 )
+from cloud.api.idempotency import IdempotencyKey, command_once, request_once
 from cloud.api.schemas import (
     CommandCreate,
     CommandPublic,
@@ -27,6 +30,7 @@ from cloud.api.schemas import (
     DeviceUpdate,
     SamplePublic,
 )
+from cloud.storage.base import CommandRecord
 from wire.capabilities import CAPABILITIES, split_instance
 
 router = APIRouter(prefix="/devices", tags=["devices"])
@@ -65,18 +69,29 @@ _MANAGED: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.patch("/{device_id}", responses=_MANAGED, dependencies=[CONTROL])
+@router.patch("/{device_id}", responses=_MANAGED, response_model=DevicePublic)
 async def update_device(device_id: str, _device: OwnedDevice, body: DeviceUpdate,
-                        management: ManagementDep) -> DevicePublic:
+                        management: ManagementDep, caller: ControlDep, store: StoreDep,
+                        request: Request, key: IdempotencyKey = None) -> Any:
     """Rename a device (the name is kept by its hub); answers once the hub confirmed it."""
-    return DevicePublic.of(await management.rename(device_id, body.name))
+
+    async def rename() -> DevicePublic:
+        return DevicePublic.of(await management.rename(device_id, body.name))
+
+    return await request_once(store, caller, key, request, body, 200, rename)
 
 
 @router.delete("/{device_id}", status_code=204, response_class=Response, responses=_MANAGED,
-               dependencies=[ADMIN])
-async def remove_device(device_id: str, _device: OwnedDevice, management: ManagementDep) -> None:
+               response_model=None)
+async def remove_device(device_id: str, management: ManagementDep, caller: AdminDep,
+                        store: StoreDep, request: Request, key: IdempotencyKey = None) -> Any:
     """Remove a device from its hub's network (Zigbee leave); answers once the hub confirmed."""
-    await management.remove(device_id)
+
+    async def remove() -> None:  # a retry is answered before this, though the device is gone
+        await run_in_threadpool(device_of, store, caller, device_id)
+        await management.remove(device_id)
+
+    return await request_once(store, caller, key, request, None, 204, remove)
 
 
 @router.get("/{device_id}/telemetry", dependencies=[READ])
@@ -113,11 +128,17 @@ def get_telemetry(
         502: {"description": "the hub answered `failed` (see error, error_code)"},
         504: {"description": "no result in time (status pending), or expired on the hub"},
     },
-    dependencies=[CONTROL],
 )
 async def send_command(
-    device_id: str, _device: OwnedDevice, body: CommandCreate, commands: CommandsDep
+    device_id: str, _device: OwnedDevice, body: CommandCreate, commands: CommandsDep,
+    caller: ControlDep, store: StoreDep, request: Request, key: IdempotencyKey = None,
 ) -> CommandPublic:
-    """Send a command and wait for the hub's result (at most ``command_timeout`` seconds)."""
-    record = await commands.execute(device_id, body.capability, body.command, body.args)
-    return CommandPublic.of(record)
+    """Send a command and wait for the hub's result (at most ``command_timeout`` seconds). A 504
+    means no answer yet: the command may still run until it expires; retry with the same
+    ``Idempotency-Key`` to get its outcome without running it twice."""
+
+    async def run(command_id: str | None) -> CommandRecord:
+        return await commands.execute(device_id, body.capability, body.command, body.args,
+                                      command_id=command_id)
+
+    return CommandPublic.of(await command_once(store, commands, caller, key, request, body, run))

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
-from cloud.api.deps import CONTROL, READ, ManagementDep, OwnedHub
+from cloud.api.deps import READ, ControlDep, ManagementDep, OwnedHub, StoreDep
+from cloud.api.idempotency import IdempotencyKey, request_once
 from cloud.api.schemas import (
     PairingClosedPublic,
     PairingOpen,
@@ -23,20 +24,32 @@ _SENT: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.post("/{hub_id}/pairing", status_code=202, responses=_SENT, dependencies=[CONTROL])
-async def open_pairing(hub_id: OwnedHub, management: ManagementDep,
-                       body: PairingOpen | None = None) -> PairingStartedPublic:
+@router.post("/{hub_id}/pairing", status_code=202, responses=_SENT,
+             response_model=PairingStartedPublic)
+async def open_pairing(hub_id: OwnedHub, management: ManagementDep, caller: ControlDep,
+                       store: StoreDep, request: Request, body: PairingOpen | None = None,
+                       key: IdempotencyKey = None) -> Any:
     """Ask the hub to permit joins for ``duration`` seconds (default 60); poll GET for progress
     with ``after=cursor``."""
-    started = await management.open_pairing(hub_id, (body or PairingOpen()).duration)
-    return PairingStartedPublic.of(started)
+    wanted = body or PairingOpen()
+
+    async def open_() -> PairingStartedPublic:
+        return PairingStartedPublic.of(await management.open_pairing(hub_id, wanted.duration))
+
+    return await request_once(store, caller, key, request, wanted, 202, open_)
 
 
-@router.delete("/{hub_id}/pairing", status_code=202, responses=_SENT, dependencies=[CONTROL])
-async def close_pairing(hub_id: OwnedHub, management: ManagementDep) -> PairingClosedPublic:
+@router.delete("/{hub_id}/pairing", status_code=202, responses=_SENT,
+               response_model=PairingClosedPublic)
+async def close_pairing(hub_id: OwnedHub, management: ManagementDep, caller: ControlDep,
+                        store: StoreDep, request: Request, key: IdempotencyKey = None) -> Any:
     """Ask the hub to stop permitting joins."""
-    return PairingClosedPublic(hub_id=hub_id,
-                               request_id=await management.close_pairing(hub_id))
+
+    async def close() -> PairingClosedPublic:
+        return PairingClosedPublic(hub_id=hub_id,
+                                   request_id=await management.close_pairing(hub_id))
+
+    return await request_once(store, caller, key, request, None, 202, close)
 
 
 @router.get("/{hub_id}/pairing", responses={404: {"description": "unknown hub"}},
