@@ -8,9 +8,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Response
 
+from cloud.api.command_body import CommandCreate
 from cloud.api.deps import CommandsDep, ManagementDep, SettingsDep, StoreDep, TelemetryDep
 from cloud.api.schemas import (
-    CommandCreate,
     CommandPublic,
     DevicePublic,
     DeviceUpdate,
@@ -107,14 +107,17 @@ def get_telemetry(
     "/{device_id}/commands",
     responses={
         404: {"description": "unknown device"},
-        422: {"description": "the command does not fit the vocabulary or the device"},
+        409: {"description": "the device's hub is offline: nothing was sent"},
+        422: {"description": "the command does not fit the vocabulary, the device, or the "
+                             "limits the device reports (the message names them)"},
         502: {"description": "the hub answered `failed` (see error, error_code)"},
-        504: {"description": "no result in time (status pending), or expired on the hub"},
+        504: {"description": "no result in time (status pending: `may_still_run` until "
+                             "`expires_at`), or expired on the hub (never runs)"},
     },
 )
 async def send_command(
     device_id: str, body: CommandCreate, commands: CommandsDep
 ) -> CommandPublic:
     """Send a command and wait for the hub's result (at most ``command_timeout`` seconds)."""
-    record = await commands.execute(device_id, body.capability, body.command, body.args)
+    record = await commands.execute(device_id, body.capability, body.command, body.arguments())
     return CommandPublic.of(record)
