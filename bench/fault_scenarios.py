@@ -73,7 +73,7 @@ def cloud_kill(rig: Rig, log: CommandLog, device_id: str, down: float) -> float:
 def hub_kill(rig: Rig, log: CommandLog, device_id: str, down: float) -> float:
     assert rig.hub is not None
     rig.hub.kill()
-    _commands_during(rig, log, device_id, down)  # queued by the broker for the hub's session
+    _commands_during(rig, log, device_id, down)  # 409 once the cloud knows the hub is away
     repaired = time.monotonic()
     rig.hub.start()
     rig.wait_hub_answers()
@@ -100,7 +100,7 @@ def hub_store_lost(rig: Rig, log: CommandLog, device_id: str, down: float) -> fl
     assert rig.hub is not None
     rig.hub.stop()  # a clean stop: the hub waits for the cloud to acknowledge its outbox
     rig.replace_hub_store()
-    _commands_during(rig, log, device_id, down)  # queued by the broker for the hub's session
+    _commands_during(rig, log, device_id, down)  # 409 once the cloud knows the hub is away
     repaired = time.monotonic()
     rig.hub.start()
     rig.wait_hub_answers()

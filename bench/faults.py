@@ -28,7 +28,7 @@ def main() -> None:
     print(f"fault scenarios, {args.down:.0f} s outage each, 2 load generators at 20 events/s each "
           "+ a bulb receiving a toggle every 0.5 s during the fault")
     header = (f"{'scenario':<27} {'emitted':>8} {'stored':>8} {'lost':>5} {'dupl':>5} "
-              f"{'epochs':>6} {'resends':>7} {'recovery s':>10}  commands (refused = API down)")
+              f"{'epochs':>6} {'resends':>7} {'recovery s':>10}  commands (refused: API down/hub offline)")
     print(header)
     print("-" * len(header))
     outcomes: list[Outcome] = []

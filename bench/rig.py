@@ -147,6 +147,7 @@ class Rig:
     loadgens: int = 2
     tick: float = 0.05  # seconds between load generator steps (one event per step per device)
     command_ttl: float = 30.0
+    command_timeout: float = 5.0  # how long a REST command call waits for the hub's result
     broker_kind: str = "mosquitto"  # or "amqtt" (the embedded broker, as a process)
     resend_after: float = 3.0  # the hub's ledger_resend_after
     hub_id: str = "fault-hub"
@@ -202,7 +203,8 @@ class Rig:
                             SPOKE_MQTT_PROTOCOL="3.1.1" if self.broker_kind == "amqtt" else "5",
                             SPOKE_MQTT_CLIENT_ID=f"spoke-cloud-{i}",
                             SPOKE_MQTT_SESSION_EXPIRY="3600",
-                            SPOKE_COMMAND_TIMEOUT="5", SPOKE_COMMAND_TTL=str(self.command_ttl))
+                            SPOKE_COMMAND_TIMEOUT=str(self.command_timeout),
+                            SPOKE_COMMAND_TTL=str(self.command_ttl))
             if self.workers > 1:
                 env["SPOKE_MQTT_SHARED_GROUP"] = "spoke-ingest"
             self.clouds.append(Service(f"cloud-{i}", [SPOKE, "cloud", "run"], env,
@@ -386,7 +388,7 @@ class CommandLog:
     """Commands sent during a scenario and how each ended."""
 
     sent: list[str] = field(default_factory=list)
-    refused: int = 0  # the cloud was down: the REST call itself failed (nothing was sent)
+    refused: int = 0  # nothing was sent: the API was down, or the hub known offline (409)
 
     def send(self, rig: Rig, device_id: str, worker: int = 0) -> None:
         try:

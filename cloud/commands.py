@@ -57,13 +57,18 @@ class CommandService:
     ) -> CommandRecord:
         """Run a command on a device and return its succeeded record.
 
-        Raises NotFound, CommandInvalid (before anything is sent), CommandFailed (the hub said
-        failed or expired) or CommandTimedOut (no answer within ``command_timeout``).
+        Raises NotFound, CommandInvalid or HubOffline (before anything is sent), CommandFailed
+        (the hub said failed or expired) or CommandTimedOut (no answer within
+        ``command_timeout``; the hub may still run it until it expires).
         """
         device = await asyncio.to_thread(self.registry.get_device, device_id)
         if device is None or device.removed:
             raise NotFound("device", device_id)
-        checked = validate_command(capability, command, args or {}, set(device.capabilities))
+        checked = validate_command(capability, command, args or {}, set(device.capabilities),
+                                   device.constraints)
+        hub = await asyncio.to_thread(self.registry.get_hub, device.hub_id)
+        if hub is not None and hub.online is False:
+            raise HubOffline(device.hub_id)  # it would only wait for command_timeout
         now = datetime.now(UTC)
         record = CommandRecord(
             id=command_id or new_command_id(),

@@ -31,12 +31,13 @@ from device_handlers.tables import (
     AttributeMap,
     ClusterTable,
     CommandMap,
+    LimitMap,
     ReceivedCommand,
     SendCommand,
     SetupStep,
 )
 from wire.capabilities import instance_name, split_instance
-from wire.contract import Value
+from wire.contract import Constraints, Limits, Value
 
 LOGGER = logging.getLogger(__name__)
 
@@ -246,6 +247,56 @@ class TableDeviceHandler:
         found.update({r.instance: r.capability for r in self._assumed.readings(primaries)})
         return found
 
+    def _limited(self) -> list[tuple[LimitMap, Cluster, str]]:
+        """(limit entry, its cluster, the capability instance it bounds) for the capabilities
+        the device has now."""
+        primaries = self._primaries(self._active())
+        found = []
+        for table, cluster in self._tables:
+            for limit in table.limits:
+                if limit.capability not in primaries:
+                    continue
+                instance = instance_name(limit.capability, int(cluster.endpoint.endpoint_id),
+                                         primaries[limit.capability])
+                if instance in self.capabilities:
+                    found.append((limit, cluster, instance))
+        return found
+
+    @property
+    def constraints(self) -> Constraints:
+        """{instance: {field: limits}} as the device reports them (from the attribute cache)."""
+        found: Constraints = {}
+        for limit, cluster, instance in self._limited():
+            ends = [self._limit_end(limit, cluster, attrs) for attrs in limit.ends]
+            if ends[0] is not None and ends[1] is not None:
+                low, high = sorted((ends[0], ends[1]))
+                found.setdefault(instance, {})[limit.field] = Limits(min=low, max=high)
+        return found
+
+    @staticmethod
+    def _limit_end(limit: LimitMap, cluster: Cluster,
+                   attributes: tuple[ZCLAttributeDef, ...]) -> float | None:
+        cached = CachedAttributes(cluster)
+        for attribute in attributes:
+            defined = _defines(cluster, attribute)
+            raw = cached.get(defined) if defined is not None else None
+            if raw is None:
+                continue
+            try:
+                value = plain(limit.convert(raw, cached))
+            except (ArithmeticError, TypeError, ValueError, KeyError):
+                continue
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                return float(value)
+        return None
+
+    def _limit_attributes(self, cluster: Cluster) -> list[ZCLAttributeDef]:
+        """The limit attributes of one cluster worth reading: defined, not known unsupported."""
+        return [defined for limit, c, _ in self._limited() if c is cluster
+                for attr in limit.attributes
+                if (defined := _defines(cluster, attr)) is not None
+                and not cluster.is_attribute_unsupported(defined)]
+
     # --- readings ----------------------------------------------------------------------------
 
     def _reading(self, b: Binding, raw: Any, primaries: Mapping[str, int]) -> Reading | None:
@@ -381,9 +432,15 @@ class TableDeviceHandler:
         return self._from_cache(was_read)
 
     async def read_state(self) -> list[Reading]:
-        """Read every mapped attribute (allow_cache=False). Clusters that fail are skipped;
-        only when nothing at all could be read is the failure raised (as a CommandError)."""
-        done, errors = await self._read(self._read_plan(self._bindings), "reading")
+        """Read every mapped attribute (allow_cache=False), and the limits not known yet.
+        Clusters that fail are skipped; only when nothing at all could be read is the failure
+        raised (as a CommandError)."""
+        plan = self._read_plan(self._bindings)
+        for cluster in {c for _, c, _ in self._limited()}:
+            missing = [a.name for a in self._limit_attributes(cluster) if cluster.get(a.name) is None]
+            if missing:
+                plan[cluster] = [*plan.get(cluster, []), *missing]
+        done, errors = await self._read(plan, "reading")
         if errors and not done:
             raise errors[0]
         return self._after_read(done) + self._assumed_readings()
@@ -515,6 +572,7 @@ class TableDeviceHandler:
                 dep.name: None for b in mine for dep in b.depends
                 if not cluster.is_attribute_unsupported(dep)
             }
+            deps.update({attr.name: None for attr in self._limit_attributes(cluster)})
             if deps:
                 steps.append(await self._read_dependencies(cluster, list(deps)))
         return steps
@@ -565,7 +623,8 @@ class TableDeviceHandler:
         self, cluster: Cluster, names: list[AttributeRef]
     ) -> ConfigureStep:
         """Read the attributes conversions depend on (multipliers, zone type, color
-        capabilities), so that reports arriving later convert correctly."""
+        capabilities), so that reports arriving later convert correctly, and the limits the
+        device reports (setpoint limits, color temperature range)."""
         try:
             success, failure = await cluster.read_attributes(names, allow_cache=False)
         except Exception as exc:

@@ -13,7 +13,7 @@ from typing import Protocol
 
 import zigpy.device
 
-from wire.contract import Value
+from wire.contract import Constraints, Value
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -65,6 +65,11 @@ class DeviceHandler(Protocol):
     @property
     def capabilities(self) -> dict[str, str]:
         """Capability instances of the device: {instance name: capability name}."""
+        ...
+
+    @property
+    def constraints(self) -> Constraints:
+        """The ranges the device reports for capability fields: {instance: {field: limits}}."""
         ...
 
     def attach(self, on_readings: ReadingsCallback) -> Callable[[], None]:

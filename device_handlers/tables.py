@@ -77,6 +77,30 @@ class AttributeMap:
         return (*self.needs, *needs_of(self.convert), *needs_of(self.when))
 
 
+@dataclass(frozen=True, kw_only=True)
+class LimitMap:
+    """Attributes by which the device says the range a capability field takes (a thermostat's
+    setpoint limits, a bulb's physical color temperature range), as ZHA reads them.
+
+    Each end is the first of its attributes with a value, converted to the field's unit; the two
+    ends are sorted after conversion (mireds turn round as kelvin). Both ends or no limits.
+    """
+
+    capability: str
+    field: str
+    ends: tuple[tuple[ZCLAttributeDef, ...], tuple[ZCLAttributeDef, ...]]
+    convert: Convert = identity
+
+    def __post_init__(self) -> None:
+        spec = CAPABILITIES.get(self.capability)
+        if spec is None or spec.attribute(self.field) is None:
+            raise ValueError(f"{self.capability}.{self.field} is not in the capability vocabulary")
+
+    @property
+    def attributes(self) -> tuple[ZCLAttributeDef, ...]:
+        return (*self.ends[0], *self.ends[1])
+
+
 @dataclass(frozen=True, slots=True)
 class SendCommand:
     """Send a ZCL cluster command; ``build`` turns the capability arguments into its fields."""
@@ -192,13 +216,14 @@ class ClusterTable:
     received: tuple[ReceivedCommand, ...] = ()
     setup: tuple[SetupStep, ...] = ()
     assumed: tuple[AssumedState, ...] = ()
+    limits: tuple[LimitMap, ...] = ()
 
     def __post_init__(self) -> None:
         names = self.cluster.attributes_by_name
-        for entry in self.attributes:
-            for attr in (entry.attribute, *entry.depends):
-                if names.get(attr.name) != attr:
-                    raise ValueError(f"{attr.name} is not an attribute of {self.cluster.__name__}")
+        for attr in (*(a for e in self.attributes for a in (e.attribute, *e.depends)),
+                     *(a for limit in self.limits for a in limit.attributes)):
+            if names.get(attr.name) != attr:
+                raise ValueError(f"{attr.name} is not an attribute of {self.cluster.__name__}")
         for cmd in self.commands:
             if isinstance(cmd.action, SendCommand):
                 defs = self.cluster.server_commands

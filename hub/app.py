@@ -257,6 +257,9 @@ class Hub:
                     LOGGER.info("device %s: state read failed: %s", ieee, exc)
                     continue
                 self.tracker.on_readings(ieee, readings)
+                # The read also took the limits not known yet (devices paired before the hub read
+                # them): describe the device again so the cloud holds commands to them.
+                self.tracker.schedule_info(ieee)
 
     # ------------------------------------------------------------------ MQTT
     def _on_connected(self, session_present: bool) -> None:

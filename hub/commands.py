@@ -83,8 +83,10 @@ class CommandExecutor:
             return done(CommandStatus.FAILED, error=f"unknown device {command.ieee}",
                         error_code="unknown_device")
         try:
+            # The cloud checked the same; the hub holds to the limits it knows now regardless.
             args = validate_command(command.capability, command.command, dict(command.args),
-                                    supported=set(tracked.handler.capabilities))
+                                    supported=set(tracked.handler.capabilities),
+                                    constraints=tracked.handler.constraints)
         except CommandInvalid as exc:
             return done(CommandStatus.FAILED, error=str(exc), error_code="invalid")
         LOGGER.info("cmd=%s executing %s.%s %s on %s", cid, command.capability, command.command,

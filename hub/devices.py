@@ -145,6 +145,7 @@ class DeviceTracker:
             power_source=power_source(device),  # type: ignore[arg-type]
             available=tracked.available, availability_reason=tracked.availability_reason,
             availability_changed_at=tracked.availability_changed_at, capabilities=state,
+            constraints=tracked.handler.constraints,
         )
 
     def publish_info(self, ieee: str) -> None:

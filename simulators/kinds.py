@@ -136,6 +136,8 @@ KINDS: dict[str, KindSpec] = {
                           Thermostat.ControlSequenceOfOperation.Heating_Only,
                       "min_heat_setpoint_limit": 500, "max_heat_setpoint_limit": 3000,
                       "abs_min_heat_setpoint_limit": 500, "abs_max_heat_setpoint_limit": 3000,
+                      "min_cool_setpoint_limit": 1600, "max_cool_setpoint_limit": 3200,
+                      "abs_min_cool_setpoint_limit": 1600, "abs_max_cool_setpoint_limit": 3200,
                       "pi_heating_demand": 0,
                   }),
                   ClusterSpec(cluster=UserInterface, values={"keypad_lockout": 0}),

@@ -83,7 +83,12 @@ class SimZigbee:
         """Power on a device with exactly these endpoints ({id: ([servers], [clients])}, see
         ``kinds.declare``) and wait until zigpy has interviewed it."""
         spec = kinds.declare(endpoints, name="test", manufacturer=manufacturer, model=model)
-        virtual = self.network.create(spec, ieee=None if ieee is None else t.EUI64.convert(ieee))
+        return await self.join_from(spec, ieee=ieee)
+
+    async def join_from(self, source: str | kinds.KindSpec, *, ieee: str | None = None) -> Paired:
+        """Power on a device made from a simulator source ("kind:thermostat", "file:PATH" of a
+        ZHA diagnostics file, a declared kind) and wait until zigpy has interviewed it."""
+        virtual = self.network.create(source, ieee=None if ieee is None else t.EUI64.convert(ieee))
         interviewed = self._interviews.expect(virtual.ieee)
         self.network.power_on(virtual)
         async with asyncio.timeout(5):

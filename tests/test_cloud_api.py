@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import AsyncIterator, Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -198,7 +198,15 @@ async def test_invalid_commands_are_422_with_a_reason(cloud: CloudHarness):
         ({"capability": "teleport", "command": "go"}, "unknown capability"),
         ({"capability": "switch", "command": "explode"}, "unknown command"),
         ({"capability": "level", "command": "set_level", "args": {"level": 140}}, "level"),
-        ({"capability": "level", "command": "set_level", "args": {"lvl": 1}}, "invalid arguments"),
+        ({"capability": "level", "command": "set_level", "args": {"lvl": 1}},
+         "Extra inputs are not permitted"),
+        # JSON types are kept: a string or a boolean is no number (no "50" -> 50, no true -> 1)
+        ({"capability": "level", "command": "set_level", "args": {"level": "50"}},
+         "'args', 'level'], 'msg': 'Input should be a JSON number, not a string'"),
+        ({"capability": "level", "command": "set_level", "args": {"level": True}},
+         "'args', 'level'], 'msg': 'Input should be a JSON number, not a boolean'"),
+        ({"capability": "level", "command": "set_level", "args": {"level": 5, "transition": "1"}},
+         "'args', 'transition'], 'msg': 'Input should be a JSON number, not a string'"),
         ({"capability": "lock", "command": "lock"}, "device has no 'lock' capability"),
         ({"capability": "switch"}, "command"),  # missing field: FastAPI's own 422
     ]
@@ -252,6 +260,7 @@ async def test_hub_failure_is_502_and_expiry_504(cloud: CloudHarness, hub: MqttT
     response = await cloud.http.post(url, json={"capability": "switch", "command": "off"})
     assert response.status_code == 504
     assert response.json()["status"] == "expired"
+    assert response.json()["may_still_run"] is False  # the hub said it will never run it
 
 
 async def test_no_answer_is_504_and_the_command_stays_queryable(
@@ -264,6 +273,11 @@ async def test_no_answer_is_504_and_the_command_stays_queryable(
     assert response.status_code == 504
     body = response.json()
     assert body["status"] == "pending" and body["id"]
+    # Unanswered is not undone: the hub may still run it until it expires (TTL 5 s here).
+    assert body["may_still_run"] is True
+    expires_at = datetime.fromisoformat(body["expires_at"])
+    assert timedelta(seconds=3) < expires_at - datetime.now(UTC) <= timedelta(seconds=5)
+    assert f"command {body['id']} may still run until it expires at" in body["detail"]
     assert [c.id for c in commands] == [body["id"]]
     assert (await cloud.get_json(f"/api/v1/commands/{body['id']}"))["status"] == "pending"
 

@@ -34,7 +34,7 @@ from cloud.storage.base import CommandRecord, EventOutcome, device_id_for
 from cloud.storage.sql import SqlRegistry, SqlTelemetry, make_engine
 from tests.common import T0, device, event, status
 from wire.capabilities import CommandInvalid
-from wire.contract import Command, CommandResult, CommandStatus, HubRequest, PairingEvent
+from wire.contract import Command, CommandResult, CommandStatus, HubRequest, Limits, PairingEvent
 
 HUB = "hub-s"
 IEEE = "aa:bb:cc:dd:ee:ff:00:11"
@@ -391,3 +391,27 @@ def test_default_sqlite_database_is_created_in_wal_mode(tmp_path: Path,
             assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
     finally:
         storage.close()
+
+
+def test_a_database_from_before_device_limits_gets_them_and_keeps_its_devices(tmp_path: Path):
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    old = SqlRegistry.from_url(url)
+    with old.ingest() as tx:
+        tx.device_info(device(HUB, IEEE, {"thermostat": {"heating_setpoint": 20.0}}))
+    with old.engine.begin() as conn:  # as an earlier Spoke created it
+        conn.execute(text("ALTER TABLE devices DROP COLUMN constraints"))
+    old.close()
+
+    registry = SqlRegistry.from_url(url)
+    try:
+        dev = registry.get_device(DEV)
+        assert dev is not None and dev.constraints == {}
+        assert dev.capabilities == {"thermostat": {"heating_setpoint": 20.0}}
+        limits = {"thermostat": {"heating_setpoint": Limits(min=7, max=30)}}
+        with registry.ingest() as tx:
+            tx.device_info(device(HUB, IEEE, {"thermostat": {"heating_setpoint": 21.0}},
+                                  constraints=limits))
+        dev = registry.get_device(DEV)
+        assert dev is not None and dev.constraints == limits
+    finally:
+        registry.close()

@@ -4,6 +4,7 @@ storage, and REST commands back down to the devices."""
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -227,27 +228,28 @@ async def test_unreachable_device_reports_failure(tmp_path: Path, mosquitto: Bro
         assert body["error_code"] == "no_route"
 
 
-async def test_command_times_out_without_a_hub(tmp_path: Path, mosquitto: BrokerAddress) -> None:
-    async with running_stack(tmp_path, mosquitto, cloud={"command_timeout": 1.0}) as stack:
+async def test_a_command_to_a_hub_known_offline_is_refused_at_once(
+        tmp_path: Path, mosquitto: BrokerAddress) -> None:
+    async with running_stack(tmp_path, mosquitto, cloud={"command_timeout": 5.0}) as stack:
         await stack.wait_for_devices(5)
         bulb = await stack.device_by_model("SIM-BULB-CT")
+        hub_id = stack.hub_settings.hub_id
         await stack.stop_hub()
+
+        async def offline() -> bool:
+            return (await stack.api.get(f"/api/v1/hubs/{hub_id}")).json()["online"] is False
+
+        await eventually(offline, what="the cloud knows the hub is offline")
+        started = time.monotonic()
         response = await _command(stack, bulb["id"], "switch", "on")
-        assert response.status_code == 504
-        command_id = response.json()["id"]
-        status = (await stack.api.get(f"/api/v1/commands/{command_id}")).json()["status"]
-        assert status == "pending"
-        # The hub comes back within the command's lifetime and runs it once.
+        assert (response.status_code, response.json()) == (
+            409, {"detail": f"hub {hub_id!r} is offline"})
+        assert time.monotonic() - started < 1.0  # no wait for command_timeout (5 s)
+        # Nothing was sent: the hub that comes back finds no command waiting for it.
         await stack.start_hub()
-
-        async def done() -> bool:
-            r = await stack.api.get(f"/api/v1/commands/{command_id}")
-            return r.json()["status"] == "succeeded"
-
-        await eventually(done, within=15, what="queued command executed after hub restart")
-        await asyncio.sleep(0.5)
-        assert stack.hub is not None
-        assert stack.hub.executor.counts["succeeded"] == 1
+        await stack.wait_for_devices(5)
+        await asyncio.sleep(1.0)
+        assert stack.hub is not None and stack.hub.executor.counts["received"] == 0
 
 
 def _eui(ieee: str):  # type: ignore[no-untyped-def]

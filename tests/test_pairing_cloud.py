@@ -202,6 +202,8 @@ async def test_rename_remove_and_availability_through_the_cloud(
             ("DELETE", f"/api/v1/hubs/{hub_id}/pairing", None),
             ("PATCH", f"/api/v1/devices/{bulb['id']}", {"name": "Porch"}),
             ("DELETE", f"/api/v1/devices/{bulb['id']}", None),
+            ("POST", f"/api/v1/devices/{bulb['id']}/commands", {"capability": "switch",
+                                                                 "command": "on"}),
         ):
             response = await stack.api.request(method, path, json=body)
             assert (response.status_code, response.json()) == (409, expected), (method, path)

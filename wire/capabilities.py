@@ -7,10 +7,15 @@ compatible; renaming or changing a unit is a wire-version change.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+import annotated_types
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic_core import PydanticCustomError
+
+from wire.contract import Constraints, Limits
 
 AttrType = Literal["bool", "number", "integer", "string", "enum"]
 
@@ -21,6 +26,27 @@ class AttributeSpec:
     type: AttrType
     unit: str | None = None
     values: tuple[str, ...] | None = None  # for enums
+    # The range commands may set when the device does not report its own (see DeviceInfo.
+    # constraints); None: only the argument's own bounds apply.
+    limits: Limits | None = None
+
+
+_JSON_KINDS = {bool: "a boolean", str: "a string", type(None): "null", list: "an array",
+               dict: "an object"}
+
+
+def _json_number(value: Any) -> Any:
+    """Numbers must be JSON numbers: pydantic's lax mode would read "21.5" and true (as 1) too."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        kind = _JSON_KINDS.get(type(value), type(value).__name__)
+        raise PydanticCustomError("json_number", "Input should be a JSON number, not {kind}",
+                                  {"kind": kind})
+    return value
+
+
+# A float argument takes any JSON number (21 or 21.5); an integer one a number without fraction.
+JsonFloat = Annotated[float, BeforeValidator(_json_number)]
+JsonInt = Annotated[int, BeforeValidator(_json_number)]
 
 
 class Args(BaseModel):
@@ -34,29 +60,44 @@ class NoArgs(Args):
 
 
 class SetLevelArgs(Args):
-    level: float = Field(ge=0, le=100, description="brightness in percent")
-    transition: float = Field(default=0, ge=0, le=6553, description="seconds")
+    level: JsonFloat = Field(ge=0, le=100, description="brightness in percent")
+    transition: JsonFloat = Field(default=0, ge=0, le=6553, description="seconds")
+
+
+KELVIN_DEFAULT = Limits(min=2000, max=6500)
 
 
 class SetColorTemperatureArgs(Args):
-    kelvin: int = Field(ge=1000, le=10000)
-    transition: float = Field(default=0, ge=0, le=6553)
+    kelvin: JsonInt = Field(
+        ge=1000, le=10000,
+        description=f"within the bulb's color_temperature.kelvin constraints, else "
+                    f"{KELVIN_DEFAULT.min:g}-{KELVIN_DEFAULT.max:g} K")
+    transition: JsonFloat = Field(default=0, ge=0, le=6553)
 
 
 class SetColorXYArgs(Args):
-    x: float = Field(ge=0, le=1)
-    y: float = Field(ge=0, le=1)
-    transition: float = Field(default=0, ge=0, le=6553)
+    x: JsonFloat = Field(ge=0, le=1)
+    y: JsonFloat = Field(ge=0, le=1)
+    transition: JsonFloat = Field(default=0, ge=0, le=6553)
 
 
 class SetHueSaturationArgs(Args):
-    hue: float = Field(ge=0, le=360, description="degrees")
-    saturation: float = Field(ge=0, le=100, description="percent")
-    transition: float = Field(default=0, ge=0, le=6553)
+    hue: JsonFloat = Field(ge=0, le=360, description="degrees")
+    saturation: JsonFloat = Field(ge=0, le=100, description="percent")
+    transition: JsonFloat = Field(default=0, ge=0, le=6553)
+
+
+# Zigbee2MQTT's thermostats mostly expose 5-35 °C (ZHA falls back to the ZCL defaults, 7-30 °C
+# heating and 16-32 °C cooling); a device that reports its limits is held to those instead.
+SETPOINT_DEFAULT = Limits(min=5, max=35)
 
 
 class SetpointArgs(Args):
-    value: float = Field(ge=-27.3, le=327.67, description="degrees Celsius")
+    # The bounds are what a ZCL setpoint can hold (int16 hundredths of a degree, not below 0 K).
+    value: JsonFloat = Field(
+        ge=-273.15, le=327.67,
+        description=f"degrees Celsius, within the thermostat's constraints for this setpoint, "
+                    f"else {SETPOINT_DEFAULT.min:g}-{SETPOINT_DEFAULT.max:g} °C")
 
 
 ThermostatMode = Literal["off", "auto", "cool", "heat", "emergency_heating", "precooling",
@@ -68,7 +109,7 @@ class SetModeArgs(Args):
 
 
 class SetPositionArgs(Args):
-    position: float = Field(ge=0, le=100, description="percent open")
+    position: JsonFloat = Field(ge=0, le=100, description="percent open")
 
 
 FanMode = Literal["off", "low", "medium", "high", "on", "auto", "smart"]
@@ -79,17 +120,19 @@ class SetFanModeArgs(Args):
 
 
 class SetPercentageArgs(Args):
-    percentage: float = Field(ge=0, le=100)
+    percentage: JsonFloat = Field(ge=0, le=100)
 
 
 class SirenArgs(Args):
-    duration: int = Field(default=5, ge=1, le=600, description="seconds the warning lasts")
+    duration: JsonInt = Field(default=5, ge=1, le=600, description="seconds the warning lasts")
 
 
 @dataclass(frozen=True, kw_only=True)
 class CommandSpec:
     name: str
     args: type[Args] = NoArgs
+    # argument -> the capability attribute it sets, checked against that attribute's limits
+    sets: Mapping[str, str] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -137,8 +180,10 @@ CAPABILITIES: dict[str, CapabilitySpec] = {
         ),
         CapabilitySpec(
             name="color_temperature",
-            attributes=(AttributeSpec(name="kelvin", type="integer", unit="K"),),
-            commands=(CommandSpec(name="set_color_temperature", args=SetColorTemperatureArgs),),
+            attributes=(AttributeSpec(name="kelvin", type="integer", unit="K",
+                                      limits=KELVIN_DEFAULT),),
+            commands=(CommandSpec(name="set_color_temperature", args=SetColorTemperatureArgs,
+                                  sets={"kelvin": "kelvin"}),),
         ),
         CapabilitySpec(
             name="color",
@@ -158,15 +203,19 @@ CAPABILITIES: dict[str, CapabilitySpec] = {
             name="thermostat",
             attributes=(
                 AttributeSpec(name="local_temperature", type="number", unit="°C"),
-                AttributeSpec(name="heating_setpoint", type="number", unit="°C"),
-                AttributeSpec(name="cooling_setpoint", type="number", unit="°C"),
+                AttributeSpec(name="heating_setpoint", type="number", unit="°C",
+                              limits=SETPOINT_DEFAULT),
+                AttributeSpec(name="cooling_setpoint", type="number", unit="°C",
+                              limits=SETPOINT_DEFAULT),
                 AttributeSpec(name="mode", type="enum", values=_THERMOSTAT_MODES),
                 AttributeSpec(name="running_state", type="enum",
                               values=("idle", "heat", "cool", "fan")),
             ),
             commands=(
-                CommandSpec(name="set_heating_setpoint", args=SetpointArgs),
-                CommandSpec(name="set_cooling_setpoint", args=SetpointArgs),
+                CommandSpec(name="set_heating_setpoint", args=SetpointArgs,
+                            sets={"value": "heating_setpoint"}),
+                CommandSpec(name="set_cooling_setpoint", args=SetpointArgs,
+                            sets={"value": "cooling_setpoint"}),
                 CommandSpec(name="set_mode", args=SetModeArgs),
             ),
         ),
@@ -240,9 +289,11 @@ class CommandInvalid(ValueError):
 
 
 def validate_command(
-    capability: str, command: str, args: dict[str, Any], supported: set[str] | None = None
+    capability: str, command: str, args: dict[str, Any], supported: set[str] | None = None,
+    constraints: Constraints | None = None,
 ) -> dict[str, Any]:
-    """Check a command against the vocabulary (and the device's capabilities when given).
+    """Check a command against the vocabulary, and against the device when given: its
+    capabilities, and the limits it reports for the attributes the command sets.
 
     Returns the arguments with defaults filled in; raises CommandInvalid with a readable message.
     """
@@ -260,12 +311,54 @@ def validate_command(
             f"unknown command {command!r} for capability {capability!r} (commands: {known})"
         )
     try:
-        return cmd.args.model_validate(args).model_dump()
+        checked = cmd.args.model_validate(args).model_dump()
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or 'args'}: {e['msg']}" for e in exc.errors()
         )
         raise CommandInvalid(f"invalid arguments for {capability}.{command}: {problems}") from None
+    reported = (constraints or {}).get(capability, {})
+    for arg, attribute in cmd.sets.items():
+        _check_limits(spec, cmd, capability, arg, checked[arg], attribute, reported.get(attribute))
+    return checked
+
+
+def _check_limits(spec: CapabilitySpec, cmd: CommandSpec, capability: str, arg: str,
+                  value: float, attribute: str, reported: Limits | None) -> None:
+    attr = spec.attribute(attribute)
+    assert attr is not None, f"{spec.name}.{cmd.name} sets an unknown attribute {attribute}"
+    limits = effective_limits(cmd.args, arg, attr, reported)
+    if limits is None or limits.min <= value <= limits.max:
+        return
+    unit = f" {attr.unit}" if attr.unit else ""
+    span = f"{limits.min:g} to {limits.max:g}{unit}"
+    why = (f"this device accepts {attribute} from {span}" if limits is not attr.limits
+           else f"{attribute} is {span} unless the device reports its limits")
+    raise CommandInvalid(f"invalid arguments for {capability}.{cmd.name}: {arg}: {value:g}{unit} "
+                         f"is out of range: {why}")
+
+
+def effective_limits(args: type[Args], arg: str, attr: AttributeSpec,
+                     reported: Limits | None) -> Limits | None:
+    """The range a command argument is held to: what the device reports, within the argument's
+    own bounds; else the vocabulary's default. Reported limits outside those bounds altogether
+    (a bulb claiming 153-526 K) are a device's error and are not used."""
+    if reported is not None:
+        low, high = _bounds(args, arg)
+        lo, hi = max(reported.min, low), min(reported.max, high)
+        if lo <= hi:
+            return reported if (lo, hi) == (reported.min, reported.max) else Limits(min=lo, max=hi)
+    return attr.limits
+
+
+def _bounds(args: type[Args], arg: str) -> tuple[float, float]:
+    low, high = float("-inf"), float("inf")
+    for rule in args.model_fields[arg].metadata:
+        if isinstance(rule, annotated_types.Ge):
+            low = float(rule.ge)  # type: ignore[arg-type]
+        elif isinstance(rule, annotated_types.Le):
+            high = float(rule.le)  # type: ignore[arg-type]
+    return low, high
 
 
 def instance_name(capability: str, endpoint: int, primary_endpoint: int) -> str:

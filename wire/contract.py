@@ -14,7 +14,15 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
 
 WIRE_VERSION = 1
 TOPIC_ROOT = f"spoke/v{WIRE_VERSION}"
@@ -258,6 +266,26 @@ class HubStatus(Message):
     dropped_upto: int | None = Field(default=None, ge=0, le=2**63 - 1)
 
 
+class Limits(BaseModel):
+    """The range a capability attribute takes on one device, in the vocabulary's unit, as the
+    device itself reports it (a thermostat's setpoint limits, a bulb's color temperature range)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    min: Number
+    max: Number
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Limits:
+        if self.min > self.max:
+            raise ValueError(f"min {self.min:g} is above max {self.max:g}")
+        return self
+
+
+# {capability instance: {attribute: limits}}
+Constraints = dict[str, dict[str, Limits]]
+
+
 class DeviceInfo(Message):
     """Retained description of one device and its current capability state."""
 
@@ -274,6 +302,9 @@ class DeviceInfo(Message):
     availability_changed_at: Timestamp | None = None
     # Required: what makes a payload a description (any payload with hub_id and ieee would be one).
     capabilities: State
+    # Optional (hubs before it send none): where the device reports the range an attribute takes,
+    # commands setting it are checked against that range instead of the vocabulary's default.
+    constraints: Constraints = Field(default_factory=dict)
     ts: Timestamp = Field(default_factory=utcnow)
 
 

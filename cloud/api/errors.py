@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -27,8 +28,15 @@ log = logging.getLogger(__name__)
 
 def _command_body(exc: CommandFailed | CommandTimedOut) -> dict[str, object]:
     c = exc.command
-    return {"id": c.id, "status": c.status, "detail": str(exc), "error": c.error,
-            "error_code": c.error_code}
+    # Unanswered is not undone: the hub runs a command it receives before expires_at (and
+    # reports any it receives later as expired, never running them).
+    may_still_run = c.status == CommandStatus.PENDING and datetime.now(UTC) < c.expires_at
+    detail = str(exc)
+    if may_still_run:
+        detail += f"; command {c.id} may still run until it expires at {c.expires_at.isoformat()}"
+    return {"id": c.id, "status": c.status, "detail": detail, "error": c.error,
+            "error_code": c.error_code, "may_still_run": may_still_run,
+            "expires_at": c.expires_at.isoformat()}
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -15,7 +15,7 @@ from cloud.storage.base import (
     PairingEventRecord,
     TokenRecord,
 )
-from wire.contract import State, Value
+from wire.contract import Constraints, State, Value
 
 
 class HubPublic(BaseModel):
@@ -55,6 +55,10 @@ class DevicePublic(BaseModel):
     availability_reason: str | None
     availability_changed_at: datetime | None
     capabilities: State
+    constraints: Constraints = Field(
+        description="ranges the device reports for capability attributes, {instance: {attribute: "
+                    "{min, max}}}; commands setting them are held to these, else to the "
+                    "vocabulary's defaults")
     updated_at: datetime | None
 
     @classmethod
@@ -123,14 +127,6 @@ class PairingProgressPublic(BaseModel):
 class SamplePublic(BaseModel):
     ts: datetime
     value: Value
-
-
-class CommandCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    capability: str = Field(min_length=1, max_length=64, examples=["switch"])
-    command: str = Field(min_length=1, max_length=64, examples=["on"])
-    args: dict[str, Any] = Field(default_factory=dict)
 
 
 class CommandPublic(BaseModel):

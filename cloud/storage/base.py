@@ -12,7 +12,16 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
-from wire.contract import CommandResult, DeviceInfo, Event, HubStatus, PairingEvent, State, Value
+from wire.contract import (
+    CommandResult,
+    Constraints,
+    DeviceInfo,
+    Event,
+    HubStatus,
+    PairingEvent,
+    State,
+    Value,
+)
 
 HUB_OFFLINE_REASON = "hub offline"
 
@@ -58,6 +67,7 @@ class DeviceRecord:
     availability_reason: str | None = None
     availability_changed_at: datetime | None = None
     capabilities: State = field(default_factory=dict)
+    constraints: Constraints = field(default_factory=dict)  # limits the device reports
     updated_at: datetime | None = None
     removed: bool = False
 

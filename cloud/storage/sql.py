@@ -43,6 +43,7 @@ from cloud.storage.base import (
 )
 from cloud.storage.sql_ingest import SqlIngestTx, command_record
 from cloud.storage.sql_schema import (
+    ADDED_COLUMNS,
     DEFAULT_ACCOUNT,
     accounts,
     api_tokens,
@@ -55,7 +56,7 @@ from cloud.storage.sql_schema import (
     metadata,
     pairing_events,
 )
-from wire.contract import CommandStatus
+from wire.contract import CommandStatus, Constraints, Limits
 
 log = logging.getLogger(__name__)
 
@@ -137,9 +138,16 @@ def _device_record(row: Row[Any]) -> DeviceRecord:
         availability_reason=reason,
         availability_changed_at=changed,
         capabilities=m["capabilities"] or {},
+        constraints=_constraints(m["constraints"]),
         updated_at=m["updated_at"],
         removed=m["removed"],
     )
+
+
+def _constraints(stored: Any) -> Constraints:
+    """Stored limits as the wire model; a row the cloud wrote itself, so it is not re-checked."""
+    return {instance: {attr: Limits.model_construct(**limits) for attr, limits in fields.items()}
+            for instance, fields in (stored or {}).items()}
 
 
 def _pairing_record(row: Row[Any]) -> PairingEventRecord:
@@ -197,6 +205,17 @@ def _check_schema(engine: Engine) -> None:
                  DEFAULT_ACCOUNT)
 
 
+def _add_columns(engine: Engine) -> None:
+    """Add the nullable columns a database created by an earlier Spoke lacks."""
+    for column in ADDED_COLUMNS:
+        table = column.table
+        if column.name in {c["name"] for c in inspect(engine).get_columns(table.name)}:
+            continue
+        kind = column.type.compile(dialect=engine.dialect)
+        with engine.begin() as conn:
+            conn.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
+
+
 class SqlRegistry:
     """Registry on a SQL database (see ``cloud.storage.base.Registry``)."""
 
@@ -204,6 +223,7 @@ class SqlRegistry:
         self.engine = engine
         metadata.create_all(engine)
         _check_schema(engine)
+        _add_columns(engine)
 
     @classmethod
     def from_url(cls, url: str) -> SqlRegistry:

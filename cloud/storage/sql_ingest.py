@@ -146,6 +146,8 @@ class SqlIngestTx:
             "availability_reason": info.availability_reason,
             "availability_changed_at": changed_at,
             "capabilities": _merge_state(info, row),
+            "constraints": {instance: {attr: limits.model_dump() for attr, limits in fields.items()}
+                            for instance, fields in info.constraints.items()},
             "state_at": max(info.ts, row["state_at"]) if row and row["state_at"] else info.ts,
             "updated_at": self._now,
             "removed": False,

@@ -98,10 +98,16 @@ devices = Table(
     Column("availability_changed_at", UtcDateTime, nullable=True),
     Column("capabilities", JSON, nullable=False),
     Column("state_at", UtcDateTime, nullable=True),  # hub time of the newest value in capabilities
+    # {instance: {attribute: {"min", "max"}}} as the hub described them; commands are checked with it
+    Column("constraints", JSON, nullable=True),
     Column("updated_at", UtcDateTime, nullable=False),
     Column("removed", Boolean, nullable=False, default=False),
     UniqueConstraint("hub_id", "ieee", name="uq_devices_hub_ieee"),
 )
+
+# Nullable columns added after their table first shipped: a database an earlier Spoke created
+# gets them when the cloud starts (``cloud.storage.sql._add_columns``).
+ADDED_COLUMNS = (devices.c.constraints,)
 
 # The event ledger: one row per (hub, seq); it is also the SQL telemetry store.
 events = Table(

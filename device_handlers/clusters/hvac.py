@@ -13,6 +13,7 @@ from device_handlers.tables import (
     ClusterTable,
     CommandArgs,
     CommandMap,
+    LimitMap,
     ReportConfig,
     write_attribute,
 )
@@ -49,6 +50,15 @@ _SETPOINT_REPORT = ReportConfig(min=30, max=900, change=25)  # ZHA: 0.25 °C
 _STATE_REPORT = ReportConfig(min=30, max=900, change=1)
 
 
+# A setpoint's user limits, else its absolute ones (as ZHA falls back), in hundredths of a degree.
+_HEATING_LIMITS = LimitMap(capability="thermostat", field="heating_setpoint", convert=divide(100),
+                           ends=((_attrs.min_heat_setpoint_limit, _attrs.abs_min_heat_setpoint_limit),
+                                 (_attrs.max_heat_setpoint_limit, _attrs.abs_max_heat_setpoint_limit)))
+_COOLING_LIMITS = LimitMap(capability="thermostat", field="cooling_setpoint", convert=divide(100),
+                           ends=((_attrs.min_cool_setpoint_limit, _attrs.abs_min_cool_setpoint_limit),
+                                 (_attrs.max_cool_setpoint_limit, _attrs.abs_max_cool_setpoint_limit)))
+
+
 def _centi(args: CommandArgs) -> int:
     return round(float(args["value"] or 0) * 100)
 
@@ -76,6 +86,7 @@ THERMOSTAT = ClusterTable(
                    action=write_attribute(_attrs.system_mode,
                                           lambda a: _MODE_BY_NAME[str(a["mode"])])),
     ),
+    limits=(_HEATING_LIMITS, _COOLING_LIMITS),
 )
 
 _FanMode = Fan.FanMode

@@ -20,6 +20,7 @@ from device_handlers.tables import (
     ClusterTable,
     CommandArgs,
     CommandMap,
+    LimitMap,
     ReportConfig,
     cluster_command,
 )
@@ -121,6 +122,9 @@ COLOR = ClusterTable(
                                           _hue_saturation),
                    read_back=("color", "color_temperature")),
     ),
+    # The bulb's physical range (ZHA's min/max mireds); 0 mireds is no value, as ZHA takes it.
+    limits=(LimitMap(capability="color_temperature", field="kelvin", convert=mireds_to_kelvin,
+                     ends=((_attrs.color_temp_physical_min,), (_attrs.color_temp_physical_max,))),),
 )
 
 TABLES = (COLOR,)

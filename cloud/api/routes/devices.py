@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
+from cloud.api.command_body import CommandCreate
 from cloud.api.deps import (
     READ,
     AdminDep,
@@ -24,7 +25,6 @@ from cloud.api.deps import (
 )
 from cloud.api.idempotency import IdempotencyKey, command_once, request_once
 from cloud.api.schemas import (
-    CommandCreate,
     CommandPublic,
     DevicePublic,
     DeviceUpdate,
@@ -124,9 +124,12 @@ def get_telemetry(
     "/{device_id}/commands",
     responses={
         404: {"description": "unknown device"},
-        422: {"description": "the command does not fit the vocabulary or the device"},
+        409: {"description": "the device's hub is offline: nothing was sent"},
+        422: {"description": "the command does not fit the vocabulary, the device, or the "
+                             "limits the device reports (the message names them)"},
         502: {"description": "the hub answered `failed` (see error, error_code)"},
-        504: {"description": "no result in time (status pending), or expired on the hub"},
+        504: {"description": "no result in time (status pending: `may_still_run` until "
+                             "`expires_at`), or expired on the hub (never runs)"},
     },
 )
 async def send_command(
@@ -138,7 +141,7 @@ async def send_command(
     ``Idempotency-Key`` to get its outcome without running it twice."""
 
     async def run(command_id: str | None) -> CommandRecord:
-        return await commands.execute(device_id, body.capability, body.command, body.args,
+        return await commands.execute(device_id, body.capability, body.command, body.arguments(),
                                       command_id=command_id)
 
     return CommandPublic.of(await command_once(store, commands, caller, key, request, body, run))
