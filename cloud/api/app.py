@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, Depends, FastAPI
 
+from cloud.api.body_limit import BodyLimit
 from cloud.api.deps import require_token
 from cloud.api.errors import install_error_handlers
 from cloud.api.routes import commands, devices, health, hubs, pairing
@@ -41,6 +42,7 @@ def create_app(settings: CloudSettings, services: CloudServices | None = None) -
 
     app = FastAPI(title="Spoke cloud", version="0.1.0", lifespan=lifespan)
     install_error_handlers(app)
+    app.add_middleware(BodyLimit, limit=settings.api_max_body)
     api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(require_token)])  # all need a token
     for module in (hubs, pairing, devices, commands):
         api.include_router(module.router)

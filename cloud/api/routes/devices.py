@@ -3,12 +3,13 @@ and removing them (through their hub)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Response
+from fastapi import APIRouter, Query, Response
 
 from cloud.api.deps import CommandsDep, ManagementDep, SettingsDep, StoreDep, TelemetryDep
+from cloud.api.errors import invalid
+from cloud.api.params import UtcDatetime
 from cloud.api.schemas import (
     CommandCreate,
     CommandPublic,
@@ -30,18 +31,13 @@ def _device(store: Registry, device_id: str) -> DeviceRecord:
     return device
 
 
-def _utc(ts: datetime | None) -> datetime | None:
-    if ts is None:
-        return None
-    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts
-
-
 def _default_attribute(capability: str) -> str:
     spec = CAPABILITIES.get(split_instance(capability)[0])
     if spec is not None and len(spec.attributes) == 1:
         return spec.attributes[0].name
     names = ", ".join(a.name for a in spec.attributes) if spec else "unknown capability"
-    raise HTTPException(422, f"attribute is required for capability {capability!r} ({names})")
+    raise invalid(("query", "attribute"),
+                  f"attribute is required for capability {capability!r} ({names})", "missing")
 
 
 @router.get("")
@@ -84,20 +80,21 @@ def get_telemetry(
     settings: SettingsDep,
     capability: Annotated[str, Query(min_length=1, max_length=64)],
     attribute: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
-    since: Annotated[datetime | None, Query(description="ISO 8601, inclusive")] = None,
-    until: Annotated[datetime | None, Query(description="ISO 8601, inclusive")] = None,
+    since: Annotated[UtcDatetime | None, Query(description="ISO 8601, inclusive")] = None,
+    until: Annotated[UtcDatetime | None, Query(description="ISO 8601, inclusive")] = None,
     limit: Annotated[int, Query(ge=1, description="the newest N samples")] = 1000,
 ) -> list[SamplePublic]:
     """Samples of one attribute, oldest first; ``limit`` keeps the newest N."""
     _device(store, device_id)
     if limit > settings.telemetry_max_limit:
-        raise HTTPException(422, f"limit must be at most {settings.telemetry_max_limit}")
+        raise invalid(("query", "limit"), f"limit must be at most {settings.telemetry_max_limit}",
+                      "less_than_equal")
     samples = telemetry.query(
         device_id,
         capability,
         attribute or _default_attribute(capability),
-        since=_utc(since),
-        until=_utc(until),
+        since=since,
+        until=until,
         limit=limit,
     )
     return [SamplePublic(ts=s.ts, value=s.value) for s in samples]

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from cloud.api.deps import ManagementDep
+from cloud.api.params import MAX_INT64
 from cloud.api.schemas import (
     PairingClosedPublic,
     PairingOpen,
@@ -43,7 +44,8 @@ async def close_pairing(hub_id: str, management: ManagementDep) -> PairingClosed
 async def pairing_progress(
     hub_id: str,
     management: ManagementDep,
-    after: Annotated[int, Query(ge=0, description="a cursor from an earlier answer")] = 0,
+    after: Annotated[int, Query(ge=0, le=MAX_INT64,
+                                       description="a cursor from an earlier answer")] = 0,
     limit: Annotated[int, Query(ge=1, le=PAIRING_PAGE_MAX)] = PAIRING_PAGE_MAX,
 ) -> PairingProgressPublic:
     """Whether permit-join is open (and until when), and the pairing events after ``after``,
