@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, FastAPI
 from cloud.api.body_limit import BodyLimit
 from cloud.api.deps import require_token
 from cloud.api.errors import install_error_handlers
+from cloud.api.responses import UNAUTHORIZED
 from cloud.api.routes import commands, devices, health, hubs, pairing
 from cloud.service import CloudServices
 from cloud.settings import CloudSettings
@@ -45,7 +46,7 @@ def create_app(settings: CloudSettings, services: CloudServices | None = None) -
     app.add_middleware(BodyLimit, limit=settings.api_max_body)
     api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(require_token)])  # all need a token
     for module in (hubs, pairing, devices, commands):
-        api.include_router(module.router)
+        api.include_router(module.router, responses=UNAUTHORIZED)
     app.include_router(api)
     app.include_router(health.router)
     return app

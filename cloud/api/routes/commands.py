@@ -5,11 +5,12 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from cloud.api.deps import CommandsDep
+from cloud.api.responses import not_found
 from cloud.api.schemas import CommandPublic
 
 router = APIRouter(prefix="/commands", tags=["commands"])
 
 
-@router.get("/{command_id}")
+@router.get("/{command_id}", responses=not_found("command"))
 async def get_command(command_id: str, commands: CommandsDep) -> CommandPublic:
     return CommandPublic.of(await commands.get(command_id))

@@ -3,13 +3,14 @@ and removing them (through their hub)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
 from cloud.api.deps import CommandsDep, ManagementDep, SettingsDep, StoreDep, TelemetryDep
 from cloud.api.errors import invalid
 from cloud.api.params import UtcDatetime
+from cloud.api.responses import BODY, COMMAND, HUB_CONFIRMED, not_found
 from cloud.api.schemas import (
     CommandCreate,
     CommandPublic,
@@ -47,19 +48,15 @@ def list_devices(
     return [DevicePublic.of(d) for d in store.list_devices(hub_id)]
 
 
-@router.get("/{device_id}")
+@router.get("/{device_id}", responses=not_found("device"))
 def get_device(device_id: str, store: StoreDep) -> DevicePublic:
     return DevicePublic.of(_device(store, device_id))
 
 
-_MANAGED: dict[int | str, dict[str, Any]] = {
-    404: {"description": "unknown device"},
-    409: {"description": "the device's hub is offline"},
-    504: {"description": "the request was sent but the hub did not confirm it in time"},
-}
+_MANAGED = {**not_found("device"), **HUB_CONFIRMED}
 
 
-@router.patch("/{device_id}", responses=_MANAGED)
+@router.patch("/{device_id}", responses={**_MANAGED, **BODY})
 async def update_device(device_id: str, body: DeviceUpdate,
                         management: ManagementDep) -> DevicePublic:
     """Rename a device (the name is kept by its hub); answers once the hub confirmed it."""
@@ -72,7 +69,7 @@ async def remove_device(device_id: str, management: ManagementDep) -> None:
     await management.remove(device_id)
 
 
-@router.get("/{device_id}/telemetry")
+@router.get("/{device_id}/telemetry", responses=not_found("device"))
 def get_telemetry(
     device_id: str,
     store: StoreDep,
@@ -102,12 +99,7 @@ def get_telemetry(
 
 @router.post(
     "/{device_id}/commands",
-    responses={
-        404: {"description": "unknown device"},
-        422: {"description": "the command does not fit the vocabulary or the device"},
-        502: {"description": "the hub answered `failed` (see error, error_code)"},
-        504: {"description": "no result in time (status pending), or expired on the hub"},
-    },
+    responses={**not_found("device"), **COMMAND, **BODY},
 )
 async def send_command(
     device_id: str, body: CommandCreate, commands: CommandsDep

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 
 from cloud.api.deps import ManagementDep
 from cloud.api.params import MAX_INT64
+from cloud.api.responses import BODY, HUB_REQUEST, not_found
 from cloud.api.schemas import (
     PairingClosedPublic,
     PairingOpen,
@@ -18,13 +19,10 @@ from cloud.management import PAIRING_PAGE_MAX
 
 router = APIRouter(prefix="/hubs", tags=["pairing"])
 
-_SENT: dict[int | str, dict[str, Any]] = {
-    404: {"description": "unknown hub"},
-    409: {"description": "the hub is offline"},
-}
+_SENT = {**not_found("hub"), **HUB_REQUEST}
 
 
-@router.post("/{hub_id}/pairing", status_code=202, responses=_SENT)
+@router.post("/{hub_id}/pairing", status_code=202, responses={**_SENT, **BODY})
 async def open_pairing(hub_id: str, management: ManagementDep,
                        body: PairingOpen | None = None) -> PairingStartedPublic:
     """Ask the hub to permit joins for ``duration`` seconds (default 60); poll GET for progress
@@ -40,7 +38,7 @@ async def close_pairing(hub_id: str, management: ManagementDep) -> PairingClosed
                                request_id=await management.close_pairing(hub_id))
 
 
-@router.get("/{hub_id}/pairing", responses={404: {"description": "unknown hub"}})
+@router.get("/{hub_id}/pairing", responses=not_found("hub"))
 async def pairing_progress(
     hub_id: str,
     management: ManagementDep,
