@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from cloud.auth import create_token
+from cloud.broker_credentials import ensure_broker_secret
 from cloud.settings import CloudSettings
 from cloud.storage import open_storage
 from hub.control import request
@@ -73,3 +74,9 @@ async def test_the_hub_keeps_its_network_key_private(tmp_path: Path, mosquitto: 
                    tmp_path / "cloud.db-wal", tmp_path / "cloud.db-shm"]
         assert {str(p): mode(p) for p in private} == {str(p): 0o600 for p in private}
         assert (mode(data), mode(settings.backup_dir)) == (0o700, 0o700)
+
+
+def test_the_broker_secret_gets_a_private_folder(tmp_path: Path):
+    secret = tmp_path / ".spoke" / "broker-secret"
+    assert ensure_broker_secret(secret)
+    assert (mode(secret), mode(secret.parent)) == (0o600, 0o700)
