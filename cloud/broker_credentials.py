@@ -18,6 +18,8 @@ import secrets
 from pathlib import Path
 from typing import TypedDict
 
+from cloud.private_files import private_dir
+
 SECRET_BYTES = 32
 # Mosquitto 2.0's dynamic-security plugin: PBKDF2-HMAC-SHA512, 12-byte salt, 101 iterations.
 PBKDF2_ITERATIONS = 101
@@ -38,7 +40,7 @@ class PasswordHash(TypedDict):
 
 def write_private(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` readable by its owner only (0600), replacing it atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
@@ -56,7 +58,7 @@ def write_private(path: Path, text: str) -> None:
 def ensure_broker_secret(path: Path) -> bytes:
     """The secret in ``path``, created (0600) when the file does not exist yet."""
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:  # another process made it first: use theirs

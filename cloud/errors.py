@@ -10,7 +10,8 @@ class NotFound(LookupError):
     """No such hub, device or command."""
 
     def __init__(self, kind: str, ident: str) -> None:
-        super().__init__(f"{kind} {ident!r} not found")
+        shown = ident if len(ident) <= 64 else ident[:63] + "…"  # an id from a URL may be kilobytes
+        super().__init__(f"{kind} {shown!r} not found")
         self.kind = kind
         self.ident = ident
 

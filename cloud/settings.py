@@ -83,6 +83,8 @@ class CloudSettings(BaseSettings):
     influx_bucket: str = "spoke"
     ingest_batch_size: int = Field(default=500, ge=1)
     telemetry_max_limit: int = Field(default=10_000, ge=1)
+    # Bytes of request body the API takes; a larger one is answered 413 before it is parsed.
+    api_max_body: int = Field(default=64 * 1024, ge=1)
 
     @classmethod
     def settings_customise_sources(

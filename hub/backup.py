@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import zigpy.application
 import zigpy.backups
 
+from hub.private_files import private_dir, private_sqlite
 from hub.radio import RadioError, controller_class, device_path, load_radio_controls, zigpy_config
 from hub.settings import HubSettings
 
@@ -35,9 +37,13 @@ async def write_backup(app: zigpy.application.ControllerApplication, directory: 
 
 
 def _write(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Written 0600 in a 0700 folder: a backup carries the network key."""
+    private_dir(path.parent)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        os.fchmod(fd, 0o600)  # a .tmp left by an older version may be wider
+        json.dump(data, f, indent=2)
     tmp.replace(path)
 
 
@@ -75,6 +81,7 @@ async def restore_backup(settings: HubSettings, path: Path) -> zigpy.backups.Net
     controls = load_radio_controls(settings)
     try:
         radio_path = device_path(settings, controls)
+        private_sqlite(settings.zigbee_db)  # zigpy's database will hold the restored network key
         app = await controller_class(settings.radio).new(
             config=zigpy_config(settings, radio_path), auto_form=False, start_radio=False)
         try:

@@ -25,6 +25,7 @@ import zigpy.config as conf
 from pydantic import BaseModel
 from zigpy.application import RADIO_ENTRY_POINT_GROUP
 
+from hub.private_files import private_dir, private_sqlite
 from hub.settings import HubSettings
 
 LOGGER = logging.getLogger(__name__)
@@ -97,7 +98,7 @@ def radio_options(settings: HubSettings) -> dict[str, Any]:
 def load_radio_controls(settings: HubSettings) -> RadioControls | None:
     """The controls the configured radio's library offers, if any."""
     for entry in entry_points(group=CONTROLS_ENTRY_POINT_GROUP, name=settings.radio):
-        settings.hub_data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(settings.hub_data_dir)
         return entry.load()(radio_options(settings))  # type: ignore[no-any-return]
     return None
 
@@ -128,7 +129,7 @@ def device_path(settings: HubSettings, controls: RadioControls | None) -> str:
 
 async def start_zigbee(settings: HubSettings, controls: RadioControls | None = None) -> Zigbee:
     """Connect the configured radio, form a network on first start or resume it from zigpy's DB."""
-    settings.hub_data_dir.mkdir(parents=True, exist_ok=True)
+    private_sqlite(settings.zigbee_db)  # it holds the network key: made private before zigpy opens it
     radio: str = settings.radio
     path = device_path(settings, controls)
     if radio == "auto":

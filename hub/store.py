@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from hub.private_files import private_sqlite
+
 LOGGER = logging.getLogger(__name__)
 
 RowKind = Literal["event", "result"]
@@ -67,7 +69,7 @@ class HubStore:
     with WAL and synchronous=NORMAL), cheaper than a thread hop."""
 
     def __init__(self, path: Path, *, max_rows: int = 100_000, max_age: float = 7 * 86400) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_sqlite(path)
         self.path = path
         self.max_rows = max_rows
         self.max_age = max_age

@@ -27,6 +27,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.pool import StaticPool
 
+from cloud.private_files import private_sqlite
 from cloud.storage.base import (
     HUB_OFFLINE_REASON,
     AccountRecord,
@@ -79,7 +80,7 @@ def make_engine(url: str) -> Engine:
             url, poolclass=StaticPool, connect_args={"check_same_thread": False}
         )
     else:
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
+        private_sqlite(Path(database))  # token hashes and the registry: the owner's alone
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
     @event.listens_for(engine, "connect")

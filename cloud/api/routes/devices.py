@@ -3,10 +3,9 @@ and removing them (through their hub)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from cloud.api.command_body import CommandCreate
@@ -23,7 +22,10 @@ from cloud.api.deps import (
     TelemetryDep,
     device_of,
 )
+from cloud.api.errors import invalid
 from cloud.api.idempotency import IdempotencyKey, command_once, request_once
+from cloud.api.params import UtcDatetime
+from cloud.api.responses import BODY, COMMAND, HUB_CONFIRMED, HUB_REQUEST, not_found
 from cloud.api.schemas import (
     CommandPublic,
     DevicePublic,
@@ -36,10 +38,6 @@ from wire.capabilities import CAPABILITIES, split_instance
 router = APIRouter(prefix="/devices", tags=["devices"])
 
 
-def _utc(ts: datetime | None) -> datetime | None:
-    if ts is None:
-        return None
-    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts
 
 
 def _default_attribute(capability: str) -> str:
@@ -47,7 +45,8 @@ def _default_attribute(capability: str) -> str:
     if spec is not None and len(spec.attributes) == 1:
         return spec.attributes[0].name
     names = ", ".join(a.name for a in spec.attributes) if spec else "unknown capability"
-    raise HTTPException(422, f"attribute is required for capability {capability!r} ({names})")
+    raise invalid(("query", "attribute"),
+                  f"attribute is required for capability {capability!r} ({names})", "missing")
 
 
 @router.get("")
@@ -57,19 +56,15 @@ def list_devices(
     return [DevicePublic.of(d) for d in store.list_devices(hub_id, caller.account)]
 
 
-@router.get("/{device_id}", dependencies=[READ])
+@router.get("/{device_id}", dependencies=[READ], responses=not_found("device"))
 def get_device(device: OwnedDevice) -> DevicePublic:
     return DevicePublic.of(device)
 
 
-_MANAGED: dict[int | str, dict[str, Any]] = {
-    404: {"description": "unknown device"},
-    409: {"description": "the device's hub is offline"},
-    504: {"description": "the request was sent but the hub did not confirm it in time"},
-}
+_MANAGED = {**not_found("device"), **HUB_CONFIRMED}
 
 
-@router.patch("/{device_id}", responses=_MANAGED, response_model=DevicePublic)
+@router.patch("/{device_id}", responses={**_MANAGED, **BODY}, response_model=DevicePublic)
 async def update_device(device_id: str, _device: OwnedDevice, body: DeviceUpdate,
                         management: ManagementDep, caller: ControlDep, store: StoreDep,
                         request: Request, key: IdempotencyKey = None) -> Any:
@@ -94,7 +89,7 @@ async def remove_device(device_id: str, management: ManagementDep, caller: Admin
     return await request_once(store, caller, key, request, None, 204, remove)
 
 
-@router.get("/{device_id}/telemetry", dependencies=[READ])
+@router.get("/{device_id}/telemetry", dependencies=[READ], responses=not_found("device"))
 def get_telemetry(
     device_id: str,
     _device: OwnedDevice,
@@ -102,19 +97,20 @@ def get_telemetry(
     settings: SettingsDep,
     capability: Annotated[str, Query(min_length=1, max_length=64)],
     attribute: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
-    since: Annotated[datetime | None, Query(description="ISO 8601, inclusive")] = None,
-    until: Annotated[datetime | None, Query(description="ISO 8601, inclusive")] = None,
+    since: Annotated[UtcDatetime | None, Query(description="ISO 8601, inclusive")] = None,
+    until: Annotated[UtcDatetime | None, Query(description="ISO 8601, inclusive")] = None,
     limit: Annotated[int, Query(ge=1, description="the newest N samples")] = 1000,
 ) -> list[SamplePublic]:
     """Samples of one attribute, oldest first; ``limit`` keeps the newest N."""
     if limit > settings.telemetry_max_limit:
-        raise HTTPException(422, f"limit must be at most {settings.telemetry_max_limit}")
+        raise invalid(("query", "limit"), f"limit must be at most {settings.telemetry_max_limit}",
+                      "less_than_equal")
     samples = telemetry.query(
         device_id,
         capability,
         attribute or _default_attribute(capability),
-        since=_utc(since),
-        until=_utc(until),
+        since=since,
+        until=until,
         limit=limit,
     )
     return [SamplePublic(ts=s.ts, value=s.value) for s in samples]
@@ -122,15 +118,7 @@ def get_telemetry(
 
 @router.post(
     "/{device_id}/commands",
-    responses={
-        404: {"description": "unknown device"},
-        409: {"description": "the device's hub is offline: nothing was sent"},
-        422: {"description": "the command does not fit the vocabulary, the device, or the "
-                             "limits the device reports (the message names them)"},
-        502: {"description": "the hub answered `failed` (see error, error_code)"},
-        504: {"description": "no result in time (status pending: `may_still_run` until "
-                             "`expires_at`), or expired on the hub (never runs)"},
-    },
+    responses={**not_found("device"), **HUB_REQUEST, **COMMAND, **BODY},
 )
 async def send_command(
     device_id: str, _device: OwnedDevice, body: CommandCreate, commands: CommandsDep,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from cloud.api.deps import READ, OwnedHub, ReadDep, StoreDep
+from cloud.api.responses import not_found
 from cloud.api.schemas import HubPublic
 from cloud.errors import NotFound
 
@@ -16,7 +17,7 @@ def list_hubs(caller: ReadDep, store: StoreDep) -> list[HubPublic]:
     return [HubPublic.of(h) for h in store.list_hubs(caller.account)]
 
 
-@router.get("/{hub_id}", dependencies=[READ])
+@router.get("/{hub_id}", dependencies=[READ], responses=not_found("hub"))
 def get_hub(hub_id: OwnedHub, store: StoreDep) -> HubPublic:
     hub = store.get_hub(hub_id)
     if hub is None:

@@ -8,6 +8,8 @@ from fastapi import APIRouter, Query, Request
 
 from cloud.api.deps import READ, ControlDep, ManagementDep, OwnedHub, StoreDep
 from cloud.api.idempotency import IdempotencyKey, request_once
+from cloud.api.params import MAX_INT64
+from cloud.api.responses import BODY, HUB_REQUEST, not_found
 from cloud.api.schemas import (
     PairingClosedPublic,
     PairingOpen,
@@ -18,13 +20,10 @@ from cloud.management import PAIRING_PAGE_MAX
 
 router = APIRouter(prefix="/hubs", tags=["pairing"])
 
-_SENT: dict[int | str, dict[str, Any]] = {
-    404: {"description": "unknown hub"},
-    409: {"description": "the hub is offline"},
-}
+_SENT = {**not_found("hub"), **HUB_REQUEST}
 
 
-@router.post("/{hub_id}/pairing", status_code=202, responses=_SENT,
+@router.post("/{hub_id}/pairing", status_code=202, responses={**_SENT, **BODY},
              response_model=PairingStartedPublic)
 async def open_pairing(hub_id: OwnedHub, management: ManagementDep, caller: ControlDep,
                        store: StoreDep, request: Request, body: PairingOpen | None = None,
@@ -52,12 +51,12 @@ async def close_pairing(hub_id: OwnedHub, management: ManagementDep, caller: Con
     return await request_once(store, caller, key, request, None, 202, close)
 
 
-@router.get("/{hub_id}/pairing", responses={404: {"description": "unknown hub"}},
-            dependencies=[READ])
+@router.get("/{hub_id}/pairing", responses=not_found("hub"), dependencies=[READ])
 async def pairing_progress(
     hub_id: OwnedHub,
     management: ManagementDep,
-    after: Annotated[int, Query(ge=0, description="a cursor from an earlier answer")] = 0,
+    after: Annotated[int, Query(ge=0, le=MAX_INT64,
+                                       description="a cursor from an earlier answer")] = 0,
     limit: Annotated[int, Query(ge=1, le=PAIRING_PAGE_MAX)] = PAIRING_PAGE_MAX,
 ) -> PairingProgressPublic:
     """Whether permit-join is open (and until when), and the pairing events after ``after``,
