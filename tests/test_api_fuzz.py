@@ -11,7 +11,7 @@ Bounded and repeatable: ~25 cases per operation, phase and kind of id, derandomi
 minute). It finds what breaks the schema's shape; what hides inside a valid value (a time that
 leaves datetime's range in UTC) has its own tests in test_api_input.py.
 
-Which token it sends is the stack's (``Stack.token``), so it can be given a narrower one."""
+It sends a `control` token, as an app would: what needs `admin` must never get through."""
 
 from __future__ import annotations
 
@@ -36,6 +36,7 @@ from schemathesis.generation.hypothesis.builder import (
 from schemathesis.generation.overrides import Override
 from schemathesis.schemas import APIOperation
 
+from cloud.auth import create_token
 from tests.conftest import BrokerAddress
 from tests.stack import Stack, running_stack
 
@@ -119,9 +120,18 @@ async def test_the_api_answers_every_generated_request_as_its_schema_says(
     async with running_stack(tmp_path, mosquitto, cloud={"command_timeout": 1.0}) as stack:
         await stack.wait_for_devices(5)  # the demo's five
         ids = await _real_ids(stack)
-        failures, statuses = await asyncio.to_thread(fuzz_api, stack.base_url, stack.token, ids)
+        _, control = await asyncio.to_thread(create_token, stack.services.storage.registry,
+                                             "fuzzer", scopes=["control"])
+        failures, statuses = await asyncio.to_thread(fuzz_api, stack.base_url, control, ids)
     assert not failures, "\n\n".join(failures)
-    # the fuzzer got past the token and the ids into every operation, not only 401s and 404s
+    # the fuzzer got past the token and the ids into every operation, not only 401s and 404s;
+    # what needs the admin scope it never got through
     answered = {label: dict(counts) for label, counts in statuses.items()}
-    assert len(answered) == 13, answered
-    assert all(any(s < 300 or s == 422 for s in counts) for counts in answered.values()), answered
+    assert len(answered) == 16, answered
+    admin = {"POST /api/v1/tokens", "GET /api/v1/tokens", "DELETE /api/v1/tokens/{token_id}",
+             "DELETE /api/v1/devices/{device_id}"}
+    for label, counts in answered.items():
+        if label in admin:
+            assert 403 in counts and all(s >= 400 for s in counts), (label, counts)
+        else:
+            assert any(s < 300 or s == 422 for s in counts), (label, counts)

@@ -3,22 +3,22 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 from fastapi import APIRouter, Response
 from fastapi.concurrency import run_in_threadpool
 
 from cloud.api.deps import AdminDep, StoreDep
+from cloud.api.responses import BODY, ErrorPublic, Responses
 from cloud.api.schemas import TokenCreate, TokenCreated, TokenPublic
 from cloud.auth import AccessError, create_token, list_tokens, revoke_token
 from cloud.errors import NotFound
 
 router = APIRouter(prefix="/tokens", tags=["tokens"])
 
-_UNKNOWN: dict[int | str, dict[str, Any]] = {404: {"description": "no such active token"}}
+_UNKNOWN: Responses = {404: {"model": ErrorPublic, "description": "no such active token"}}
 
 
-@router.post("", status_code=201, responses={422: {"description": "invalid name or expiry"}})
+@router.post("", status_code=201, responses=BODY)
 async def create(body: TokenCreate, caller: AdminDep, store: StoreDep) -> TokenCreated:
     """A new token of the caller's account; the answer is the only time it is shown."""
     if body.expires_at is not None and body.expires_at <= datetime.now(UTC):
