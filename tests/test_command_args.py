@@ -194,7 +194,7 @@ async def test_the_cloud_holds_commands_to_the_limits_the_device_reports(
             ({"value": 300}, "this device accepts heating_setpoint from 5 to 30 °C"),
         ]:
             response = await _post(stack, trv["id"], "thermostat", "set_heating_setpoint", args)
-            assert (response.status_code, why in response.json()["detail"]) == (422, True), \
+            assert (response.status_code, why in response.text) == (422, True), \
                 response.text
         for args, why in [({"value": "21.5"}, "not a string"), ({"value": True}, "not a boolean")]:
             response = await _post(stack, trv["id"], "thermostat", "set_heating_setpoint", args)
@@ -205,7 +205,7 @@ async def test_the_cloud_holds_commands_to_the_limits_the_device_reports(
         response = await _post(stack, bulb["id"], "color_temperature", "set_color_temperature",
                                {"kelvin": 7000})
         assert response.status_code == 422
-        assert "accepts kelvin from 2000 to 6536 K" in response.json()["detail"]
+        assert "accepts kelvin from 2000 to 6536 K" in response.text
         await asyncio.sleep(0.5)
         assert stack.hub.executor.counts["received"] == received  # none of them was sent
         assert virtual.cluster(Thermostat.cluster_id).get("occupied_heating_setpoint") == 2000
