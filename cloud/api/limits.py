@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cloud.rate_limits import RateLimited
@@ -79,12 +80,32 @@ async def _meter(scope: Scope, status: int) -> None:
     route = scope.get("route")
     if token is None or route is None:
         return
-    services = scope["app"].state.services
-    if not services.settings.usage_metering:
+    app = scope["app"]
+    if not app.state.services.settings.usage_metering:
         return
+    template = route_template(app, route)
     try:
         await run_in_threadpool(
-            services.storage.usage.record, datetime.now(UTC).date(), token.account, token.id,
-            scope["method"], route.path, f"{status // 100}xx")
+            app.state.services.storage.usage.record, datetime.now(UTC).date(), token.account,
+            token.id, scope["method"], template, f"{status // 100}xx")
     except Exception as exc:  # the answer must not fail because its metering did
-        log.warning("could not meter %s %s: %s", scope["method"], route.path, exc)
+        log.warning("could not meter %s %s: %s", scope["method"], template, exc)
+
+
+def route_template(app: FastAPI, route: BaseRoute) -> str:
+    """The full path template of the route a request matched (``/api/v1/devices/{device_id}``).
+    FastAPI from 0.16x keeps the route as its router declared it (without the prefixes it was
+    included under) in ``scope["route"]``; its included-route contexts know the full path."""
+    templates: dict[int, str] | None = getattr(app.state, "route_templates", None)
+    if templates is None:
+        templates = {}
+        try:
+            from fastapi.routing import iter_route_contexts
+        except ImportError:  # older FastAPI: scope["route"] has the full path
+            pass
+        else:
+            for context in iter_route_contexts(app.routes):
+                if context.path_format:
+                    templates[id(context.original_route)] = context.path_format
+        app.state.route_templates = templates
+    return templates.get(id(route)) or str(getattr(route, "path_format", "?"))
