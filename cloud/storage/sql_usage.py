@@ -23,6 +23,7 @@ class SqlUsage:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._postgres = engine.dialect.name == "postgresql"
         if engine.dialect.name == "postgresql":
             self._insert: Any = postgresql.insert
         elif engine.dialect.name == "sqlite":
@@ -36,6 +37,8 @@ class SqlUsage:
         # timeout for it); no read-then-write upgrade that could fail with SQLITE_BUSY.
         try:
             with self.engine.begin() as conn:
+                if self._postgres:  # a counter lost in a crash is fine; a flush per request is not
+                    conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
                 yield conn
         except OperationalError as exc:
             raise StoreUnavailable(str(exc.orig or exc)) from exc
