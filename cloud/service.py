@@ -13,6 +13,7 @@ from cloud.broker_sync import BrokerSync
 from cloud.commands import CommandService
 from cloud.ingest import Ingest
 from cloud.management import ManagementService
+from cloud.rate_limits import Limiter
 from cloud.settings import CloudSettings
 from cloud.storage import Storage, open_storage
 
@@ -29,6 +30,7 @@ class CloudServices:
     commands: CommandService
     management: ManagementService
     broker_sync: BrokerSync
+    limiter: Limiter
 
     @classmethod
     def build(cls, settings: CloudSettings) -> CloudServices:
@@ -45,7 +47,8 @@ class CloudServices:
         management = ManagementService(settings, storage.registry, commands)
         services.append(cls(settings=settings, storage=storage, ingest=ingest, commands=commands,
                             management=management,
-                            broker_sync=BrokerSync(settings, storage.registry)))
+                            broker_sync=BrokerSync(settings, storage.registry),
+                            limiter=Limiter(storage.usage, *settings.rate_limits())))
         return services[0]
 
     def start(self) -> None:

@@ -9,13 +9,15 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, FilePath, SecretStr
+from pydantic import Field, FilePath, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
+
+from cloud.rate_limits import Rate, parse_rate
 
 CONFIG_ENV = "SPOKE_CONFIG"
 DEFAULT_CONFIG_FILE = "spoke.toml"
@@ -85,6 +87,24 @@ class CloudSettings(BaseSettings):
     telemetry_max_limit: int = Field(default=10_000, ge=1)
     # Bytes of request body the API takes; a larger one is answered 413 before it is parsed.
     api_max_body: int = Field(default=64 * 1024, ge=1)
+    # Requests per API token, counted in the database (so across all cloud processes on it) in fixed
+    # windows: "N/second|minute|hour|day", "N/10s", or "N SECONDS"; "off" for no limit. Reads are
+    # GET; commands every other method (commands, pairing, rename, tokens). A dashboard polling a
+    # few views every second uses a few hundred reads a minute.
+    rate_limit_reads: str = "1200/minute"
+    rate_limit_commands: str = "120/minute"
+    # Count every authenticated request per token, route and UTC day (GET /api/v1/usage).
+    usage_metering: bool = True
+
+    @field_validator("rate_limit_reads", "rate_limit_commands")
+    @classmethod
+    def _valid_rate(cls, value: str) -> str:
+        parse_rate(value)
+        return value
+
+    def rate_limits(self) -> tuple[Rate | None, Rate | None]:
+        """The (reads, commands) limits; None where off."""
+        return parse_rate(self.rate_limit_reads), parse_rate(self.rate_limit_commands)
 
     @classmethod
     def settings_customise_sources(

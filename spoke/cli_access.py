@@ -1,11 +1,11 @@
-"""`spoke cloud account …` and `spoke cloud token …`: the households one cloud serves and their API
-tokens, managed on the cloud's own database."""
+"""`spoke cloud account …`, `spoke cloud token …` and `spoke cloud usage`: the households one cloud
+serves, their API tokens and how much those used the API, on the cloud's own database."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated
 
@@ -35,6 +35,7 @@ Account = Annotated[str | None, typer.Option(
 def register(cloud_app: typer.Typer) -> None:
     cloud_app.add_typer(account_app, name="account")
     cloud_app.add_typer(token_app, name="token")
+    cloud_app.command("usage")(usage)
 
 
 @contextmanager
@@ -120,3 +121,30 @@ def token_revoke(token_id: str) -> None:
         if not revoke_token(registry, token_id):
             fail(f"no active token with id {token_id}")
     console.print(f"revoked {token_id}")
+
+
+def usage(
+    account: Account = None,
+    days: Annotated[int, typer.Option(min=1, max=366, help="The last N UTC days, today "
+                                                          "included.")] = 7,
+) -> None:
+    """API requests of an account's tokens per day, token, route and status class."""
+    from cloud.settings import CloudSettings
+    from cloud.storage import open_usage
+    from cloud.storage.sql_schema import DEFAULT_ACCOUNT
+
+    if account is not None:
+        with _registry() as registry:
+            if registry.get_account(account) is None:
+                fail(f"no account {account!r}")
+    until = datetime.now(UTC).date()
+    since = until - timedelta(days=days - 1)
+    with open_usage(CloudSettings()) as store:
+        rows = store.usage(account or DEFAULT_ACCOUNT, since, until)
+    table = Table("day", "token", "method", "route", "status", "requests",
+                  title=f"API usage of account {account or DEFAULT_ACCOUNT}, {since} to {until}")
+    for r in rows:
+        table.add_row(f"{r.day}", f"{r.token_id} ({r.token_name or 'deleted'})", r.method, r.route,
+                      r.status, str(r.count))
+    console.print(table)
+    console.print(f"{sum(r.count for r in rows)} requests")

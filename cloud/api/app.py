@@ -11,8 +11,9 @@ from fastapi import APIRouter, FastAPI
 
 from cloud.api.body_limit import BodyLimit
 from cloud.api.errors import install_error_handlers
+from cloud.api.limits import install_limits
 from cloud.api.responses import UNAUTHORIZED
-from cloud.api.routes import commands, devices, health, hubs, pairing, tokens
+from cloud.api.routes import commands, devices, health, hubs, pairing, tokens, usage
 from cloud.service import CloudServices
 from cloud.settings import CloudSettings
 
@@ -43,8 +44,9 @@ def create_app(settings: CloudSettings, services: CloudServices | None = None) -
     app = FastAPI(title="Spoke cloud", version="0.1.0", lifespan=lifespan)
     install_error_handlers(app)
     app.add_middleware(BodyLimit, limit=settings.api_max_body)
+    install_limits(app)
     api = APIRouter(prefix=API_PREFIX)  # every route declares the scope it needs
-    for module in (hubs, pairing, devices, commands, tokens):
+    for module in (hubs, pairing, devices, commands, tokens, usage):
         api.include_router(module.router, responses=UNAUTHORIZED)
     app.include_router(api)
     app.include_router(health.router)

@@ -33,6 +33,8 @@ class CommandErrorPublic(BaseModel):
 UNAUTHORIZED: Responses = {
     401: {"model": ErrorPublic, "description": "missing, unknown, expired or revoked API token"},
     403: {"model": ErrorPublic, "description": "the token lacks the scope this route needs"},
+    429: {"model": ErrorPublic, "description": "the token's rate limit is reached: retry after "
+          "`Retry-After` seconds"},
 }
 
 

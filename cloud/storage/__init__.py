@@ -9,14 +9,18 @@ from dataclasses import dataclass
 from cloud.settings import CloudSettings
 from cloud.storage.base import Registry, TelemetryReader, TelemetryWriter
 from cloud.storage.sql import SqlRegistry, SqlTelemetry
+from cloud.storage.sql_usage import SqlUsage
+from cloud.storage.usage import UsageStore
 
 
 @dataclass(kw_only=True)
 class Storage:
-    """The registry, where telemetry is read, and (for a separate backend) where it is copied."""
+    """The registry, where telemetry is read, and (for a separate backend) where it is copied;
+    the API's rate-limit counters and metering (in the registry's database)."""
 
     registry: Registry
     telemetry: TelemetryReader
+    usage: UsageStore
     telemetry_sink: TelemetryWriter | None = None
 
     def close(self) -> None:
@@ -34,8 +38,10 @@ def open_storage(settings: CloudSettings) -> Storage:
         influx = InfluxTelemetry(
             settings.influx_url, token, settings.influx_org, settings.influx_bucket
         )
-        return Storage(registry=registry, telemetry=influx, telemetry_sink=influx)
-    return Storage(registry=registry, telemetry=SqlTelemetry(registry.engine))
+        return Storage(registry=registry, telemetry=influx, telemetry_sink=influx,
+                       usage=SqlUsage(registry.engine))
+    return Storage(registry=registry, telemetry=SqlTelemetry(registry.engine),
+                   usage=SqlUsage(registry.engine))
 
 
 @contextmanager
@@ -44,5 +50,15 @@ def open_registry(settings: CloudSettings) -> Iterator[Registry]:
     registry = SqlRegistry.from_url(settings.database_url)
     try:
         yield registry
+    finally:
+        registry.close()
+
+
+@contextmanager
+def open_usage(settings: CloudSettings) -> Iterator[UsageStore]:
+    """The metering alone, for reading usage from the CLI."""
+    registry = SqlRegistry.from_url(settings.database_url)  # creates the tables if needed
+    try:
+        yield SqlUsage(registry.engine)
     finally:
         registry.close()

@@ -10,6 +10,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Date,
     DateTime,
     Dialect,
     Float,
@@ -247,4 +248,29 @@ idempotency_keys = Table(
     Column("status_code", Integer, nullable=True),  # set once the answer is final
     Column("response", Text, nullable=True),
     Column("created_at", UtcDateTime, nullable=False, index=True),
+)
+
+# Requests per token and kind (reads, commands) in one fixed rate-limit window, shared by every cloud
+# process on this database; a token's older windows are deleted when it opens a new one.
+rate_windows = Table(
+    "rate_windows",
+    metadata,
+    Column("token_id", String(32), primary_key=True),
+    Column("kind", String(16), primary_key=True),
+    Column("window_start", BigInteger, primary_key=True),  # unix seconds, a multiple of the window
+    Column("count", Integer, nullable=False),
+)
+
+# Metering: requests per UTC day, token, method, route template and status class ("2xx").
+api_usage = Table(
+    "api_usage",
+    metadata,
+    Column("day", Date, primary_key=True),
+    Column("token_id", String(32), primary_key=True),
+    Column("method", String(8), primary_key=True),
+    Column("route", String(256), primary_key=True),
+    Column("status", String(3), primary_key=True),
+    Column("account", String(_ID), nullable=False),  # the token's, for reading one account's usage
+    Column("count", BigInteger, nullable=False),
+    Index("ix_api_usage_account_day", "account", "day"),
 )
