@@ -204,7 +204,9 @@ class Rig:
                             SPOKE_MQTT_CLIENT_ID=f"spoke-cloud-{i}",
                             SPOKE_MQTT_SESSION_EXPIRY="3600",
                             SPOKE_COMMAND_TIMEOUT=str(self.command_timeout),
-                            SPOKE_COMMAND_TTL=str(self.command_ttl))
+                            SPOKE_COMMAND_TTL=str(self.command_ttl),
+                            # the rig polls and commands as fast as it measures, not as an app does
+                            SPOKE_RATE_LIMIT_READS="off", SPOKE_RATE_LIMIT_COMMANDS="off")
             if self.workers > 1:
                 env["SPOKE_MQTT_SHARED_GROUP"] = "spoke-ingest"
             self.clouds.append(Service(f"cloud-{i}", [SPOKE, "cloud", "run"], env,

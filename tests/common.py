@@ -157,6 +157,11 @@ def event(hub_id: str, seq: int, ieee: str, capability: str = "switch", attribut
                  capability=capability, attribute=attribute, value=value, epoch=epoch)
 
 
+# Tests poll the API every 20 ms while they wait, far faster than any app; rate limits are tested
+# on their own (test_api_limits.py) with their own settings.
+TEST_RATE_LIMITS = {"rate_limit_reads": "100000/minute", "rate_limit_commands": "10000/minute"}
+
+
 async def eventually(check: Callable[[], Awaitable[bool]] | Callable[[], bool],
                      within: float = 10.0, what: str = "condition") -> None:
     """Poll ``check`` (sync or async) until it is true; fail the test after ``within`` seconds."""
@@ -185,6 +190,7 @@ def cloud_settings(tmp_path: Path, broker: BrokerAddress, **overrides: Any) -> C
         # amqtt speaks only 3.1.1: say so rather than spend 3 s finding out on every connect
         # ("auto" is exercised by the whole-stack tests).
         "mqtt_protocol": "3.1.1" if broker.name == "amqtt" else "auto",
+        **TEST_RATE_LIMITS,
     }
     values.update(overrides)
     return CloudSettings(**values)

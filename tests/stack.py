@@ -18,7 +18,7 @@ from cloud.service import CloudServices, run_cloud
 from cloud.settings import CloudSettings
 from hub.app import Hub
 from hub.settings import HubSettings
-from tests.common import eventually, register_hub
+from tests.common import TEST_RATE_LIMITS, eventually, register_hub
 from tests.conftest import BrokerAddress, _free_port
 
 
@@ -93,7 +93,7 @@ async def running_stack(tmp_path: Path, broker: BrokerAddress, *, hub_id: str = 
         "database_url": f"sqlite:///{tmp_path / 'cloud.db'}", "mqtt_host": broker.host,
         "mqtt_port": broker.port, "broker_secret_file": broker.secret_file,
         "cloud_host": "127.0.0.1", "cloud_port": port,
-        "command_timeout": 5.0, "command_ttl": 10.0}
+        "command_timeout": 5.0, "command_ttl": 10.0, **TEST_RATE_LIMITS}
     settings = CloudSettings(**{**values, **(cloud or {})})
     credentials = await asyncio.to_thread(register_hub, settings, hub_id)
     services = await asyncio.to_thread(CloudServices.build, settings)
