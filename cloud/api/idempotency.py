@@ -5,6 +5,7 @@ retry while the first request is still running is a 409."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from collections.abc import Awaitable, Callable
@@ -17,10 +18,12 @@ from fastapi.encoders import jsonable_encoder
 from pydantic import BaseModel
 
 from cloud.commands import CommandService, new_command_id
-from cloud.errors import CommandNotCompleted
+from cloud.errors import CommandNotCompleted, NotFound
 from cloud.storage.base import CommandRecord, IdempotencyRecord, Registry, TokenRecord
 
 IDEMPOTENCY_TTL = timedelta(hours=24)
+# A retry racing the first request waits this long for it to record its command.
+_RECORDING_WAIT = 2.0
 
 IdempotencyKey = Annotated[str | None, Header(
     alias="Idempotency-Key", min_length=1, max_length=255, pattern=r"^[\x21-\x7e]+$",
@@ -63,7 +66,7 @@ async def command_once(store: Registry, commands: CommandService, caller: TokenR
     if prior is not None:
         if prior.command_id is None:
             raise IdempotencyMismatch(f"Idempotency-Key {key!r} was used for a different request")
-        return await commands.follow(prior.command_id)
+        return await _follow(commands, prior.command_id, key)
     try:
         return await run(command_id)
     except CommandNotCompleted:
@@ -71,6 +74,19 @@ async def command_once(store: Registry, commands: CommandService, caller: TokenR
     except BaseException:
         await run_in_threadpool(store.release_idempotency_key, caller.account, key)
         raise
+
+
+async def _follow(commands: CommandService, command_id: str, key: str) -> CommandRecord:
+    """Follow the first request's command; it may not be recorded yet when both came at once."""
+    deadline = asyncio.get_running_loop().time() + _RECORDING_WAIT
+    while True:
+        try:
+            return await commands.follow(command_id)
+        except NotFound:
+            if asyncio.get_running_loop().time() > deadline:
+                raise IdempotencyInProgress(f"the request with Idempotency-Key {key!r} has not "
+                                            "sent its command yet; retry in a moment") from None
+            await asyncio.sleep(0.02)
 
 
 async def request_once[T](store: Registry, caller: TokenRecord, key: str | None,
