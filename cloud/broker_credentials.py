@@ -18,7 +18,7 @@ import secrets
 from pathlib import Path
 from typing import TypedDict
 
-from cloud.private_files import private_dir
+from private_files import private_dir
 
 SECRET_BYTES = 32
 # Mosquitto 2.0's dynamic-security plugin: PBKDF2-HMAC-SHA512, 12-byte salt, 101 iterations.

@@ -15,9 +15,9 @@ from typing import Any
 import zigpy.application
 import zigpy.backups
 
-from hub.private_files import private_dir, private_sqlite
 from hub.radio import RadioError, controller_class, device_path, load_radio_controls, zigpy_config
 from hub.settings import HubSettings
+from private_files import private_dir, private_sqlite
 
 LOGGER = logging.getLogger(__name__)
 KEEP = 14

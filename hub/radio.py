@@ -25,8 +25,8 @@ import zigpy.config as conf
 from pydantic import BaseModel
 from zigpy.application import RADIO_ENTRY_POINT_GROUP
 
-from hub.private_files import private_dir, private_sqlite
 from hub.settings import HubSettings
+from private_files import private_dir, private_sqlite
 
 LOGGER = logging.getLogger(__name__)
 CONTROLS_ENTRY_POINT_GROUP = "spoke.radio_controls"

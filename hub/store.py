@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from hub.private_files import private_sqlite
+from private_files import private_sqlite
 
 LOGGER = logging.getLogger(__name__)
 

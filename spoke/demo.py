@@ -29,11 +29,11 @@ DEMO_ACCOUNT = "demo"
 async def run_demo(*, api_port: int, mqtt_port: int, token: str | None, data_dir: Path,
                    sim_speed: float = 10.0) -> None:
     from cloud.broker import start_broker, stop_broker
-    from cloud.private_files import private_dir
     from cloud.service import run_cloud
     from cloud.settings import CloudSettings
     from hub.app import run_hub
     from hub.settings import HubSettings
+    from private_files import private_dir
 
     await asyncio.to_thread(private_dir, data_dir)  # the database, the broker secret, the hub's key
     token = token or secrets.token_urlsafe(24)

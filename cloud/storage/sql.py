@@ -27,7 +27,6 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.pool import StaticPool
 
-from cloud.private_files import private_sqlite
 from cloud.storage.base import (
     HUB_OFFLINE_REASON,
     AccountRecord,
@@ -57,6 +56,7 @@ from cloud.storage.sql_schema import (
     metadata,
     pairing_events,
 )
+from private_files import private_sqlite
 from wire.contract import CommandStatus, Constraints, Limits
 
 log = logging.getLogger(__name__)

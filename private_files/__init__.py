@@ -1,5 +1,8 @@
-"""Files that hold secrets (the registry with its token hashes) are their owner's alone: created
-0600, in folders Spoke creates 0700."""
+"""Files that hold secrets are their owner's alone: created 0600, in folders Spoke creates 0700.
+
+The hub's (zigpy's database and the network backups carry the Zigbee network key; the outbox) and the
+cloud's (the registry with its token hashes, the broker secret). Hub and cloud both use this package,
+which knows nothing of either."""
 
 from __future__ import annotations
 
