@@ -60,6 +60,7 @@ def demo(
 ) -> None:
     """Broker + cloud + hub with simulated devices, in one process (ports from SPOKE_CLOUD_PORT,
     SPOKE_MQTT_PORT; token from SPOKE_DEMO_TOKEN or generated)."""
+    from cloud.auth import AccessError
     from cloud.broker_admin import BrokerError
     from cloud.dynsec import DynsecError
     from cloud.storage.base import SchemaOutdated
@@ -75,7 +76,7 @@ def demo(
     except OSError as exc:
         fail(f"cannot start the demo: {exc} (is port {api_port} or {mqtt_port} in use? "
              "set SPOKE_CLOUD_PORT / SPOKE_MQTT_PORT)")
-    except (BrokerError, DynsecError) as exc:
+    except (BrokerError, DynsecError, AccessError) as exc:
         fail(f"cannot start the demo: {exc}")
 
 

@@ -87,7 +87,9 @@ def _prepare_broker(settings: CloudSettings, dynsec_file: Path, token: str) -> N
     secret = ensure_broker_secret(settings.broker_secret_file)
     with open_registry(settings) as registry:
         registry.add_account(DEMO_ACCOUNT, datetime.now(UTC))  # the demo's household
-        ensure_token(registry, token, name="demo", account=DEMO_ACCOUNT)
+        # SPOKE_DEMO_TOKEN is explicitly the demo's: a weak one is let through (with a warning),
+        # bound to the demo's account on a cloud that listens on loopback only.
+        ensure_token(registry, token, name="demo", account=DEMO_ACCOUNT, weak_ok=True)
         if not dynsec_file.exists():
             write_dynsec_config(dynsec_file, secret, active_hubs(registry.list_hub_registrations()))
 
@@ -126,7 +128,20 @@ def _banner(api_port: int, mqtt_port: int, token: str, data_dir: Path) -> None:
         f"  curl -H 'Authorization: Bearer {token}' {api}/api/v1/devices\n"
         f"  .venv/bin/spoke devices list"
     )
+    if _weak(token):
+        text += ("\n\n  [yellow]SPOKE_DEMO_TOKEN is weak: fine for this demo, refused for a real "
+                 "cloud[/]")
     console.print(Panel(text, title="spoke demo", expand=False), highlight=False)
+
+
+def _weak(token: str) -> bool:
+    from cloud.auth import AccessError, check_token_strength
+
+    try:
+        check_token_strength(token)
+    except AccessError:
+        return True
+    return False
 
 
 def demo_settings_from_env() -> tuple[int, int, str | None]:
