@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import socket
-import ssl
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -13,6 +11,7 @@ import paho.mqtt.client as mqtt
 from cloud.broker_credentials import BrokerSecretMissing, cloud_password, load_broker_secret
 from cloud.broker_rules import CLOUD_USERNAME
 from cloud.settings import CloudSettings
+from mqtt_tls import tls_context
 
 log = logging.getLogger(__name__)
 
@@ -45,30 +44,3 @@ def secure(client: mqtt.Client, settings: CloudSettings) -> None:
     if settings.mqtt_tls_ca is not None:
         client.tls_set_context(tls_context(settings.mqtt_tls_ca, settings.mqtt_tls_cert,
                                            settings.mqtt_tls_key, settings.mqtt_tls_server_name))
-
-
-class _NamedServerContext(ssl.SSLContext):
-    """Checks the broker's certificate against a configured name instead of the host dialled."""
-
-    server_name: str
-
-    def wrap_socket(self, sock: socket.socket, server_side: bool = False,
-                    do_handshake_on_connect: bool = True, suppress_ragged_eofs: bool = True,
-                    server_hostname: str | bytes | None = None,
-                    session: ssl.SSLSession | None = None) -> ssl.SSLSocket:
-        return super().wrap_socket(sock, server_side, do_handshake_on_connect,
-                                   suppress_ragged_eofs, self.server_name, session)
-
-
-def tls_context(ca: Path, cert: Path | None = None, key: Path | None = None,
-                server_name: str | None = None) -> ssl.SSLContext:
-    """A client context trusting ``ca`` only, verifying the broker's name, with an optional client
-    certificate."""
-    context = (_NamedServerContext if server_name else ssl.SSLContext)(ssl.PROTOCOL_TLS_CLIENT)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_verify_locations(cafile=str(ca))
-    if cert is not None:
-        context.load_cert_chain(str(cert), str(key) if key is not None else None)
-    if isinstance(context, _NamedServerContext) and server_name:
-        context.server_name = server_name
-    return context

@@ -15,9 +15,9 @@ from bench.tls import BROKER_NAME, make_pki
 from cloud.broker_admin import BrokerAdmin
 from cloud.broker_sync import sync_now
 from cloud.hub_registration import HubCredentials, revoke_hub
-from cloud.mqtt_security import tls_context
 from cloud.settings import CloudSettings
 from cloud.storage import open_registry
+from mqtt_tls import tls_context
 from tests.common import (
     T0,
     MqttRefused,
