@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, SecurityScopes
 
-from cloud.api.limits import admit
+from cloud.api.limits import admit, admitted
 from cloud.auth import Scope, verify_token
 from cloud.commands import CommandService
 from cloud.errors import Forbidden, NotFound, Unauthorized
@@ -62,12 +62,14 @@ def require_token(
 ) -> TokenRecord:
     """The caller's token record: 401 for a missing, unknown, expired or revoked bearer token, 429
     beyond its rate limit, 403 when it lacks a scope the route needs."""
-    if credentials is None or credentials.scheme.lower() != "bearer":
-        raise Unauthorized("missing bearer token (Authorization: Bearer <token>)")
-    record = verify_token(store, credentials.credentials)
+    record = admitted(request)  # checked once per request, whatever the scopes asked
     if record is None:
-        raise Unauthorized("invalid, expired or revoked token")
-    admit(request, record)  # rate limit and metering (cloud/api/limits.py)
+        if credentials is None or credentials.scheme.lower() != "bearer":
+            raise Unauthorized("missing bearer token (Authorization: Bearer <token>)")
+        record = verify_token(store, credentials.credentials)
+        if record is None:
+            raise Unauthorized("invalid, expired or revoked token")
+        admit(request, record)  # rate limit and metering (cloud/api/limits.py)
     missing = [s for s in security_scopes.scopes if s not in record.scopes]
     if missing:
         raise Forbidden(f"this token lacks the {' and '.join(missing)} scope")

@@ -27,6 +27,12 @@ log = logging.getLogger(__name__)
 _TOKEN = "spoke.token"  # the ASGI scope key of the request's token record
 
 
+def admitted(request: Request) -> TokenRecord | None:
+    """The token this request was already admitted with (a route checks its token twice when a
+    path's account check needs it too)."""
+    return request.scope.get(_TOKEN)
+
+
 def admit(request: Request, token: TokenRecord) -> None:
     """Count this request against ``token``'s limit; RateLimited (429) beyond it. A route whose
     dependencies check the token twice (with different scopes) is counted once."""
