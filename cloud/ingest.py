@@ -28,7 +28,6 @@ from cloud.storage.base import (
     EventOutcome,
     IngestTx,
     StoreUnavailable,
-    TelemetryPoint,
     device_id_for,
 )
 from wire.contract import (
@@ -73,7 +72,6 @@ class IngestMetrics:
         self.pairing_events = 0
         self.batches = 0
         self.acks = 0
-        self.telemetry_errors = 0
         self.rejected: Counter[str] = Counter()
 
     def add(self, **deltas: int) -> None:
@@ -96,7 +94,6 @@ class IngestMetrics:
                 "pairing_events": self.pairing_events,
                 "batches": self.batches,
                 "acks": self.acks,
-                "telemetry_errors": self.telemetry_errors,
                 "rejected": dict(self.rejected),
                 "rejected_total": sum(self.rejected.values()),
             }
@@ -139,7 +136,6 @@ class _Applied:
     gaps: int = 0
     results: int = 0
     pairing_events: int = 0
-    points: list[TelemetryPoint]
     devices: set[str]  # ids of devices described or removed
     commands: list[CommandRecord]
     rejected: list[tuple[_Decoded, str, str]]
@@ -273,7 +269,7 @@ class Ingest:
         self._committed(items, applied)
 
     def _apply(self, items: Sequence[_Decoded]) -> _Applied:
-        applied = _Applied(points=[], commands=[], rejected=[], devices=set(), acks=[])
+        applied = _Applied(commands=[], rejected=[], devices=set(), acks=[])
         with self.storage.registry.ingest() as tx:
             for item in items:
                 self._apply_one(tx, item, applied)
@@ -292,17 +288,13 @@ class Ingest:
                 tx.device_removed(item.hub_id, item.ieee)
             else:
                 assert isinstance(msg, DeviceInfo)
-                promoted = tx.device_info(msg)
-                applied.stored += len(promoted)
-                applied.points.extend(promoted)
+                applied.stored += len(tx.device_info(msg))
         elif item.kind is TopicKind.EVENTS:
             assert isinstance(msg, Event)
             result = tx.event(msg)
             applied.gaps += result.gap
             if result.outcome is EventOutcome.STORED:
                 applied.stored += 1
-                if result.point is not None:
-                    applied.points.append(result.point)
             elif result.outcome is EventOutcome.DUPLICATE:
                 applied.duplicates += 1
             elif result.outcome is EventOutcome.IMPLAUSIBLE:
@@ -341,13 +333,6 @@ class Ingest:
                          batches=1)
         for item, reason, detail in applied.rejected:
             self._reject(item.inbound, reason, detail)
-        sink = self.storage.telemetry_sink
-        if sink is not None and applied.points:
-            try:
-                sink.write(applied.points)
-            except Exception as exc:
-                self.metrics.add(telemetry_errors=1)
-                log.error("telemetry backend lost %d points: %s", len(applied.points), exc)
         for record in applied.commands:
             log.info("cmd=%s result %s%s", record.id, record.status,
                      f" ({record.error_code}: {record.error})" if record.error else "")

@@ -16,6 +16,7 @@ from cloud.management import ManagementService
 from cloud.rate_limits import Limiter
 from cloud.settings import CloudSettings
 from cloud.storage import Storage, open_storage
+from cloud.telemetry_export import TelemetryExport
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,7 @@ class CloudServices:
     management: ManagementService
     broker_sync: BrokerSync
     limiter: Limiter
+    telemetry_export: TelemetryExport | None = None  # with telemetry_backend "influxdb"
 
     @classmethod
     def build(cls, settings: CloudSettings) -> CloudServices:
@@ -45,13 +47,20 @@ class CloudServices:
         )
         commands = CommandService(settings, storage.registry, ingest.publish)
         management = ManagementService(settings, storage.registry, commands)
+        export = None
+        if storage.telemetry_outbox is not None and storage.telemetry_sink is not None:
+            export = TelemetryExport.from_settings(settings, storage.telemetry_outbox,
+                                                   storage.telemetry_sink)
         services.append(cls(settings=settings, storage=storage, ingest=ingest, commands=commands,
                             management=management,
                             broker_sync=BrokerSync(settings, storage.registry),
-                            limiter=Limiter(storage.usage, *settings.rate_limits())))
+                            limiter=Limiter(storage.usage, *settings.rate_limits()),
+                            telemetry_export=export))
         return services[0]
 
     def start(self) -> None:
+        if self.telemetry_export is not None:
+            self.telemetry_export.start()
         self.ingest.start()
         if self.settings.broker_sync:
             self.broker_sync.start()
@@ -59,6 +68,8 @@ class CloudServices:
     def stop(self) -> None:
         self.broker_sync.stop()
         self.ingest.stop()
+        if self.telemetry_export is not None:
+            self.telemetry_export.stop()  # what is still queued stays for the next start
         self.storage.close()
 
 

@@ -9,7 +9,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, FilePath, SecretStr, field_validator
+from pydantic import Field, FilePath, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
@@ -78,11 +78,21 @@ class CloudSettings(BaseSettings):
     cloud_port: int = Field(default=8000, ge=0, le=65535)
     command_timeout: float = Field(default=10.0, gt=0)
     command_ttl: float = Field(default=30.0, gt=0)
+    # "influxdb": every stored event is also exported to InfluxDB (InfluxDB 2.x write API) through
+    # a queue in the database, kept until InfluxDB took it; the SQL ledger stays the source of truth.
     telemetry_backend: Literal["sql", "influxdb"] = "sql"
     influx_url: str = "http://127.0.0.1:8086"
     influx_token: SecretStr | None = None
     influx_org: str = "spoke"
     influx_bucket: str = "spoke"
+    # Where the telemetry API reads history: the SQL ledger (complete whatever InfluxDB does), or
+    # InfluxDB with Flux queries (needs telemetry_backend "influxdb"; not checked by Spoke's tests).
+    history_source: Literal["sql", "influxdb"] = "sql"
+    # The export to InfluxDB: points per write, seconds between looks at an empty queue, and the
+    # longest wait between retries while InfluxDB refuses or is unreachable (doubling from 0.5 s).
+    influx_export_batch: int = Field(default=2000, ge=1, le=50_000)
+    influx_export_interval: float = Field(default=0.5, gt=0)
+    influx_export_max_backoff: float = Field(default=10.0, gt=0)
     ingest_batch_size: int = Field(default=500, ge=1)
     telemetry_max_limit: int = Field(default=10_000, ge=1)
     # Bytes of request body the API takes; a larger one is answered 413 before it is parsed.
@@ -95,6 +105,12 @@ class CloudSettings(BaseSettings):
     rate_limit_commands: str = "120/minute"
     # Count every authenticated request per token, route and UTC day (GET /api/v1/usage).
     usage_metering: bool = True
+
+    @model_validator(mode="after")
+    def _history_needs_influx(self) -> CloudSettings:
+        if self.history_source == "influxdb" and self.telemetry_backend != "influxdb":
+            raise ValueError('history_source "influxdb" needs telemetry_backend "influxdb"')
+        return self
 
     @field_validator("rate_limit_reads", "rate_limit_commands")
     @classmethod

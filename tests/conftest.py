@@ -15,6 +15,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -26,6 +27,7 @@ from cloud.broker_credentials import ensure_broker_secret
 from cloud.storage.sql import SqlRegistry
 from cloud.storage.sql_schema import metadata
 from tests.sim_devices import SimZigbee, running_sim
+from tests.victoria import VICTORIA_METRICS, VictoriaMetrics
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 
@@ -55,6 +57,15 @@ def _wait_listening(
         except OSError:
             time.sleep(0.02)
     raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
+
+
+def missing(service: str, reason: str) -> NoReturn:
+    """Skip a test whose service is not here, or fail it when SPOKE_TEST_REQUIRE (a comma list,
+    as CI sets it) names the service."""
+    required = {name.strip() for name in os.environ.get("SPOKE_TEST_REQUIRE", "").split(",")}
+    if service in required:
+        pytest.fail(f"{reason}, and SPOKE_TEST_REQUIRE names {service}")
+    pytest.skip(reason)
 
 
 POSTGRES_URL = os.environ.get("SPOKE_TEST_POSTGRES_URL")
@@ -124,6 +135,21 @@ def mosquitto(tmp_path: Path, pki: Pki) -> Iterator[BrokerAddress]:
             proc.kill()
             proc.wait()
         log.close()
+
+
+@pytest.fixture
+def victoria_metrics(tmp_path: Path) -> Iterator[VictoriaMetrics]:
+    """A real victoria-metrics taking InfluxDB writes, on a free port with its own storage folder
+    (a test may stop and start it again: same folder, same port)."""
+    if not Path(VICTORIA_METRICS).exists():
+        missing("influxdb", "victoria-metrics is not installed (apt-get install victoria-metrics)")
+    vm = VictoriaMetrics(tmp_path / "victoria-metrics", _free_port(),
+                         tmp_path / "victoria-metrics.log")
+    vm.start()
+    try:
+        yield vm
+    finally:
+        vm.stop()
 
 
 @pytest.fixture

@@ -9,39 +9,50 @@ from dataclasses import dataclass
 from cloud.settings import CloudSettings
 from cloud.storage.base import Registry, TelemetryReader, TelemetryWriter
 from cloud.storage.sql import SqlRegistry, SqlTelemetry
+from cloud.storage.sql_outbox import SqlTelemetryOutbox
 from cloud.storage.sql_usage import SqlUsage
 from cloud.storage.usage import UsageStore
 
 
 @dataclass(kw_only=True)
 class Storage:
-    """The registry, where telemetry is read, and (for a separate backend) where it is copied;
-    the API's rate-limit counters and metering (in the registry's database)."""
+    """The registry, where telemetry history is read, the API's rate-limit counters and metering
+    (in the registry's database), and, for a separate telemetry backend, where telemetry is
+    exported and the queue of points waiting for it."""
 
     registry: Registry
     telemetry: TelemetryReader
     usage: UsageStore
     telemetry_sink: TelemetryWriter | None = None
+    telemetry_outbox: SqlTelemetryOutbox | None = None
 
     def close(self) -> None:
         self.telemetry.close()
+        if self.telemetry_sink is not None and self.telemetry_sink is not self.telemetry:
+            self.telemetry_sink.close()
         self.registry.close()
 
 
 def open_storage(settings: CloudSettings) -> Storage:
-    """Open the registry (and telemetry backend) named by the settings; creates tables if needed."""
-    registry = SqlRegistry.from_url(settings.database_url)
-    if settings.telemetry_backend == "influxdb":
-        from cloud.storage.influx import InfluxTelemetry
+    """Open the registry (and telemetry backend) named by the settings; creates tables if needed.
 
-        token = settings.influx_token.get_secret_value() if settings.influx_token else None
-        influx = InfluxTelemetry(
-            settings.influx_url, token, settings.influx_org, settings.influx_bucket
-        )
-        return Storage(registry=registry, telemetry=influx, telemetry_sink=influx,
-                       usage=SqlUsage(registry.engine))
-    return Storage(registry=registry, telemetry=SqlTelemetry(registry.engine),
-                   usage=SqlUsage(registry.engine))
+    With InfluxDB the SQL ledger stays the source of truth: the ingest queues each stored event's
+    point in the same transaction, and ``cloud.telemetry_export`` moves the queue to InfluxDB.
+    History is read from SQL unless ``history_source`` says InfluxDB.
+    """
+    export = settings.telemetry_backend == "influxdb"
+    registry = SqlRegistry.from_url(settings.database_url, export_telemetry=export)
+    sql_telemetry = SqlTelemetry(registry.engine)
+    usage = SqlUsage(registry.engine)
+    if not export:
+        return Storage(registry=registry, telemetry=sql_telemetry, usage=usage)
+    from cloud.storage.influx import InfluxTelemetry
+
+    token = settings.influx_token.get_secret_value() if settings.influx_token else None
+    influx = InfluxTelemetry(settings.influx_url, token, settings.influx_org, settings.influx_bucket)
+    reader: TelemetryReader = influx if settings.history_source == "influxdb" else sql_telemetry
+    return Storage(registry=registry, telemetry=reader, usage=usage, telemetry_sink=influx,
+                   telemetry_outbox=SqlTelemetryOutbox(registry.engine))
 
 
 @contextmanager

@@ -220,15 +220,16 @@ def _add_columns(engine: Engine) -> None:
 class SqlRegistry:
     """Registry on a SQL database (see ``cloud.storage.base.Registry``)."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, export_telemetry: bool = False) -> None:
         self.engine = engine
+        self.export_telemetry = export_telemetry  # queue each stored event's point for export
         metadata.create_all(engine)
         _check_schema(engine)
         _add_columns(engine)
 
     @classmethod
-    def from_url(cls, url: str) -> SqlRegistry:
-        return cls(make_engine(url))
+    def from_url(cls, url: str, *, export_telemetry: bool = False) -> SqlRegistry:
+        return cls(make_engine(url), export_telemetry=export_telemetry)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -263,7 +264,7 @@ class SqlRegistry:
     @contextmanager
     def ingest(self) -> Iterator[SqlIngestTx]:
         with self._write() as conn:
-            tx = SqlIngestTx(conn)
+            tx = SqlIngestTx(conn, export_telemetry=self.export_telemetry)
             yield tx
             tx.flush()
 

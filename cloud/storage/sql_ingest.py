@@ -1,5 +1,5 @@
 """The SQL ingest transaction: the event ledger (per hub and epoch: dedup, gaps, the committed mark),
-hub counters, device state, pairing progress and dead letters."""
+hub counters, device state, pairing progress, dead letters, and the telemetry export queue."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ from cloud.storage.sql_schema import (
     hubs,
     ledgers,
     pairing_events,
+    telemetry_outbox,
 )
 from wire.contract import (
     LEGACY_EPOCH,
@@ -90,11 +91,23 @@ def _merge_state(info: DeviceInfo, row: dict[str, Any] | None) -> dict[str, dict
     return state
 
 
-class SqlIngestTx:
-    """One ingest transaction on one connection; hub and device rows are cached and written once."""
+def _outbox_row(point: TelemetryPoint, queued_at: datetime) -> dict[str, Any]:
+    return {"hub_id": point.hub_id, "seq": point.seq, "device_id": point.device_id,
+            "capability": point.capability, "attribute": point.attribute, "ts": point.ts,
+            "value_json": json.dumps(point.value), "unit": point.unit, "queued_at": queued_at}
 
-    def __init__(self, conn: Connection, *, max_ahead: int = MAX_AHEAD) -> None:
+
+class SqlIngestTx:
+    """One ingest transaction on one connection; hub and device rows are cached and written once.
+
+    With ``export_telemetry`` every event stored also queues its point in ``telemetry_outbox`` (one
+    insert of all the batch's points at flush), committed or lost with the event itself.
+    """
+
+    def __init__(self, conn: Connection, *, max_ahead: int = MAX_AHEAD,
+                 export_telemetry: bool = False) -> None:
         self._conn = conn
+        self._outbox: list[dict[str, Any]] | None = [] if export_telemetry else None
         self._now = datetime.now(UTC)
         self._max_ahead = max_ahead
         self._hubs: dict[str, dict[str, Any]] = {}
@@ -174,7 +187,7 @@ class SqlIngestTx:
                               ("hub_id", "epoch", "seq")):
                 hub["events_stored"] += 1
                 ledger["stored"] += 1
-                points.append(_point(ev, device_id))
+                points.append(self._stored(ev, device_id))
                 if epoch == hub["epoch"] and (device["state_at"] is None
                                               or ev.ts >= device["state_at"]):
                     device["capabilities"].setdefault(ev.capability, {})[ev.attribute] = ev.value
@@ -221,7 +234,14 @@ class SqlIngestTx:
             device["capabilities"].setdefault(ev.capability, {})[ev.attribute] = ev.value
             device["state_at"] = _later(device["state_at"], ev.ts)
             self._dirty_devices.add(device_id)
-        return EventResult(outcome=EventOutcome.STORED, gap=gap, point=_point(ev, device_id))
+        return EventResult(outcome=EventOutcome.STORED, gap=gap, point=self._stored(ev, device_id))
+
+    def _stored(self, ev: Event, device_id: str) -> TelemetryPoint:
+        """The point of an event just stored, queued for export when the export is on."""
+        point = _point(ev, device_id)
+        if self._outbox is not None:
+            self._outbox.append(_outbox_row(point, self._now))
+        return point
 
     def _duplicate(self, hub: dict[str, Any], ledger: dict[str, Any]) -> EventResult:
         hub["duplicates"] += 1
@@ -419,6 +439,9 @@ class SqlIngestTx:
             self._conn.execute(update(devices).where(devices.c.id == device_id).values(**values))
         for hub_id in self._pairing_hubs:
             self._prune_pairing(hub_id)
+        if self._outbox:
+            self._conn.execute(insert(telemetry_outbox), self._outbox)  # one executemany
+            self._outbox.clear()
 
     def _prune_pairing(self, hub_id: str) -> None:
         """Keep only the hub's newest ``PAIRING_EVENTS_KEPT`` pairing events."""

@@ -130,6 +130,25 @@ events = Table(
     Index("ix_events_series", "device_id", "capability", "attribute", "ts"),
 )
 
+# Telemetry points waiting to be exported to InfluxDB (telemetry_backend "influxdb"): added in the
+# ingest transaction that stores their event, deleted once InfluxDB took them; taken in id order.
+# AUTOINCREMENT: SQLite never reuses an id, so a newer point never sorts before an older one.
+telemetry_outbox = Table(
+    "telemetry_outbox",
+    metadata,
+    Column("id", _BigId, primary_key=True, autoincrement=True),
+    Column("hub_id", String(_ID), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("device_id", String(2 * _ID), nullable=False),
+    Column("capability", String(64), nullable=False),
+    Column("attribute", String(64), nullable=False),
+    Column("ts", UtcDateTime, nullable=False),
+    Column("value_json", Text, nullable=False),  # the exact value as it came (its JSON type kept)
+    Column("unit", String(16), nullable=True),
+    Column("queued_at", UtcDateTime, nullable=False),
+    sqlite_autoincrement=True,
+)
+
 # Hub messages that were valid but could not be applied (an event for a device the cloud does not
 # know, a result for an unknown command), kept rather than lost. Dead-lettered events count as
 # committed in their ledger, and become events when their device is described (a broker may deliver
