@@ -13,8 +13,10 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from cloud.storage.base import StoreUnavailable, TelemetryPoint
 from cloud.storage.influx import InfluxTelemetry
@@ -111,3 +113,22 @@ def test_influx_round_trip_keeps_types_order_and_window() -> None:
         assert [s.value for s in window] == [3, 2.5]
     finally:
         influx.close()
+
+
+def test_history_is_read_from_sql_unless_influxdb_is_asked_for(tmp_path: Path) -> None:
+    from cloud.settings import CloudSettings
+    from cloud.storage import open_storage
+    from cloud.storage.sql import SqlTelemetry
+
+    base = {"database_url": f"sqlite:///{tmp_path / 'cloud.db'}", "telemetry_backend": "influxdb"}
+    for history, reader in (("sql", SqlTelemetry), ("influxdb", InfluxTelemetry)):
+        storage = open_storage(CloudSettings.model_validate({**base, "history_source": history}))
+        try:
+            assert isinstance(storage.telemetry, reader)
+            assert isinstance(storage.telemetry_sink, InfluxTelemetry)
+            assert storage.telemetry_outbox is not None
+        finally:
+            storage.close()
+    with pytest.raises(ValidationError, match="needs telemetry_backend"):
+        CloudSettings.model_validate({**base, "telemetry_backend": "sql",
+                                      "history_source": "influxdb"})
