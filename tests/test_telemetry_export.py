@@ -120,7 +120,7 @@ def test_points_are_deleted_only_once_written(registry: SqlRegistry) -> None:
     assert outbox.backlog() == (0, 0.0)
 
 
-def test_processes_share_the_queue_on_postgresql(registry: SqlRegistry) -> None:
+def test_concurrent_takes_skip_locked_rows_on_postgresql(registry: SqlRegistry) -> None:
     registry.export_telemetry = True
     outbox = SqlTelemetryOutbox(registry.engine)
     _queue(registry, range(1, 6), datetime.now(UTC))
