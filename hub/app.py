@@ -109,7 +109,8 @@ class Hub:
             raise
         self.watchdog.running()
         LOGGER.info("hub %s: %d paired devices loaded from zigpy's database (ledger epoch %s)",
-                    self.hub_id, len(self.tracker.devices), self.store.epoch)
+                    self.hub_id, len(self.tracker.devices), self.store.epoch,
+                    extra={"hub": self.hub_id})
         await self.link.start()
         self.publisher.start()
         if self.settings.control_channel:
@@ -145,7 +146,7 @@ class Hub:
             await self.zigbee.app.shutdown()
         self._close_controls()
         self.store.close()
-        LOGGER.info("hub %s stopped", self.hub_id)
+        LOGGER.info("hub %s stopped", self.hub_id, extra={"hub": self.hub_id})
 
     def _close_controls(self) -> None:
         if self.controls is not None:
