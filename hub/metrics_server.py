@@ -16,7 +16,7 @@ import os
 import secrets
 from pathlib import Path
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 
 from private_files import private_file
 
@@ -24,6 +24,8 @@ LOGGER = logging.getLogger(__name__)
 MAX_HEAD = 8192  # request line and headers; a scraper sends a few hundred bytes
 READ_TIMEOUT = 5.0
 MIN_TOKEN_CHARS = 16
+# The text format every Prometheus reads (the hub's names and labels need nothing newer).
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class MetricsTokenError(ValueError):
@@ -140,7 +142,7 @@ class MetricsServer:
             return NOT_FOUND
         if method != "GET":
             return NOT_ALLOWED
-        return _response("200 OK", generate_latest(self.registry), CONTENT_TYPE_LATEST)
+        return _response("200 OK", generate_latest(self.registry), CONTENT_TYPE)
 
     def _authorized(self, authorization: str) -> bool:
         scheme, _, given = authorization.partition(" ")
