@@ -41,7 +41,7 @@ mosquitto:
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy wire hub cloud device_handlers simulators spoke private_files mqtt_tls
+	$(VENV)/bin/mypy wire hub cloud device_handlers simulators spoke private_files mqtt_tls spoke_logging
 
 bench: $(STAMP)
 	$(VENV)/bin/python -m bench.roundtrip

@@ -151,6 +151,7 @@ class Rig:
     broker_kind: str = "mosquitto"  # or "amqtt" (the embedded broker, as a process)
     resend_after: float = 3.0  # the hub's ledger_resend_after
     hub_id: str = "fault-hub"
+    env: dict[str, str] = field(default_factory=dict)  # for every spoke process (SPOKE_LOG_FORMAT)
     mqtt_port: int = field(default_factory=free_port)
     mqtt_tls_port: int = field(default_factory=free_port)
     api_ports: list[int] = field(default_factory=list)
@@ -226,7 +227,8 @@ class Rig:
     def _env(self, **values: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SPOKE_")}
         env.update(SPOKE_MQTT_HOST="127.0.0.1", SPOKE_MQTT_PORT=str(self.mqtt_port),
-                   SPOKE_CONFIG=str(self.workdir / "none.toml"), COLUMNS="200", **values)
+                   SPOKE_CONFIG=str(self.workdir / "none.toml"), COLUMNS="200",
+                   **{**self.env, **values})
         return env
 
     def _make_token(self) -> str:

@@ -94,10 +94,11 @@ class CommandService:
             expires_at=record.expires_at,
         )
         with self._waiting(record.id) as future:
+            fields = {"cmd": record.id, "hub": record.hub_id}
             log.info("cmd=%s %s.%s %s -> device %s on hub %s", record.id, capability, command,
-                     checked, device.id, device.hub_id)
+                     checked, device.id, device.hub_id, extra=fields)
             if not self._publish(Topics.commands(record.hub_id), message.to_bytes()):
-                log.warning("cmd=%s could not be queued for publishing", record.id)
+                log.warning("cmd=%s could not be queued for publishing", record.id, extra=fields)
             return await self._outcome(record, future)
 
     async def follow(self, command_id: str) -> CommandRecord:
@@ -117,7 +118,8 @@ class CommandService:
             result = await asyncio.wait_for(future, self.settings.command_timeout)
         except TimeoutError:
             log.warning("cmd=%s no result within %.1fs; it stays pending", record.id,
-                        self.settings.command_timeout)
+                        self.settings.command_timeout,
+                        extra={"cmd": record.id, "hub": record.hub_id})
             raise CommandTimedOut(record, f"no result from hub {record.hub_id} within "
                                           f"{self.settings.command_timeout:g}s") from None
         if result.status != CommandStatus.SUCCEEDED:
@@ -150,7 +152,8 @@ class CommandService:
             try:
                 loop.call_soon_threadsafe(_settle, future, record)
             except RuntimeError:  # the waiting loop has closed
-                log.debug("cmd=%s result arrived after its request ended", record.id)
+                log.debug("cmd=%s result arrived after its request ended", record.id,
+                          extra={"cmd": record.id, "hub": record.hub_id})
 
     async def get(self, command_id: str) -> CommandRecord:
         """A command's current record; an unanswered one past its expiry reads as timed out."""
@@ -163,7 +166,8 @@ class CommandService:
                                               now - _TIMEOUT_GRACE)
             if updated is not None:
                 if updated.status == CommandStatus.TIMEOUT:
-                    log.info("cmd=%s expired without a result; marked timeout", command_id)
+                    log.info("cmd=%s expired without a result; marked timeout", command_id,
+                             extra={"cmd": command_id, "hub": updated.hub_id})
                 record = updated
         return record
 
@@ -195,7 +199,9 @@ class CommandService:
             name=name,
             expires_at=now + timedelta(seconds=self.settings.command_ttl),
         )
-        log.info("req=%s %s on hub %s%s", request.id, action, hub_id, f" ({ieee})" if ieee else "")
+        fields = {"req": request.id, "hub": hub_id}
+        log.info("req=%s %s on hub %s%s", request.id, action, hub_id, f" ({ieee})" if ieee else "",
+                 extra=fields)
         if not self._publish(Topics.requests(hub_id), request.to_bytes()):
-            log.warning("req=%s could not be queued for publishing", request.id)
+            log.warning("req=%s could not be queued for publishing", request.id, extra=fields)
         return request

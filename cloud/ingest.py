@@ -334,13 +334,14 @@ class Ingest:
         for item, reason, detail in applied.rejected:
             self._reject(item.inbound, reason, detail)
         for record in applied.commands:
+            fields = {"cmd": record.id, "hub": record.hub_id}
             log.info("cmd=%s result %s%s", record.id, record.status,
-                     f" ({record.error_code}: {record.error})" if record.error else "")
+                     f" ({record.error_code}: {record.error})" if record.error else "", extra=fields)
             if self._on_result is not None:
                 try:
                     self._on_result(record)
                 except Exception:
-                    log.exception("cmd=%s result callback failed", record.id)
+                    log.exception("cmd=%s result callback failed", record.id, extra=fields)
         if self._on_devices is not None and applied.devices:
             try:
                 self._on_devices(applied.devices)
@@ -349,5 +350,9 @@ class Ingest:
 
     def _reject(self, inbound: Inbound, reason: str, detail: str, exc_info: bool = False) -> None:
         self.metrics.reject(reason)
+        try:
+            fields = {"hub": Topics.parse(inbound.topic)[1]}
+        except WireError:
+            fields = {}  # not a Spoke topic: no hub to name
         log.warning("rejected message on %s (%s): %s", inbound.topic, reason, detail,
-                    exc_info=exc_info)
+                    exc_info=exc_info, extra=fields)

@@ -172,7 +172,8 @@ class ManagementService:
                 return record
             remaining = deadline - loop.time()
             if remaining <= 0:
-                log.warning("req=%s %s within %.1fs", request_id, failure, timeout)
+                log.warning("req=%s %s within %.1fs", request_id, failure, timeout,
+                            extra={"req": request_id})
                 raise HubRequestTimedOut(
                     request_id, f"{failure} within {timeout:g}s (the request was sent)")
             with contextlib.suppress(TimeoutError):

@@ -83,8 +83,10 @@ async def run_cloud(
     from cloud.api.app import create_app
 
     app = create_app(settings, services)
+    # log_config=None: uvicorn's lines go through the process's own logging (JSON lines too)
+    # instead of handlers of its own.
     config = uvicorn.Config(app, host=settings.cloud_host, port=settings.cloud_port,
-                            log_level="info", access_log=False, lifespan="on")
+                            log_level="info", access_log=False, lifespan="on", log_config=None)
     server = uvicorn.Server(config)
     # Take the port before the services start: a cloud that cannot serve must not join the
     # broker's shared subscription first (its share of the events would wait for it in vain).

@@ -35,6 +35,8 @@ from hub.dispatch import (
 )
 from hub.link import HubLink
 from hub.management import Management, ManagementError
+from hub.metrics import hub_registry
+from hub.metrics_server import MetricsServer, MetricsTokenError
 from hub.pairing import PairingReporter
 from hub.publisher import Publisher
 from hub.radio import RadioControls, Zigbee, load_radio_controls, start_zigbee
@@ -45,7 +47,7 @@ from wire.contract import HubStatus
 
 LOGGER = logging.getLogger(__name__)
 VERSION = "0.1.0"
-STATUS_INTERVAL = 60.0
+STATUS_HEARTBEAT = 60.0  # the status is published this often even when nothing in it changed
 JOURNAL_DAYS = 7
 
 
@@ -80,6 +82,10 @@ class Hub:
                                       on_down=self._radio_down, on_up=self._radio_back)
         self.control_server = ControlServer(settings.control_socket, self.dispatch.control,
                                             self.management, self.pairing, self.device_info)
+        self.metrics_server: MetricsServer | None = None
+        if settings.metrics_port:
+            self.metrics_server = MetricsServer(hub_registry(self), settings.metrics_host,
+                                                settings.metrics_port, settings.metrics_token_path)
         self.controls: RadioControls | None = None
         self.zigbee: Zigbee | None = None
         self.adopted = asyncio.Event()  # set each time a device finishes adoption
@@ -109,11 +115,13 @@ class Hub:
             raise
         self.watchdog.running()
         LOGGER.info("hub %s: %d paired devices loaded from zigpy's database (ledger epoch %s)",
-                    self.hub_id, len(self.tracker.devices), self.store.epoch)
+                    self.hub_id, len(self.tracker.devices), self.store.epoch,
+                    extra={"hub": self.hub_id})
         await self.link.start()
         self.publisher.start()
         if self.settings.control_channel:
             await self.control_server.start()
+        await self._serve_metrics()
         self.availability.start()
         self._loops = [
             asyncio.create_task(self._status_loop(), name="hub-status"),
@@ -134,6 +142,8 @@ class Hub:
         await self.management.stop()
         await self.availability.stop()
         await self.control_server.stop()
+        if self.metrics_server is not None:
+            await self.metrics_server.stop()
         await asyncio.gather(*background, return_exceptions=True)
         self.tracker.close()
         if self.store.pending and not await self.publisher.drain(self.settings.shutdown_drain):
@@ -145,7 +155,19 @@ class Hub:
             await self.zigbee.app.shutdown()
         self._close_controls()
         self.store.close()
-        LOGGER.info("hub %s stopped", self.hub_id)
+        LOGGER.info("hub %s stopped", self.hub_id, extra={"hub": self.hub_id})
+
+    async def _serve_metrics(self) -> None:
+        """Serve /metrics when configured; a hub that cannot (port taken, weak token) goes on
+        without them and says why: its devices matter more than its numbers."""
+        if self.metrics_server is None:
+            return
+        try:
+            await self.metrics_server.start()
+        except (OSError, MetricsTokenError) as exc:
+            LOGGER.error("hub metrics not served on %s:%s: %s", self.settings.metrics_host,
+                         self.settings.metrics_port, exc, extra={"hub": self.hub_id})
+            self.metrics_server = None
 
     def _close_controls(self) -> None:
         if self.controls is not None:
@@ -309,7 +331,8 @@ class Hub:
             epoch=self.store.epoch, last_seq=self.store.last_seq,
             dropped_upto=self.store.dropped_upto,
             metrics={
-                "events_emitted": self.publisher.events_emitted,
+                # The events this ledger emitted, across restarts: its last sequence number.
+                "events_emitted": self.store.last_seq,
                 "last_seq": self.store.last_seq,
                 "acked_seq": self.store.acked_seq,
                 "outbox_pending": self.store.pending,
@@ -326,8 +349,15 @@ class Hub:
         )
 
     async def _status_loop(self) -> None:
+        """The status again when its counters changed (at most every status_interval seconds),
+        and every minute regardless, with the journal and outbox housekeeping."""
+        heartbeat_at = time.monotonic() + STATUS_HEARTBEAT
         while True:
-            await asyncio.sleep(STATUS_INTERVAL)
+            await asyncio.sleep(min(self.settings.status_interval, STATUS_HEARTBEAT))
+            if time.monotonic() < heartbeat_at:
+                self.publisher.status(if_changed=True)
+                continue
+            heartbeat_at = time.monotonic() + STATUS_HEARTBEAT
             self.publisher.status()
             # A command id is only redelivered within its lifetime (seconds); a week is plenty.
             self.store.prune_commands(older_than=JOURNAL_DAYS * 86400)

@@ -49,7 +49,8 @@ class CommandExecutor:
         if not first:
             # Redelivered (broker retry, cloud resend): never run it again; repeat the answer.
             self.counts["duplicate"] += 1
-            LOGGER.info("cmd=%s duplicate delivery, not executed again", command.id)
+            LOGGER.info("cmd=%s duplicate delivery, not executed again", command.id,
+                        extra=self._fields(command.id))
             if stored is None:
                 # Journaled but never answered: the hub stopped while running it. It may or may
                 # not have reached the device; at most once means it is not tried again.
@@ -66,6 +67,7 @@ class CommandExecutor:
 
     async def _run(self, command: Command) -> CommandResult:
         cid = command.id
+        fields = self._fields(cid)
         started = time.perf_counter()
 
         def done(status: Literal[CommandStatus.SUCCEEDED, CommandStatus.FAILED,
@@ -75,7 +77,8 @@ class CommandExecutor:
                                  **fields)  # type: ignore[arg-type]
 
         if utcnow() > command.expires_at:
-            LOGGER.info("cmd=%s expired at %s, not executed", cid, command.expires_at.isoformat())
+            LOGGER.info("cmd=%s expired at %s, not executed", cid, command.expires_at.isoformat(),
+                        extra=fields)
             return done(CommandStatus.EXPIRED, error="command expired before it reached the hub",
                         error_code="expired")
         tracked = self.tracker.get(command.ieee)
@@ -90,21 +93,25 @@ class CommandExecutor:
         except CommandInvalid as exc:
             return done(CommandStatus.FAILED, error=str(exc), error_code="invalid")
         LOGGER.info("cmd=%s executing %s.%s %s on %s", cid, command.capability, command.command,
-                    args, command.ieee)
+                    args, command.ieee, extra=fields)
         try:
             async with asyncio.timeout(self.timeout):
                 readings = await tracked.handler.execute(command.capability, command.command, args)
         except CommandError as exc:
-            LOGGER.warning("cmd=%s failed: %s (%s)", cid, exc.message, exc.code)
+            LOGGER.warning("cmd=%s failed: %s (%s)", cid, exc.message, exc.code, extra=fields)
             return done(CommandStatus.FAILED, error=exc.message, error_code=exc.code)
         except TimeoutError:
-            LOGGER.warning("cmd=%s timed out after %.1f s", cid, self.timeout)
+            LOGGER.warning("cmd=%s timed out after %.1f s", cid, self.timeout, extra=fields)
             return done(CommandStatus.FAILED, error=f"no answer from the device within "
                         f"{self.timeout:.0f} s", error_code="timeout")
         state = self.tracker.apply(tracked, readings)
         result = done(CommandStatus.SUCCEEDED, state=state)
-        LOGGER.info("cmd=%s succeeded in %.1f ms: %s", cid, result.duration_ms, state)
+        LOGGER.info("cmd=%s succeeded in %.1f ms: %s", cid, result.duration_ms, state, extra=fields)
         return result
+
+    def _fields(self, command_id: str) -> dict[str, str]:
+        """The log fields of a line about a command (JSON logs carry them as fields)."""
+        return {"cmd": command_id, "hub": self.hub_id}
 
     def _send(self, command_id: str, payload: bytes) -> None:
         self.store.finish_command(command_id, payload)
@@ -113,7 +120,7 @@ class CommandExecutor:
     def _reject(self, payload: bytes, reason: str) -> None:
         """A command we cannot parse: answer "failed" if it at least has an id, else only log."""
         self.counts["rejected"] += 1
-        LOGGER.warning("rejected command: %s", reason)
+        LOGGER.warning("rejected command: %s", reason, extra={"hub": self.hub_id})
         try:
             command_id = json.loads(payload).get("id")
             if isinstance(command_id, str):

@@ -112,16 +112,18 @@ class Dispatcher:
             LOGGER.warning("rejected hub request: %s", exc)
             return
         if request.hub_id != self.hub_id:  # as for commands: the payload must agree with the topic
-            LOGGER.warning("rejected hub request req=%s for hub %r", request.id, request.hub_id)
+            LOGGER.warning("rejected hub request req=%s for hub %r", request.id, request.hub_id,
+                           extra={"req": request.id, "hub": self.hub_id})
             return
+        fields = {"req": request.id, "hub": self.hub_id}
         if utcnow() > request.expires_at:
-            LOGGER.info("req=%s expired, ignored", request.id)
+            LOGGER.info("req=%s expired, ignored", request.id, extra=fields)
             return
-        LOGGER.info("req=%s %s", request.id, request.action)
+        LOGGER.info("req=%s %s", request.id, request.action, extra=fields)
         try:
             await self.management.run(request)
         except Exception as exc:
-            LOGGER.warning("req=%s failed: %s", request.id, exc)
+            LOGGER.warning("req=%s failed: %s", request.id, exc, extra=fields)
 
     # ------------------------------------------------------------------ local control channel
     async def control(self, request: dict[str, Any]) -> dict[str, Any]:

@@ -166,7 +166,8 @@ class HubLink:
 
     def _connected(self, session_present: bool) -> None:
         LOGGER.info("MQTT connected to %s:%s as hub %s (session %s)", self.settings.mqtt_host,
-                    self.settings.mqtt_port, self.hub_id, "resumed" if session_present else "new")
+                    self.settings.mqtt_port, self.hub_id, "resumed" if session_present else "new",
+                    extra={"hub": self.hub_id})
         self.connected.set()
         # Descriptions first, then the outbox: the cloud must know a device before its events.
         # paho resends its own unacknowledged messages; a broker that lost our session may have

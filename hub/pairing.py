@@ -30,6 +30,10 @@ _ZDO_STEPS: dict[int, PairingStep] = {
 }
 
 
+# The steps that begin or end a device's way into the network, counted since the hub started.
+COUNTED_STEPS: tuple[PairingStep, ...] = ("joined", "adopted", "failed", "refused")
+
+
 class PairingReporter:
     def __init__(self, hub_id: str, publish: Callable[[PairingEvent], None]) -> None:
         self.hub_id = hub_id
@@ -37,9 +41,12 @@ class PairingReporter:
         self.listeners: set[asyncio.Queue[PairingEvent]] = set()
         self.interviewing: dict[str, float] = {}  # ieee -> join time
         self.history: list[PairingEvent] = []
+        self.counts: dict[str, int] = dict.fromkeys(COUNTED_STEPS, 0)
 
     def emit(self, step: PairingStep, ieee: str | None = None, **fields: object) -> PairingEvent:
         event = PairingEvent(hub_id=self.hub_id, step=step, ieee=ieee, **fields)  # type: ignore[arg-type]
+        if step in self.counts:
+            self.counts[step] += 1
         self.history = [*self.history[-199:], event]
         for queue in list(self.listeners):
             queue.put_nowait(event)

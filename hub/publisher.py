@@ -45,7 +45,7 @@ class Publisher:
         self.link = link
         self.resend_after = resend_after
         self.status_source: Callable[[], HubStatus] | None = None
-        self.events_emitted = 0
+        self._status_sent: dict[str, object] | None = None  # what the last status said (sans ts)
         self.resends = 0
         self.acks = 0
         self._progress_at = time.monotonic()  # the cloud's mark last moved (or a resend began)
@@ -62,9 +62,17 @@ class Publisher:
             await asyncio.gather(self._task, return_exceptions=True)
 
     # ------------------------------------------------------------------ latest state
-    def status(self) -> None:
-        if self.status_source is not None:
-            self.link.publish_retained(Topics.status(self.hub_id), self.status_source().to_bytes())
+    def status(self, *, if_changed: bool = False) -> None:
+        """Publish the hub's status (retained); with ``if_changed``, only when something in it
+        (a counter, the radio, the device count) differs from the status last published."""
+        if self.status_source is None or not self.link.connected.is_set():
+            return  # the status goes out on every connect
+        status = self.status_source()
+        said = status.model_dump(exclude={"ts"})
+        if if_changed and said == self._status_sent:
+            return
+        self.link.publish_retained(Topics.status(self.hub_id), status.to_bytes())
+        self._status_sent = said
 
     def device(self, info: DeviceInfo) -> None:
         self.link.publish_retained(Topics.device(self.hub_id, info.ieee), info.to_bytes())
@@ -88,7 +96,6 @@ class Publisher:
                          unit=unit).to_bytes()
 
         seq = self.store.add_event(Topics.events(self.hub_id), build)
-        self.events_emitted += 1
         self.link.kick()
         return seq
 

@@ -96,6 +96,15 @@ class HubSettings(BaseSettings):
     ledger_resend_after: float = Field(default=10.0, gt=0)
     # On a clean stop, wait this long for the cloud to acknowledge what is still in the outbox.
     shutdown_drain: float = Field(default=5.0, ge=0)
+    # The retained status is published again when its counters changed, at most this often
+    # (seconds), and every minute regardless.
+    status_interval: float = Field(default=5.0, gt=0)
+    # Prometheus metrics at http://<metrics_host>:<metrics_port>/metrics (off when unset or 0),
+    # for callers that send `Authorization: Bearer <the token in metrics_token_file>`; the file is
+    # made (0600, a random token) on the first start, in the data folder unless set.
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"
+    metrics_token_file: Path | None = None
 
     @field_validator("sim_devices", mode="before")
     @classmethod
@@ -129,6 +138,10 @@ class HubSettings(BaseSettings):
     @property
     def control_socket(self) -> Path:
         return self.hub_data_dir / "control.sock"
+
+    @property
+    def metrics_token_path(self) -> Path:
+        return self.metrics_token_file or self.hub_data_dir / "metrics-token"
 
     @classmethod
     def settings_customise_sources(

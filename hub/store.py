@@ -154,6 +154,13 @@ class HubStore:
     def pending(self) -> int:
         return self._rows
 
+    def oldest_event_created(self) -> float | None:
+        """When the oldest event still waiting for the cloud's acknowledgement was written
+        (epoch seconds); None when none waits."""
+        row = self.db.execute("SELECT created FROM outbox WHERE kind = 'event' ORDER BY id "
+                              "LIMIT 1").fetchone()
+        return None if row is None else float(row[0])
+
     def add_event(self, topic: str, build: Callable[[int], bytes]) -> int:
         """Allocate the next sequence number, build the payload with it and queue it, atomically."""
         seq = self._seq + 1

@@ -18,7 +18,8 @@ from spoke.cli_broker import cloud_settings
 from spoke.cli_broker import register as register_broker_tools
 from spoke.cli_hub import register as register_hub_tools
 from spoke.cli_simulate import simulate_app
-from spoke.console import console, fail, setup_logging
+from spoke.console import choose_log_format, console, fail, setup_logging
+from spoke_logging import LOG_FORMAT_ENV, LogFormat
 
 app = typer.Typer(help="Spoke: Zigbee hub on the edge, FastAPI + MQTT in the cloud.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -42,6 +43,17 @@ ApiUrl = Annotated[str, typer.Option("--api-url", envvar="SPOKE_API_URL",
 Token = Annotated[str | None, typer.Option("--token", envvar="SPOKE_API_TOKEN",
                                            help="API bearer token.")]
 DEFAULT_API = "http://127.0.0.1:8000"
+
+
+@app.callback()
+def options(
+    log_format: Annotated[LogFormat | None, typer.Option(
+        "--log-format", envvar=LOG_FORMAT_ENV, case_sensitive=False,
+        help="text: lines for a person; json: one JSON object per log line on stderr (for a log "
+             "collector).")] = None,
+) -> None:
+    """Spoke: Zigbee hub on the edge, FastAPI + MQTT in the cloud."""
+    choose_log_format(log_format)
 
 
 def _run(coro: object) -> None:

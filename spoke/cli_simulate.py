@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from spoke.console import err_console, fail
+from spoke.console import err_console, fail, log_format
+from spoke_logging import json_handler
 
 if TYPE_CHECKING:
     from spoke.simulate import Inspection
@@ -29,8 +30,14 @@ Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Library logging 
 
 def _quiet_logging(verbose: bool) -> None:
     """Library chatter (zigpy, zha-quirks) stays off stdout, and off stderr unless asked for."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.ERROR, stream=sys.stderr,
-                        format="%(levelname)s %(name)s: %(message)s", force=True)
+    handler: logging.Handler
+    if log_format() == "json":
+        handler = json_handler(sys.stderr)
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.ERROR, handlers=[handler],
+                        force=True)
 
 
 def _inspect(paths: list[Path]) -> tuple[list[Inspection], float]:

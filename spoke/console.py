@@ -1,33 +1,75 @@
-"""Terminal output shared by the CLI commands: rich logging and one-line errors."""
+"""Terminal output shared by the CLI commands: rich logging (or JSON lines) and one-line errors."""
 
 from __future__ import annotations
 
 import logging
+import sys
 from typing import NoReturn
 
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
 
+from spoke_logging import JsonFormatter, LogFormat, json_handler, log_format_from_env
+
 console = Console()
 err_console = Console(stderr=True)
 
 QUIET_LOGGERS = ("zigpy", "bellows", "zigpy_znp", "zigpy_deconz", "aiosqlite", "amqtt",
                  "transitions", "uvicorn.error", "httpx", "zhaquirks", "zha")
+# The format the command line asked for (--log-format); SPOKE_LOG_FORMAT when it did not.
+_chosen: LogFormat | None = None
+
+
+def choose_log_format(log_format: LogFormat | None) -> None:
+    global _chosen
+    _chosen = log_format
+
+
+def log_format() -> LogFormat:
+    """--log-format, else SPOKE_LOG_FORMAT, else text; an unknown value is one error line."""
+    if _chosen is not None:
+        return _chosen
+    try:
+        return log_format_from_env()
+    except ValueError as exc:
+        err_console.print(f"[bold red]error:[/] SPOKE_LOG_FORMAT: {exc}", highlight=False)
+        raise typer.Exit(2) from None
 
 
 def setup_logging(verbose: bool = False) -> None:
-    """INFO for Spoke, WARNING for the libraries underneath (DEBUG everywhere with --verbose)."""
-    handler = RichHandler(console=err_console, show_path=False, rich_tracebacks=False,
-                          log_time_format="%H:%M:%S")
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s",
-                        handlers=[handler], force=True)
+    """INFO for Spoke, WARNING for the libraries underneath (DEBUG everywhere with --verbose);
+    coloured lines for a person, or one JSON object per line for a log collector."""
+    handler: logging.Handler
+    as_json = log_format() == "json"
+    if as_json:
+        handler = json_handler(sys.stderr)
+    else:
+        handler = RichHandler(console=err_console, show_path=False, rich_tracebacks=False,
+                              log_time_format="%H:%M:%S")
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler],
+                        force=True)
+    if as_json:
+        logging.captureWarnings(True)  # a warning is a JSON line too, not a bare text one
     if not verbose:
         for name in QUIET_LOGGERS:
             logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    """Print one clear error line and exit non-zero."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    """Print one clear error line and exit non-zero (a JSON log line under --log-format json)."""
+    if _chosen == "json" or (_chosen is None and _env_json()):
+        # Written here, not logged: a command may fail before it set up logging.
+        record = logging.LogRecord("spoke", logging.ERROR, __file__, 0, message, None, None)
+        sys.stderr.write(JsonFormatter().format(record) + "\n")
+    else:
+        err_console.print(f"[bold red]error:[/] {message}", highlight=False)
     raise typer.Exit(code)
+
+
+def _env_json() -> bool:
+    try:
+        return log_format_from_env() == "json"
+    except ValueError:
+        return False

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import secrets
+import socket
 from collections.abc import Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +21,7 @@ from spoke.console import console
 if TYPE_CHECKING:
     from cloud.hub_registration import HubCredentials
     from cloud.settings import CloudSettings
+    from hub.settings import HubSettings
 
 LOGGER = logging.getLogger(__name__)
 DEMO_HUB_ID = "demo-hub"
@@ -56,6 +58,7 @@ async def run_demo(*, api_port: int, mqtt_port: int, token: str | None, data_dir
         hub_id=DEMO_HUB_ID, hub_data_dir=data_dir / "hub", radio="sim", mqtt_host="127.0.0.1",
         mqtt_port=mqtt_port, sim_devices=["default"], sim_speed=sim_speed,
         mqtt_username=credentials.username, mqtt_password=SecretStr(credentials.password),
+        metrics_host="127.0.0.1", metrics_port=_metrics_port(),
     )
     cloud_ready, hub_ready = asyncio.Event(), asyncio.Event()
     cloud = asyncio.create_task(run_cloud(cloud_settings, started=cloud_ready), name="cloud")
@@ -64,7 +67,7 @@ async def run_demo(*, api_port: int, mqtt_port: int, token: str | None, data_dir
         await _first(cloud_ready.wait(), cloud)
         hub = asyncio.create_task(run_hub(hub_settings, ready=hub_ready), name="hub")
         await _first(hub_ready.wait(), hub)
-        _banner(api_port, mqtt_port, token, data_dir)
+        _banner(api_port, mqtt_port, token, data_dir, hub_settings)
         await asyncio.wait({cloud, hub}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for task in (hub, cloud):
@@ -113,8 +116,19 @@ async def _first(waiter: Coroutine[Any, Any, Any], task: asyncio.Task[None]) -> 
         raise RuntimeError(f"{task.get_name()} stopped during startup")
 
 
-def _banner(api_port: int, mqtt_port: int, token: str, data_dir: Path) -> None:
+def _metrics_port() -> int:
+    """SPOKE_METRICS_PORT, or a port that is free now."""
+    if os.environ.get("SPOKE_METRICS_PORT"):
+        return int(os.environ["SPOKE_METRICS_PORT"])
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _banner(api_port: int, mqtt_port: int, token: str, data_dir: Path,
+            hub: HubSettings) -> None:
     api = f"http://127.0.0.1:{api_port}"
+    metrics = f"http://{hub.metrics_host}:{hub.metrics_port}/metrics"
     text = (
         f"[bold green]Spoke demo is running[/]  (Ctrl-C stops it)\n\n"
         f"  API          {api}/api/v1\n"
@@ -122,10 +136,12 @@ def _banner(api_port: int, mqtt_port: int, token: str, data_dir: Path) -> None:
         f"  Health       {api}/healthz\n"
         f"  MQTT broker  mqtt://127.0.0.1:{mqtt_port}  (topics spoke/v1/#)\n"
         f"  MQTT logins  {data_dir}/broker-dynsec.json\n"
+        f"  Hub metrics  {metrics}  (bearer token in {hub.metrics_token_path})\n"
         f"  API token    [bold]{token}[/]  (account {DEMO_ACCOUNT}, scope admin)\n"
         f"  Data         {data_dir}/\n\n"
         f"  export SPOKE_API_URL={api} SPOKE_API_TOKEN={token}\n"
         f"  curl -H 'Authorization: Bearer {token}' {api}/api/v1/devices\n"
+        f"  curl -H \"Authorization: Bearer $(cat {hub.metrics_token_path})\" {metrics}\n"
         f"  .venv/bin/spoke devices list"
     )
     if _weak(token):

@@ -258,7 +258,9 @@ class HubStatus(Message):
     reason: str | None = None  # why offline / degraded ("connection lost", "radio down: ...")
     pairing_until: Timestamp | None = None  # permit-join open until this instant
     radio_up: bool | None = None
-    metrics: dict[str, Number] = Field(default_factory=dict)
+    # The hub's counters (integers: events_emitted, last_seq, commands_succeeded, ...) and
+    # measurements (radio_downtime_s); a peer that reads every value as a float still reads them.
+    metrics: dict[str, Integer | Number] = Field(default_factory=dict)
     # The hub's event ledger: its epoch, the last sequence number it assigned, and the highest one
     # its outbox bound dropped (those will never arrive; the cloud stops waiting for them).
     epoch: Epoch | None = None
