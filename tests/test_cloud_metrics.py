@@ -6,7 +6,10 @@ device or account, and the counters move as events and commands flow."""
 from __future__ import annotations
 
 import asyncio
+import os
 import stat
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -159,3 +162,21 @@ def bucket(families: dict[str, Metric], name: str, le: str) -> float:
     [found] = [s.value for s in families[name].samples
                if s.name == name + "_bucket" and s.labels == {"le": le}]
     return found
+
+
+def test_cli_shows_where_the_metrics_token_is_never_the_token(tmp_path: Path) -> None:
+    token_file = tmp_path / "secrets" / "metrics-token"
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("SPOKE_")},
+           "SPOKE_METRICS_TOKEN_FILE": str(token_file), "SPOKE_CONFIG": str(tmp_path / "none.toml")}
+    spoke = str(Path(sys.executable).with_name("spoke"))
+    first = subprocess.run([spoke, "cloud", "metrics-token"], env=env, capture_output=True,
+                           text=True, timeout=60, check=True)
+    assert first.stdout.strip() == str(token_file)
+    token = token_file.read_text().strip()
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600 and len(token) >= 32
+    assert token not in first.stdout + first.stderr
+    token_file.chmod(0o644)  # copied in carelessly: tightened, and kept
+    again = subprocess.run([spoke, "cloud", "metrics-token"], env=env, capture_output=True,
+                           text=True, timeout=60, check=True)
+    assert again.stdout.strip() == str(token_file) and token_file.read_text().strip() == token
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
