@@ -51,15 +51,15 @@ COMMAND_STATUSES = (*COMMAND_OUTCOMES, "hub_offline")
 # (metric name without _total, IngestMetrics field, help)
 _INGEST_COUNTERS = (
     ("spoke_ingest_messages_received", "received", "MQTT messages taken from the broker"),
-    ("spoke_ingest_events_stored", "stored", "events stored (including ones kept for a device "
+    ("spoke_ingest_events_stored", "stored", "Events stored (including ones kept for a device "
      "until it was described)"),
-    ("spoke_ingest_events_duplicate", "duplicates", "events received again and not stored twice"),
-    ("spoke_ingest_event_gaps", "gaps", "sequence numbers found missing in the hubs' ledgers"),
-    ("spoke_ingest_command_results", "results", "command results stored"),
-    ("spoke_ingest_pairing_events", "pairing_events", "pairing steps stored"),
-    ("spoke_ingest_batches", "batches", "batches committed to the database"),
-    ("spoke_ingest_acks_sent", "acks", "ledger acknowledgements published to hubs"),
-    ("spoke_telemetry_export_errors", "telemetry_errors", "batches of telemetry points the "
+    ("spoke_ingest_events_duplicate", "duplicates", "Events received again and not stored twice"),
+    ("spoke_ingest_event_gaps", "gaps", "Sequence numbers found missing in the hubs' ledgers"),
+    ("spoke_ingest_command_results", "results", "Command results stored"),
+    ("spoke_ingest_pairing_events", "pairing_events", "Pairing steps stored"),
+    ("spoke_ingest_batches", "batches", "Batches committed to the database"),
+    ("spoke_ingest_acks_sent", "acks", "Ledger acknowledgements published to hubs"),
+    ("spoke_telemetry_export_errors", "telemetry_errors", "Batches of telemetry points the "
      "telemetry backend refused or could not be reached for"),
 )
 

@@ -71,6 +71,7 @@ async def test_readyz_is_503_while_a_database_lock_stalls_the_ingest(
 
                 await eventually(stalled, what="/readyz saying the ingest is stalled")
                 code, body = await readiness(stack)
+                assert code == 503
                 assert (body["status"], body["db"], body["mqtt"]) == ("not ready", "ok", "ok")
                 assert body["ingest"].startswith("ingest stalled: ")
                 assert body["ingest_waiting"] >= 1
