@@ -200,6 +200,7 @@ class Rig:
             self.api_ports.append(port)
             env = self._env(SPOKE_DATABASE_URL=f"sqlite:///{self.cloud_db}",
                             SPOKE_BROKER_SECRET_FILE=str(self.broker_secret),
+                            SPOKE_METRICS_TOKEN_FILE=str(self.workdir / "metrics-token"),
                             SPOKE_CLOUD_PORT=str(port),
                             SPOKE_MQTT_PROTOCOL="3.1.1" if self.broker_kind == "amqtt" else "5",
                             SPOKE_MQTT_CLIENT_ID=f"spoke-cloud-{i}",
@@ -261,10 +262,10 @@ class Rig:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.api(i)}/healthz", timeout=1).status_code == 200:
+                if httpx.get(f"{self.api(i)}/readyz", timeout=1).status_code == 200:
                     return
             time.sleep(0.1)
-        raise TimeoutError(f"cloud-{i} did not become healthy\n{self.clouds[i].tail()}")
+        raise TimeoutError(f"cloud-{i} did not become ready\n{self.clouds[i].tail()}")
 
     def stop(self) -> None:
         for service in [self.hub, *self.clouds, self.broker]:

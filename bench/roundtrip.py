@@ -98,7 +98,8 @@ async def measure(kind: str, n: int) -> dict[str, float]:
             cloud_settings = CloudSettings(
                 database_url=f"sqlite:///{workdir / 'cloud.db'}", mqtt_port=mqtt_port,
                 cloud_port=api_port, command_timeout=10,
-                broker_secret_file=workdir / "broker-secret")
+                broker_secret_file=workdir / "broker-secret",
+                metrics_token_file=workdir / "metrics-token")
             hub_id = f"bench-{kind}"
             credentials = await asyncio.to_thread(register, cloud_settings, hub_id)
             services = await asyncio.to_thread(CloudServices.build, cloud_settings)

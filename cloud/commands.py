@@ -11,12 +11,14 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from cloud.errors import CommandFailed, CommandTimedOut, HubOffline, NotFound
+from cloud.metrics import CloudMetrics
 from cloud.settings import CloudSettings
 from cloud.storage.base import CommandRecord, Registry
 from wire.capabilities import validate_command
@@ -44,10 +46,12 @@ def _settle(future: asyncio.Future[CommandRecord], record: CommandRecord) -> Non
 class CommandService:
     """Sends capability commands and hub requests over MQTT and tracks their results."""
 
-    def __init__(self, settings: CloudSettings, registry: Registry, publish: Publish) -> None:
+    def __init__(self, settings: CloudSettings, registry: Registry, publish: Publish,
+                 observe: CloudMetrics | None = None) -> None:
         self.settings = settings
         self.registry = registry
         self._publish = publish
+        self.observe = observe if observe is not None else CloudMetrics()
         self._lock = threading.Lock()
         self._waiters: dict[str, list[_Waiter]] = {}
 
@@ -68,6 +72,7 @@ class CommandService:
                                    device.constraints)
         hub = await asyncio.to_thread(self.registry.get_hub, device.hub_id)
         if hub is not None and hub.online is False:
+            self.observe.command_ended("hub_offline", None)
             raise HubOffline(device.hub_id)  # it would only wait for command_timeout
         now = datetime.now(UTC)
         record = CommandRecord(
@@ -97,9 +102,10 @@ class CommandService:
             fields = {"cmd": record.id, "hub": record.hub_id}
             log.info("cmd=%s %s.%s %s -> device %s on hub %s", record.id, capability, command,
                      checked, device.id, device.hub_id, extra=fields)
+            sent = time.monotonic()
             if not self._publish(Topics.commands(record.hub_id), message.to_bytes()):
                 log.warning("cmd=%s could not be queued for publishing", record.id, extra=fields)
-            return await self._outcome(record, future)
+            return await self._observed_outcome(record, future, sent)
 
     async def follow(self, command_id: str) -> CommandRecord:
         """Answer for a command sent before (a retry under its idempotency key) as its first
@@ -111,6 +117,20 @@ class CommandService:
         if record.status != CommandStatus.SUCCEEDED:
             raise CommandFailed(record, record.error or f"command {record.status}")
         return record
+
+    async def _observed_outcome(self, record: CommandRecord,
+                                future: asyncio.Future[CommandRecord], sent: float) -> CommandRecord:
+        """``_outcome``, counted by how it ended and timed from ``sent`` (a monotonic time)."""
+        try:
+            result = await self._outcome(record, future)
+        except CommandFailed as exc:
+            self.observe.command_ended(exc.command.status, time.monotonic() - sent)
+            raise
+        except CommandTimedOut:
+            self.observe.command_ended(CommandStatus.TIMEOUT, time.monotonic() - sent)
+            raise
+        self.observe.command_ended(result.status, time.monotonic() - sent)
+        return result
 
     async def _outcome(self, record: CommandRecord, future: asyncio.Future[CommandRecord]
                        ) -> CommandRecord:

@@ -14,11 +14,14 @@ import json
 import logging
 import queue
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
+from cloud.metrics import CloudMetrics
 from cloud.mqtt import Inbound, MqttLink
 from cloud.settings import CloudSettings
 from cloud.storage import Storage
@@ -60,7 +63,12 @@ _ACK_RESULTS = 1000  # result ids per acknowledgement (the contract's bound)
 
 
 class IngestMetrics:
-    """Counters since the process started (thread-safe)."""
+    """Counters since the process started (thread-safe); /metrics reads them at each scrape."""
+
+    # Every reason a message is refused for (a bounded label of spoke_ingest_messages_rejected).
+    REJECT_REASONS = ("bad_topic", "too_large", "not_json", "invalid_payload", "mismatch",
+                      "unexpected_topic", "unknown_device", "implausible_seq", "unknown_command",
+                      "store_error")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -119,6 +127,15 @@ def reject_reason(topic: str, payload: bytes) -> str:
 
 
 @dataclass(frozen=True, kw_only=True)
+class IngestProgress:
+    """Whether the ingest keeps up: messages waiting, and why it is stalled (None when it is not)."""
+
+    waiting: int
+    idle_seconds: float  # since the worker last took or finished a batch
+    stall: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
 class _Decoded:
     inbound: Inbound
     kind: TopicKind
@@ -136,6 +153,7 @@ class _Applied:
     gaps: int = 0
     results: int = 0
     pairing_events: int = 0
+    event_times: list[datetime]  # of the events stored (for the lag histogram)
     devices: set[str]  # ids of devices described or removed
     commands: list[CommandRecord]
     rejected: list[tuple[_Decoded, str, str]]
@@ -162,15 +180,21 @@ class Ingest:
         storage: Storage,
         on_result: Callable[[CommandRecord], None] | None = None,
         on_devices: Callable[[set[str]], None] | None = None,
+        observe: CloudMetrics | None = None,
     ) -> None:
         self.settings = settings
         self.storage = storage
         self.metrics = IngestMetrics()
+        self.observe = observe if observe is not None else CloudMetrics()
         self._on_result = on_result
         self._on_devices = on_devices
         self._queue: queue.Queue[Any] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
+        # Read by /readyz from other threads; plain assignments, so no lock per batch.
+        self._idle = True  # the worker waits on an empty queue: nothing can be stuck
+        self._busy = 0  # messages the worker holds (taken from the queue, not yet finished)
+        self._moved_at = time.monotonic()  # when the worker last took or finished a batch
         self.link = MqttLink(settings, ingest_subscriptions(settings.mqtt_shared_group),
                              self._queue.put)
 
@@ -199,10 +223,28 @@ class Ingest:
     def publish(self, topic: str, payload: bytes, qos: int = 1) -> bool:
         return self.link.publish(topic, payload, qos=qos)
 
+    def progress(self) -> IngestProgress:
+        """Stalled: the worker is not running, or messages wait and it has neither taken nor
+        finished a batch for ``ingest_stall_after`` seconds (stuck on a database lock, or
+        storage refusing writes)."""
+        waiting = self._queue.qsize() + self._busy
+        idle = time.monotonic() - self._moved_at
+        thread = self._thread
+        stall = None
+        if thread is None or not thread.is_alive():
+            stall = "the ingest worker is not running"
+        elif waiting and not self._idle and idle > self.settings.ingest_stall_after:
+            stall = (f"ingest stalled: {waiting} messages waiting, no batch finished for "
+                     f"{idle:.0f}s")
+        return IngestProgress(waiting=waiting, idle_seconds=idle, stall=stall)
+
     # Worker ---------------------------------------------------------------------------------------
     def _run(self) -> None:
         while True:
+            self._idle = True
             first = self._queue.get()
+            self._moved_at = time.monotonic()  # before _idle: a reader never sees an old time
+            self._idle = False
             if first is _STOP:
                 return
             batch: list[Inbound] = [first]
@@ -216,10 +258,13 @@ class Ingest:
                     stop = True
                     break
                 batch.append(item)
+            self._busy = len(batch)
             try:
                 self._process(batch)
             except Exception:  # never let the worker die
                 log.exception("ingest batch of %d messages failed", len(batch))
+            self._moved_at = time.monotonic()
+            self._busy = 0
             if stop:
                 return
 
@@ -246,7 +291,9 @@ class Ingest:
         delay = 0.2
         while True:
             try:
+                started = time.perf_counter()
                 applied = self._apply(items)
+                took = time.perf_counter() - started
                 break
             except StoreUnavailable as exc:
                 if self._stopping.is_set():
@@ -266,10 +313,11 @@ class Ingest:
                 for item in items:  # find the one message that breaks the batch
                     self._store([item])
                 return
+        self.observe.batch_committed(took, applied.event_times)
         self._committed(items, applied)
 
     def _apply(self, items: Sequence[_Decoded]) -> _Applied:
-        applied = _Applied(commands=[], rejected=[], devices=set(), acks=[])
+        applied = _Applied(event_times=[], commands=[], rejected=[], devices=set(), acks=[])
         with self.storage.registry.ingest() as tx:
             for item in items:
                 self._apply_one(tx, item, applied)
@@ -295,6 +343,7 @@ class Ingest:
             applied.gaps += result.gap
             if result.outcome is EventOutcome.STORED:
                 applied.stored += 1
+                applied.event_times.append(msg.ts)
             elif result.outcome is EventOutcome.DUPLICATE:
                 applied.duplicates += 1
             elif result.outcome is EventOutcome.IMPLAUSIBLE:

@@ -61,6 +61,7 @@ class MqttLink:
         self._probe: threading.Thread | None = None
         self.protocol = "3.1.1" if settings.mqtt_protocol == "3.1.1" else "5"
         self.last_error: str | None = "not connected yet"
+        self.connections = 0  # accepted connections so far: the ones after the first reconnected
         self._client = self._make_client()
 
     # Lifecycle ------------------------------------------------------------------------------------
@@ -156,6 +157,7 @@ class MqttLink:
                         self.settings.mqtt_host, self.settings.mqtt_port, reason, hint)
             return
         self.last_error = None
+        self.connections += 1  # paho's network thread is the only writer
         resumed = bool(getattr(flags, "session_present", False))
         log.info("MQTT connected to %s:%s (MQTT %s, session %s)", self.settings.mqtt_host,
                  self.settings.mqtt_port, self.protocol, "resumed" if resumed else "new")

@@ -13,6 +13,8 @@ from cloud.broker_sync import BrokerSync
 from cloud.commands import CommandService
 from cloud.ingest import Ingest
 from cloud.management import ManagementService
+from cloud.metrics import CloudMetrics
+from cloud.metrics_token import ensure_metrics_token
 from cloud.rate_limits import Limiter
 from cloud.settings import CloudSettings
 from cloud.storage import Storage, open_storage
@@ -32,33 +34,40 @@ class CloudServices:
     management: ManagementService
     broker_sync: BrokerSync
     limiter: Limiter
+    metrics: CloudMetrics
     telemetry_export: TelemetryExport | None = None  # with telemetry_backend "influxdb"
+    metrics_token: str | None = None  # read (or created) when the cloud starts
 
     @classmethod
     def build(cls, settings: CloudSettings) -> CloudServices:
         """Open storage; wire ingested results and device changes to the requests waiting for
         them (nothing is connected yet)."""
         storage = open_storage(settings)
+        metrics = CloudMetrics()
         services: list[CloudServices] = []
         ingest = Ingest(
             settings, storage,
             on_result=lambda record: services[0].commands.resolve(record),
             on_devices=lambda ids: services[0].management.devices_changed(ids),
+            observe=metrics,
         )
-        commands = CommandService(settings, storage.registry, ingest.publish)
+        metrics.watch(ingest, storage.registry.fleet_counts)
+        commands = CommandService(settings, storage.registry, ingest.publish, observe=metrics)
         management = ManagementService(settings, storage.registry, commands)
         export = None
         if storage.telemetry_outbox is not None and storage.telemetry_sink is not None:
             export = TelemetryExport.from_settings(settings, storage.telemetry_outbox,
                                                    storage.telemetry_sink)
+            metrics.watch_export(export)
         services.append(cls(settings=settings, storage=storage, ingest=ingest, commands=commands,
                             management=management,
                             broker_sync=BrokerSync(settings, storage.registry),
                             limiter=Limiter(storage.usage, *settings.rate_limits()),
-                            telemetry_export=export))
+                            metrics=metrics, telemetry_export=export))
         return services[0]
 
     def start(self) -> None:
+        self.metrics_token = ensure_metrics_token(self.settings.metrics_token_file)
         if self.telemetry_export is not None:
             self.telemetry_export.start()
         self.ingest.start()

@@ -72,7 +72,7 @@ class CloudSettings(BaseSettings):
     # Shared-subscription group for events when several cloud processes run behind one broker.
     mqtt_shared_group: str | None = None
     mqtt_keepalive: int = Field(default=30, ge=5)
-    # How long startup waits for the broker before serving anyway (/healthz then says mqtt is down).
+    # How long startup waits for the broker before serving anyway (/readyz then says mqtt is down).
     mqtt_startup_wait: float = Field(default=5.0, ge=0)
     cloud_host: str = "127.0.0.1"
     cloud_port: int = Field(default=8000, ge=0, le=65535)
@@ -94,6 +94,13 @@ class CloudSettings(BaseSettings):
     influx_export_interval: float = Field(default=0.5, gt=0)
     influx_export_max_backoff: float = Field(default=10.0, gt=0)
     ingest_batch_size: int = Field(default=500, ge=1)
+    # Seconds the ingest may hold received messages without storing any before /readyz says it is
+    # stalled (a worker stuck on a database lock, or storage refusing writes).
+    ingest_stall_after: float = Field(default=30.0, gt=0)
+    # The operator's bearer token for GET /metrics (across all accounts, so not an API token): a
+    # 0600 file, created with a random token on first start; Prometheus reads the same file
+    # (`authorization: credentials_file:`).
+    metrics_token_file: Path = Path(".spoke/metrics-token")
     telemetry_max_limit: int = Field(default=10_000, ge=1)
     # Bytes of request body the API takes; a larger one is answered 413 before it is parsed.
     api_max_body: int = Field(default=64 * 1024, ge=1)

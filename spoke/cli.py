@@ -185,6 +185,22 @@ def cloud_run(verbose: Verbose = False) -> None:
         fail(f"cannot start the cloud on {settings.cloud_host}:{settings.cloud_port}: {exc}")
 
 
+@cloud_app.command("metrics-token")
+def cloud_metrics_token() -> None:
+    """Print where the operator's token for GET /metrics is kept (created, 0600, if missing).
+
+    Give Prometheus that file (`authorization: credentials_file: <file>`); the token itself is
+    never printed."""
+    from cloud.metrics_token import ensure_metrics_token
+
+    path = cloud_settings().metrics_token_file
+    try:
+        ensure_metrics_token(path)
+    except (OSError, ValueError) as exc:
+        fail(f"cannot read or create the metrics token {path}: {exc}")
+    typer.echo(path.resolve())
+
+
 # ---------------------------------------------------------------------------------------- REST
 def _value(v: object) -> str:
     return "—" if v is None else str(v)

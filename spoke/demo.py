@@ -45,6 +45,7 @@ async def run_demo(*, api_port: int, mqtt_port: int, token: str | None, data_dir
         mqtt_client_id="spoke-demo-cloud", telemetry_backend="sql",
         mqtt_protocol="3.1.1",  # the embedded amqtt broker speaks only MQTT 3.1.1
         broker_secret_file=data_dir / "broker-secret",
+        metrics_token_file=data_dir / "metrics-token",
     )
     dynsec_file = data_dir / "broker-dynsec.json"
     await asyncio.to_thread(_prepare_broker, cloud_settings, dynsec_file, token)
@@ -133,7 +134,8 @@ def _banner(api_port: int, mqtt_port: int, token: str, data_dir: Path,
         f"[bold green]Spoke demo is running[/]  (Ctrl-C stops it)\n\n"
         f"  API          {api}/api/v1\n"
         f"  OpenAPI docs {api}/docs\n"
-        f"  Health       {api}/healthz\n"
+        f"  Health       {api}/healthz (alive), {api}/readyz (ready)\n"
+        f"  Metrics      {api}/metrics  (Bearer token in {data_dir}/metrics-token)\n"
         f"  MQTT broker  mqtt://127.0.0.1:{mqtt_port}  (topics spoke/v1/#)\n"
         f"  MQTT logins  {data_dir}/broker-dynsec.json\n"
         f"  Hub metrics  {metrics}  (bearer token in {hub.metrics_token_path})\n"

@@ -185,6 +185,7 @@ def cloud_settings(tmp_path: Path, broker: BrokerAddress, **overrides: Any) -> C
         "mqtt_host": broker.host,
         "mqtt_port": broker.port,
         "broker_secret_file": broker.secret_file,
+        "metrics_token_file": tmp_path / "metrics-token",
         "command_timeout": 2.0,
         "command_ttl": 5.0,
         # amqtt speaks only 3.1.1: say so rather than spend 3 s finding out on every connect

@@ -18,8 +18,9 @@ from cloud.service import CloudServices, run_cloud
 from cloud.settings import CloudSettings
 from hub.app import Hub
 from hub.settings import HubSettings
-from tests.common import TEST_RATE_LIMITS, eventually, register_hub
+from tests.common import TEST_RATE_LIMITS, MqttTestClient, eventually, register_hub
 from tests.conftest import BrokerAddress, _free_port
+from wire.contract import hub_client_id
 
 
 @dataclass
@@ -49,6 +50,15 @@ class Stack:
             if d["model"] == model:
                 return d
         raise AssertionError(f"no {model} in the cloud")
+
+    def as_hub(self) -> MqttTestClient:
+        """A plain MQTT client logged in as the stack's hub (for a stack started without one), to
+        publish wire messages as the hub would; close it after."""
+        hs = self.hub_settings
+        assert hs.mqtt_username is not None and hs.mqtt_password is not None
+        return MqttTestClient(self.broker.host, self.broker.port, hub_client_id(hs.hub_id),
+                              username=hs.mqtt_username,
+                              password=hs.mqtt_password.get_secret_value())
 
     async def start_hub(self, **overrides: Any) -> Hub:
         settings = self.hub_settings.model_copy(update=overrides)
@@ -92,6 +102,7 @@ async def running_stack(tmp_path: Path, broker: BrokerAddress, *, hub_id: str = 
     values: dict[str, Any] = {
         "database_url": f"sqlite:///{tmp_path / 'cloud.db'}", "mqtt_host": broker.host,
         "mqtt_port": broker.port, "broker_secret_file": broker.secret_file,
+        "metrics_token_file": tmp_path / "metrics-token",
         "cloud_host": "127.0.0.1", "cloud_port": port,
         "command_timeout": 5.0, "command_ttl": 10.0, **TEST_RATE_LIMITS}
     settings = CloudSettings(**{**values, **(cloud or {})})

@@ -96,15 +96,20 @@ async def test_revoked_token_is_refused(cloud: CloudHarness):
     assert (await cloud.http.get("/api/v1/hubs", headers=headers)).status_code == 401
 
 
-async def test_healthz_needs_no_token_and_reports_parts(cloud: CloudHarness):
+async def test_healthz_and_readyz_need_no_token_and_report_parts(cloud: CloudHarness):
     response = await cloud.http.get("/healthz", headers={"Authorization": ""})
     assert response.status_code == 200
     body = response.json()
-    assert (body["status"], body["api"], body["db"], body["mqtt"]) == ("ok", "ok", "ok", "ok")
+    assert (body["status"], body["mqtt"], body["ingest_stall"]) == ("ok", "ok", None)
     assert body["ingest"]["received"] >= 3
+    response = await cloud.http.get("/readyz", headers={"Authorization": ""})
+    assert response.status_code == 200, response.text
+    assert response.json() == {"status": "ready", "reasons": [], "db": "ok", "mqtt": "ok",
+                               "ingest": "ok", "ingest_waiting": 0}
 
 
-async def test_healthz_is_503_naming_mqtt_when_the_broker_is_down(tmp_path: Path, free_port):
+async def test_readyz_is_503_naming_the_broker_when_it_is_down_while_healthz_stays_200(
+        tmp_path: Path, free_port):
     down = BrokerAddress("none", "127.0.0.1", free_port(), tmp_path / "broker-secret")
     settings = cloud_settings(tmp_path, down, mqtt_startup_wait=0.1)
     from cloud.api.app import create_app
@@ -113,11 +118,14 @@ async def test_healthz_is_503_naming_mqtt_when_the_broker_is_down(tmp_path: Path
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://cloud") as http:
-            response = await http.get("/healthz")
-    assert response.status_code == 503
-    body = response.json()
-    assert body["status"] == "degraded" and body["db"] == "ok"
+            ready = await http.get("/readyz")
+            live = await http.get("/healthz")
+    assert ready.status_code == 503
+    body = ready.json()
+    assert body["status"] == "not ready" and body["db"] == "ok" and body["ingest"] == "ok"
     assert body["mqtt"].startswith("down")
+    assert body["reasons"] == [f"broker {body['mqtt']}"]
+    assert live.status_code == 200 and live.json()["mqtt"].startswith("down")
 
 
 # Devices and hubs ---------------------------------------------------------------------------------
@@ -314,7 +322,7 @@ async def test_run_cloud_serves_http_and_stops_on_cancel(tmp_path: Path, mosquit
     task = asyncio.create_task(run_cloud(settings, started=started))
     await asyncio.wait_for(started.wait(), 15)
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
-        await eventually(lambda: _healthy(http), what="healthy over TCP")
+        await eventually(lambda: _ready(http), what="ready over TCP")
         assert (await http.get("/api/v1/devices")).status_code == 401
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -324,8 +332,8 @@ async def test_run_cloud_serves_http_and_stops_on_cancel(tmp_path: Path, mosquit
             await http.get(f"http://127.0.0.1:{port}/healthz")
 
 
-async def _healthy(http: httpx.AsyncClient) -> bool:
-    return (await http.get("/healthz")).status_code == 200
+async def _ready(http: httpx.AsyncClient) -> bool:
+    return (await http.get("/readyz")).status_code == 200
 
 
 async def test_run_cloud_raises_oserror_when_its_port_is_taken(tmp_path: Path,

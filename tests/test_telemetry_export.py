@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine, Table, distinct, func, select
 
 from cloud.storage.base import StoreUnavailable, device_id_for
@@ -187,6 +188,9 @@ async def test_no_point_is_lost_through_an_influxdb_outage_and_a_cloud_restart(
             await _until(lambda: _rows(engine, events)[0] == total, within=15,
                          what="every event stored")
             assert export.backlog()[0] == total - before  # all still waiting for InfluxDB
+            scraped = _samples(cloud.services.metrics.render())
+            assert scraped["spoke_telemetry_export_queue_points"] == total - before
+            assert scraped["spoke_telemetry_export_oldest_seconds"] > 0
             # History is read from SQL: complete while InfluxDB is down.
             history = await cloud.get_json(f"/api/v1/devices/{DEV}/telemetry",
                                            capability="temperature")
@@ -196,6 +200,9 @@ async def test_no_point_is_lost_through_an_influxdb_outage_and_a_cloud_restart(
 
             await _until(lambda: export.backlog()[0] == 0, within=15, what="the queue emptied")
             assert _rows(engine, events) == (total, total)  # none duplicated in SQL
+            scraped = _samples(cloud.services.metrics.render())
+            assert scraped["spoke_telemetry_export_queue_points"] == 0
+            assert scraped["spoke_telemetry_export_points_total"] == total - before
             await _until(lambda: victoria_metrics.seqs(hub_id=HUB) == list(range(1, total + 1)),
                          within=10, what="every point in victoria-metrics, once")
             exported = victoria_metrics.export(hub_id=HUB, device_id=DEV)
@@ -209,3 +216,10 @@ async def test_no_point_is_lost_through_an_influxdb_outage_and_a_cloud_restart(
             producer.join()
         hub.close()
         engine.dispose()
+
+
+def _samples(text: bytes) -> dict[str, float]:
+    """Unlabelled samples of a Prometheus text exposition, by name."""
+    return {sample.name: sample.value
+            for family in text_string_to_metric_families(text.decode())
+            for sample in family.samples if not sample.labels}

@@ -1,1 +1,2 @@
-"""The cloud's HTTP API (FastAPI): one router per resource under /api/v1, plus /healthz."""
+"""The cloud's HTTP API (FastAPI): one router per resource under /api/v1, plus /healthz, /readyz
+and /metrics."""

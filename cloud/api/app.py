@@ -13,7 +13,7 @@ from cloud.api.body_limit import BodyLimit
 from cloud.api.errors import install_error_handlers
 from cloud.api.limits import install_limits
 from cloud.api.responses import UNAUTHORIZED
-from cloud.api.routes import commands, devices, health, hubs, pairing, tokens, usage
+from cloud.api.routes import commands, devices, health, hubs, metrics, pairing, tokens, usage
 from cloud.service import CloudServices
 from cloud.settings import CloudSettings
 
@@ -50,4 +50,5 @@ def create_app(settings: CloudSettings, services: CloudServices | None = None) -
         api.include_router(module.router, responses=UNAUTHORIZED)
     app.include_router(api)
     app.include_router(health.router)
+    app.include_router(metrics.router)  # the operator's metrics token, not an account's
     return app

@@ -73,6 +73,14 @@ class DeviceRecord:
 
 
 @dataclass(frozen=True, kw_only=True)
+class FleetCounts:
+    """Hubs by their last status and devices by availability, across all accounts (metrics)."""
+
+    hubs: dict[str, int]  # "online", "offline", "unknown" (no status yet)
+    devices: dict[str, int]  # "available", "unavailable", "hub_offline"
+
+
+@dataclass(frozen=True, kw_only=True)
 class CommandRecord:
     id: str
     hub_id: str
@@ -247,6 +255,10 @@ class Registry(Protocol):
                      ) -> list[DeviceRecord]: ...
 
     def get_device(self, device_id: str) -> DeviceRecord | None: ...
+
+    def fleet_counts(self) -> FleetCounts:
+        """How many hubs and devices are in each state, counted by the database."""
+        ...
 
     def last_pairing_event_id(self, hub_id: str) -> int:
         """The id of the hub's newest stored pairing event, 0 when there is none."""

@@ -14,6 +14,7 @@ from sqlalchemy import (
     Connection,
     Engine,
     Row,
+    case,
     create_engine,
     event,
     func,
@@ -32,6 +33,7 @@ from cloud.storage.base import (
     AccountRecord,
     CommandRecord,
     DeviceRecord,
+    FleetCounts,
     HubRecord,
     HubRegistration,
     IdempotencyRecord,
@@ -297,6 +299,24 @@ class SqlRegistry:
                              ).where(_HUB_ACCOUNT == account)
         with self._read() as conn:
             return [_device_record(r) for r in conn.execute(stmt)]
+
+    def fleet_counts(self) -> FleetCounts:
+        hub_state = case((hubs.c.online.is_(True), "online"), (hubs.c.online.is_(False), "offline"),
+                         else_="unknown")
+        device_state = case((hubs.c.online.is_(False), "hub_offline"),
+                            (devices.c.available.is_(True), "available"), else_="unavailable")
+        counts = FleetCounts(hubs=dict.fromkeys(("online", "offline", "unknown"), 0),
+                             devices=dict.fromkeys(("available", "unavailable", "hub_offline"), 0))
+        with self._read() as conn:
+            for state, n in conn.execute(select(hub_state, func.count()).group_by(hub_state)):
+                counts.hubs[state] += n
+            rows = conn.execute(
+                select(device_state, func.count())
+                .select_from(devices.outerjoin(hubs, hubs.c.id == devices.c.hub_id))
+                .where(devices.c.removed.is_(False)).group_by(device_state))
+            for state, n in rows:
+                counts.devices[state] += n
+        return counts
 
     def get_device(self, device_id: str) -> DeviceRecord | None:
         with self._read() as conn:
