@@ -148,7 +148,8 @@ async def _healthy(worker: Service, url: str) -> None:
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def clouds(workdir: Path, broker: BrokerAddress, database_url: str) -> AsyncIterator[Clouds]:
     ports = [free_port(), free_port()]
-    workers = [_worker(n, p, database_url, broker, workdir) for n, p in zip("ab", ports, strict=True)]
+    workers = [_worker(name, port, database_url, broker, workdir)
+               for name, port in zip("ab", ports, strict=True)]
     urls = [f"http://127.0.0.1:{p}" for p in ports]
     hub: Hub | None = None
     registry: SqlRegistry | None = None
@@ -162,8 +163,9 @@ async def clouds(workdir: Path, broker: BrokerAddress, database_url: str) -> Asy
         registry = await asyncio.to_thread(SqlRegistry.from_url, database_url)
         hub = Hub(hub_settings(workdir, broker, HUB_ID, credentials, sim_devices=["bulb"]))
         await hub.start()
-        async with httpx.AsyncClient(base_url=urls[1], timeout=5, headers={
-                "Authorization": f"Bearer {create_token(registry, 'setup')[1]}"}) as api:
+        _, token = await asyncio.to_thread(create_token, registry, "setup")
+        async with httpx.AsyncClient(base_url=urls[1], timeout=5,
+                                     headers={"Authorization": f"Bearer {token}"}) as api:
             found: list[dict[str, Any]] = []
 
             async def bulb_adopted() -> bool:
