@@ -125,7 +125,7 @@ def render_mosquitto_conf(port: int, data_dir: Path, *, dynsec_file: Path, tls_p
         "keyfile ": f"keyfile {pki.key}",
     }
     out = []
-    for line in (REPO / "cloud" / "deploy" / "mosquitto.conf").read_text().splitlines():
+    for line in (REPO / "deploy" / "mosquitto.conf").read_text().splitlines():
         for start, rendered in replace.items():
             if line.startswith(start):
                 line = rendered

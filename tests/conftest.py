@@ -6,6 +6,7 @@ does), the SQL registry, and a simulated Zigbee network with zigpy on its radio.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import socket
@@ -107,9 +108,10 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     return make_pki(tmp_path_factory.mktemp("pki"))
 
 
-@pytest.fixture
-def mosquitto(tmp_path: Path, pki: Pki) -> Iterator[BrokerAddress]:
-    """A real mosquitto with the shipped config: free ports (plain and TLS), its own files."""
+@contextlib.contextmanager
+def running_mosquitto(folder: Path, pki: Pki) -> Iterator[BrokerAddress]:
+    """A real mosquitto with the shipped config: free ports (plain and TLS), its files in
+    ``folder``."""
     if not Path(MOSQUITTO).exists():
         pytest.skip("mosquitto is not installed (apt-get install mosquitto)")
     try:
@@ -117,11 +119,11 @@ def mosquitto(tmp_path: Path, pki: Pki) -> Iterator[BrokerAddress]:
     except FileNotFoundError:
         pytest.skip("Mosquitto's dynamic-security plugin is not installed")
     port, tls_port = _free_port(), _free_port()
-    secret_file, dynsec_file = broker_files(tmp_path / "broker")
-    conf = tmp_path / "mosquitto.conf"
-    conf.write_text(render_mosquitto_conf(port, tmp_path / "mosquitto-data",
+    secret_file, dynsec_file = broker_files(folder / "broker")
+    conf = folder / "mosquitto.conf"
+    conf.write_text(render_mosquitto_conf(port, folder / "mosquitto-data",
                                           dynsec_file=dynsec_file, tls_port=tls_port, pki=pki))
-    log = (tmp_path / "mosquitto.log").open("w")
+    log = (folder / "mosquitto.log").open("w")
     proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT)
     try:
         _wait_listening(port, alive=lambda: proc.poll() is None)
@@ -135,6 +137,13 @@ def mosquitto(tmp_path: Path, pki: Pki) -> Iterator[BrokerAddress]:
             proc.kill()
             proc.wait()
         log.close()
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Path, pki: Pki) -> Iterator[BrokerAddress]:
+    """A real mosquitto with the shipped config: free ports (plain and TLS), its own files."""
+    with running_mosquitto(tmp_path, pki) as broker:
+        yield broker
 
 
 @pytest.fixture

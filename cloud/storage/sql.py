@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -64,6 +66,7 @@ from wire.contract import CommandStatus, Constraints, Limits
 log = logging.getLogger(__name__)
 
 _IMMEDIATE = "spoke_sqlite_immediate"
+_WAL_SWITCH_WAIT = 10.0  # seconds
 
 
 def _now() -> datetime:
@@ -89,10 +92,10 @@ def make_engine(url: str) -> Engine:
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # we emit BEGIN ourselves (below)
         cursor = dbapi_connection.cursor()
-        if not in_memory:
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA busy_timeout=30000")
+        if not in_memory:
+            _enable_wal(cursor)
+            cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -103,6 +106,21 @@ def make_engine(url: str) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
+
+
+def _enable_wal(cursor: Any) -> None:
+    """Switch a SQLite file to WAL (it stays so). Another process doing the same at that moment
+    makes SQLite answer "locked" at once rather than wait (its busy handler is not used here), so
+    try again for a while."""
+    deadline = time.monotonic() + _WAL_SWITCH_WAIT
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 def _hub_record(row: Row[Any] | Mapping[str, Any]) -> HubRecord:
@@ -186,37 +204,51 @@ _DEVICE_SELECT = select(
 ).select_from(devices.outerjoin(hubs, hubs.c.id == devices.c.hub_id))
 
 
-def _check_schema(engine: Engine) -> None:
+_SCHEMA_LOCK = 0x53504B45  # PostgreSQL advisory lock key ("SPKE") for setting up the schema
+
+
+@contextmanager
+def _schema_transaction(engine: Engine) -> Iterator[Connection]:
+    """One transaction that creates and upgrades the schema, held by one process at a time:
+    several cloud workers may start together on an empty database, and a second CREATE TABLE
+    would fail (PostgreSQL: a duplicate type; SQLite: a read lock that cannot turn into a write
+    lock)."""
+    with engine.connect() as conn:
+        conn = conn.execution_options(**{_IMMEDIATE: True})  # SQLite: the write lock up front
+        with conn.begin():
+            if engine.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
+            yield conn
+
+
+def _check_schema(conn: Connection) -> None:
     """Refuse, with what to do, a database whose event ledger predates ledger epochs; give tokens
     from before accounts and scopes what they could do then (everything, in the default account)."""
-    inspector = inspect(engine)
+    inspector = inspect(conn)
     if "epoch" not in {c["name"] for c in inspector.get_columns("events")}:
-        engine.dispose()
         raise SchemaOutdated(
-            f"the database {engine.url.render_as_string(hide_password=True)} was created by an "
-            "earlier Spoke (its event ledger has no epochs): move it aside and start again")
+            f"the database {conn.engine.url.render_as_string(hide_password=True)} was created by "
+            "an earlier Spoke (its event ledger has no epochs): move it aside and start again")
     if "account" not in {c["name"] for c in inspector.get_columns("api_tokens")}:
-        stamp = "TIMESTAMP WITH TIME ZONE" if engine.dialect.name == "postgresql" else "DATETIME"
-        with engine.begin() as conn:
-            for ddl in (f"ADD COLUMN account VARCHAR(64) NOT NULL DEFAULT '{DEFAULT_ACCOUNT}'",
-                        "ADD COLUMN scopes VARCHAR(64) NOT NULL DEFAULT 'admin control read'",
-                        f"ADD COLUMN expires_at {stamp}"):
-                conn.execute(text(f"ALTER TABLE api_tokens {ddl}"))
-            if conn.execute(select(func.count()).select_from(api_tokens)).scalar_one():
-                conn.execute(insert(accounts).values(id=DEFAULT_ACCOUNT, created_at=_now()))
+        stamp = "TIMESTAMP WITH TIME ZONE" if conn.dialect.name == "postgresql" else "DATETIME"
+        for ddl in (f"ADD COLUMN account VARCHAR(64) NOT NULL DEFAULT '{DEFAULT_ACCOUNT}'",
+                    "ADD COLUMN scopes VARCHAR(64) NOT NULL DEFAULT 'admin control read'",
+                    f"ADD COLUMN expires_at {stamp}"):
+            conn.execute(text(f"ALTER TABLE api_tokens {ddl}"))
+        if conn.execute(select(func.count()).select_from(api_tokens)).scalar_one():
+            conn.execute(insert(accounts).values(id=DEFAULT_ACCOUNT, created_at=_now()))
         log.info("API tokens from before accounts now belong to account %r with scope admin",
                  DEFAULT_ACCOUNT)
 
 
-def _add_columns(engine: Engine) -> None:
+def _add_columns(conn: Connection) -> None:
     """Add the nullable columns a database created by an earlier Spoke lacks."""
     for column in ADDED_COLUMNS:
         table = column.table
-        if column.name in {c["name"] for c in inspect(engine).get_columns(table.name)}:
+        if column.name in {c["name"] for c in inspect(conn).get_columns(table.name)}:
             continue
-        kind = column.type.compile(dialect=engine.dialect)
-        with engine.begin() as conn:
-            conn.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
+        kind = column.type.compile(dialect=conn.dialect)
+        conn.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
 
 
 class SqlRegistry:
@@ -225,9 +257,14 @@ class SqlRegistry:
     def __init__(self, engine: Engine, *, export_telemetry: bool = False) -> None:
         self.engine = engine
         self.export_telemetry = export_telemetry  # queue each stored event's point for export
-        metadata.create_all(engine)
-        _check_schema(engine)
-        _add_columns(engine)
+        try:
+            with _schema_transaction(engine) as conn:
+                metadata.create_all(conn)
+                _check_schema(conn)
+                _add_columns(conn)
+        except SchemaOutdated:
+            engine.dispose()
+            raise
 
     @classmethod
     def from_url(cls, url: str, *, export_telemetry: bool = False) -> SqlRegistry:
