@@ -13,7 +13,7 @@ console = Console()
 err_console = Console(stderr=True)
 
 QUIET_LOGGERS = ("zigpy", "bellows", "zigpy_znp", "zigpy_deconz", "aiosqlite", "amqtt",
-                 "transitions", "uvicorn.error", "httpx", "zhaquirks", "zha")
+                 "transitions", "uvicorn.error", "httpx", "zhaquirks", "zha", "alembic")
 
 
 def setup_logging(verbose: bool = False) -> None:
