@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -190,9 +190,10 @@ class SqlRegistry:
             conn.execute(select(func.count()).select_from(hubs)).scalar_one()
 
     @contextmanager
-    def ingest(self) -> Iterator[SqlIngestTx]:
+    def ingest(self, hub_ids: Iterable[str] = ()) -> Iterator[SqlIngestTx]:
         with self._write() as conn:
             tx = SqlIngestTx(conn)
+            tx.lock_hubs(hub_ids)
             yield tx
             tx.flush()
 
