@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
+% if imports:
+${imports}
+% endif
 
-${imports if imports else ""}
 revision = ${repr(up_revision)}
 down_revision: str | None = ${repr(down_revision)}
 branch_labels = ${repr(branch_labels)}
