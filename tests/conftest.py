@@ -90,23 +90,42 @@ def postgres_server() -> Iterator[Engine]:
     engine.dispose()
 
 
+def _create_database(server: Engine, template: str) -> str:
+    name = f"spoke_test_{os.getpid()}_{secrets.token_hex(4)}"
+    with server.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+    return name
+
+
+def _drop_database(server: Engine, name: str) -> None:
+    with server.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def postgres_at_head(postgres_server: Engine) -> Iterator[str]:
+    """A database migrated to head once, the template of the tests' databases."""
+    name = _create_database(postgres_server, "template0")
+    SqlRegistry.from_url(postgres_server.url.set(database=name).render_as_string(False)).close()
+    yield name
+    _drop_database(postgres_server, name)
+
+
 @pytest.fixture
-def postgres_database(postgres_server: Engine) -> Iterator[Callable[[], str]]:
-    """A function returning the URL of a new, empty PostgreSQL database; each is dropped after
-    the test (CREATE DATABASE from template0 takes a few tens of milliseconds)."""
+def postgres_database(postgres_server: Engine, postgres_at_head: str
+                      ) -> Iterator[Callable[..., str]]:
+    """``new(empty=False)``: the URL of a new PostgreSQL database, at head (a copy of a migrated
+    template, tens of milliseconds) or empty; each is dropped after the test."""
     names: list[str] = []
 
-    def new() -> str:
-        name = f"spoke_test_{os.getpid()}_{secrets.token_hex(4)}"
-        with postgres_server.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE template0'))
-        names.append(name)
-        return postgres_server.url.set(database=name).render_as_string(hide_password=False)
+    def new(*, empty: bool = False) -> str:
+        names.append(_create_database(postgres_server,
+                                      "template0" if empty else postgres_at_head))
+        return postgres_server.url.set(database=names[-1]).render_as_string(hide_password=False)
 
     yield new
-    with postgres_server.connect() as conn:
-        for name in names:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    for name in names:
+        _drop_database(postgres_server, name)
 
 
 @pytest.fixture

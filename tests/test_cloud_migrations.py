@@ -36,10 +36,17 @@ from cloud.storage.sql_engine import WRITE_LOCK, make_engine
 from cloud.storage.sql_schema import metadata
 from tests.common import T0, event
 
-ON_BOTH = pytest.mark.parametrize("database", ["sqlite", "postgresql"], indirect=True)
 SPOKE = str(Path(sys.executable).with_name("spoke"))
 HUB, IEEE, DEV = "hub-m", "aa:bb:cc:dd:ee:ff:00:33", "hub-m-aabbccddeeff0033"
 TOKEN = "an-old-token-that-was-strong-enough-then-0123456789"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database: a new SQLite file, or a new PostgreSQL database from template0."""
+    if request.param == "postgresql":
+        return request.getfixturevalue("postgres_database")(empty=True)  # type: ignore[no-any-return]
+    return f"sqlite:///{tmp_path / 'cloud.db'}"
 
 
 def differences(engine: Engine) -> list[Any]:
@@ -80,7 +87,6 @@ def made_before_migrations(url: str, *, older: bool = False) -> None:
     engine.dispose()
 
 
-@ON_BOTH
 def test_an_empty_database_migrates_to_exactly_the_schema_in_code(database: str) -> None:
     engine = make_engine(database)
     try:
@@ -91,7 +97,6 @@ def test_an_empty_database_migrates_to_exactly_the_schema_in_code(database: str)
         engine.dispose()
 
 
-@ON_BOTH
 @pytest.mark.parametrize("older", [False, True], ids=["as-last-made", "before-accounts"])
 def test_a_database_from_before_migrations_is_brought_to_head_with_its_data(
         database: str, older: bool) -> None:
@@ -143,7 +148,6 @@ def test_a_database_a_newer_spoke_migrated_is_refused(tmp_path: Path) -> None:
             SqlRegistry.from_url(url, migrate=migrate)
 
 
-@ON_BOTH
 def test_a_migration_waits_for_the_one_under_way(database: str) -> None:
     """Clouds started together all migrate at start: each waits for the lock the first one holds
     (PostgreSQL's advisory lock; SQLite's write lock), then finds the work done."""
@@ -177,7 +181,6 @@ def _spoke(database: str, *args: str, **env: str) -> subprocess.CompletedProcess
     return subprocess.run([SPOKE, *args], env=environ, capture_output=True, text=True, timeout=60)
 
 
-@ON_BOTH
 def test_without_auto_migration_a_cloud_refuses_until_spoke_cloud_migrate_ran(database: str
                                                                               ) -> None:
     made_before_migrations(database)

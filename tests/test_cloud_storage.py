@@ -297,6 +297,7 @@ def test_tokens_store_only_hashes_and_can_be_revoked(registry: SqlRegistry):
         ensure_token(registry, chosen)
 
 
+@pytest.mark.parametrize("registry", ["sqlite"], indirect=True)  # checked before it is stored
 @pytest.mark.parametrize("weak", ["secret", "demo-token", "passwordpasswordpassword",
                                   "aaaaaaaaaaaaaaaaaaaaaaaaaaaa", "12121212121212121212121"])
 def test_a_token_chosen_by_hand_must_be_strong(registry: SqlRegistry, weak: str):
