@@ -20,6 +20,7 @@ tables and columns as they were when it was written.
 from __future__ import annotations
 
 import logging
+import threading
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -41,6 +42,9 @@ log = logging.getLogger(__name__)
 
 # The PostgreSQL advisory lock that every cloud process on one database takes to migrate it.
 MIGRATION_LOCK = zlib.crc32(b"spoke-cloud-schema-migrations")
+# Alembic's ``op`` and ``context`` are process-wide: one migration at a time in a process, whatever
+# the database.
+_IN_PROCESS = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -111,7 +115,7 @@ def _migration_lock(engine: Engine) -> Iterator[Connection]:
 def upgrade_to_head(engine: Engine) -> Upgrade:
     """Migrate the database to this Spoke's newest revision, in one transaction; other processes
     migrating the same database wait for it, then find nothing left to do."""
-    with _migration_lock(engine) as conn, conn.begin():
+    with _IN_PROCESS, _migration_lock(engine) as conn, conn.begin():
         had_tables = bool(set(inspect(conn).get_table_names()) - {"alembic_version"})
         before = current_revision(conn)
         _require_known(conn, before)
