@@ -26,8 +26,9 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/spoke demo
 
+# One pytest worker per core: most tests wait on brokers, databases and processes, not the CPU.
 test: $(STAMP) mosquitto
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -n auto $(PYTEST_ARGS)
 
 # The production-path tests run a real Mosquitto; install Debian's package when we can.
 mosquitto:

@@ -318,7 +318,7 @@ class Ingest:
 
     def _apply(self, items: Sequence[_Decoded]) -> _Applied:
         applied = _Applied(event_times=[], commands=[], rejected=[], devices=set(), acks=[])
-        with self.storage.registry.ingest() as tx:
+        with self.storage.registry.ingest(item.hub_id for item in items) as tx:
             for item in items:
                 self._apply_one(tx, item, applied)
             applied.acks = tx.acks_due()

@@ -46,6 +46,10 @@ class CloudSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SPOKE_", env_file=".env", extra="ignore")
 
     database_url: str = "sqlite:///.spoke/cloud.db"
+    # Migrate the database to this Spoke's schema when the cloud starts (one process at a time).
+    # Off: an operator runs `spoke cloud migrate` first, and a cloud meeting an older schema refuses
+    # to start.
+    database_auto_migrate: bool = True
     mqtt_host: str = "127.0.0.1"
     mqtt_port: int = Field(default=1883, ge=1, le=65535)
     # The broker login: by default the cloud's own account ("spoke-cloud") with the password derived

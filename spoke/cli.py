@@ -16,6 +16,7 @@ from spoke.api_client import ApiClient, parse_args
 from spoke.cli_access import register as register_access_tools
 from spoke.cli_broker import cloud_settings
 from spoke.cli_broker import register as register_broker_tools
+from spoke.cli_database import register as register_database_tools
 from spoke.cli_hub import register as register_hub_tools
 from spoke.cli_simulate import simulate_app
 from spoke.console import choose_log_format, console, fail, setup_logging
@@ -36,6 +37,7 @@ app.add_typer(simulate_app, name="simulate")
 register_hub_tools(hub_app, simulate_app)
 register_broker_tools(cloud_app)
 register_access_tools(cloud_app)
+register_database_tools(cloud_app)
 
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")]
 ApiUrl = Annotated[str, typer.Option("--api-url", envvar="SPOKE_API_URL",
@@ -172,13 +174,19 @@ def hub_run(
 @cloud_app.command("run")
 def cloud_run(verbose: Verbose = False) -> None:
     """Run the cloud: REST API + MQTT ingest (settings from SPOKE_* and spoke.toml)."""
+    from sqlalchemy.exc import OperationalError
+
     from cloud.service import run_cloud
+    from cloud.storage import prepare_database
     from cloud.storage.base import SchemaOutdated
 
     setup_logging(verbose)
     settings = cloud_settings()
     try:
+        prepare_database(settings)  # a schema it cannot use is refused here, in one line
         _run(run_cloud(settings))
+    except OperationalError as exc:
+        fail(f"cannot start the cloud: its database is unreachable: {str(exc.orig or exc).strip()}")
     except SchemaOutdated as exc:
         fail(f"cannot start the cloud: {exc}")
     except OSError as exc:

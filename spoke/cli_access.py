@@ -43,12 +43,13 @@ def _registry() -> Iterator[Registry]:
     from cloud.auth import AccessError
     from cloud.settings import CloudSettings
     from cloud.storage import open_registry
+    from cloud.storage.base import SchemaOutdated
 
-    with open_registry(CloudSettings()) as registry:
-        try:
+    try:
+        with open_registry(CloudSettings()) as registry:
             yield registry
-        except AccessError as exc:
-            fail(str(exc))
+    except (AccessError, SchemaOutdated) as exc:
+        fail(str(exc))
 
 
 @account_app.command("create")

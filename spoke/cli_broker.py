@@ -46,12 +46,13 @@ def _registry(settings: CloudSettings) -> Iterator[Registry]:
     from cloud.broker_credentials import BrokerSecretMissing
     from cloud.hub_registration import RegistrationError
     from cloud.storage import open_registry
-    from cloud.storage.base import StoreUnavailable
+    from cloud.storage.base import SchemaOutdated, StoreUnavailable
 
     try:
         with open_registry(settings) as registry:
             yield registry
-    except (BrokerError, BrokerSecretMissing, RegistrationError, StoreUnavailable) as exc:
+    except (BrokerError, BrokerSecretMissing, RegistrationError, SchemaOutdated,
+            StoreUnavailable) as exc:
         fail(str(exc))
 
 

@@ -16,7 +16,7 @@ console = Console()
 err_console = Console(stderr=True)
 
 QUIET_LOGGERS = ("zigpy", "bellows", "zigpy_znp", "zigpy_deconz", "aiosqlite", "amqtt",
-                 "transitions", "uvicorn.error", "httpx", "zhaquirks", "zha")
+                 "transitions", "uvicorn.error", "httpx", "zhaquirks", "zha", "alembic")
 # The format the command line asked for (--log-format); SPOKE_LOG_FORMAT when it did not.
 _chosen: LogFormat | None = None
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as mqtt
+import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from wire.contract import DeviceInfo, Event, HubStatus, Message, Topics
@@ -28,6 +29,14 @@ if TYPE_CHECKING:
     from tests.conftest import BrokerAddress
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
+
+# For a cloud test whose storage differs on PostgreSQL (transactions, constraints, batches, time
+# zones): run it on both brokers with SQLite, and once more on mosquitto with PostgreSQL. The test
+# takes the ``database`` fixture (a URL) for its cloud.
+ON_POSTGRESQL_TOO = pytest.mark.parametrize(
+    ("mqtt_broker", "database"),
+    [("mosquitto", "sqlite"), ("amqtt", "sqlite"), ("mosquitto", "postgresql")],
+    indirect=True)
 
 
 class MqttRefused(RuntimeError):

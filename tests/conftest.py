@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import NoReturn
 
 import pytest
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.pool import NullPool
 
 from bench import rig
 from bench.rig import dynsec_plugin, render_mosquitto_conf
@@ -26,7 +29,6 @@ from bench.tls import Pki, make_pki
 from cloud.broker_accounts import write_dynsec_config
 from cloud.broker_credentials import ensure_broker_secret
 from cloud.storage.sql import SqlRegistry
-from cloud.storage.sql_schema import metadata
 from tests.sim_devices import SimZigbee, running_sim
 from tests.victoria import VICTORIA_METRICS, VictoriaMetrics
 
@@ -70,20 +72,89 @@ def missing(service: str, reason: str) -> NoReturn:
 
 
 POSTGRES_URL = os.environ.get("SPOKE_TEST_POSTGRES_URL")
+# Services whose tests must run, not skip (CI sets "postgresql"): a comma list.
+REQUIRED = {name.strip() for name in os.environ.get("SPOKE_TEST_REQUIRE", "").split(",")
+            if name.strip()}
+
+
+def skip_unless_required(service: str, reason: str) -> NoReturn:
+    """Skip a test for want of ``service``, or fail it when SPOKE_TEST_REQUIRE names the service."""
+    if service in REQUIRED:
+        pytest.fail(f"{reason} (SPOKE_TEST_REQUIRE names {service}, so this test may not skip)",
+                    pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Engine]:
+    """The PostgreSQL server of SPOKE_TEST_POSTGRES_URL (a role that may create databases), in
+    autocommit for creating and dropping the tests' databases."""
+    if not POSTGRES_URL:
+        skip_unless_required("postgresql", "set SPOKE_TEST_POSTGRES_URL to run this test on "
+                             "PostgreSQL (.ci/postgres.sh starts a throwaway server)")
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        skip_unless_required("postgresql", "psycopg is not installed (pip install -e '.[dev]')")
+    engine = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    yield engine
+    engine.dispose()
+
+
+def _create_database(server: Engine, template: str) -> str:
+    name = f"spoke_test_{os.getpid()}_{secrets.token_hex(4)}"
+    with server.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+    return name
+
+
+def _drop_database(server: Engine, name: str) -> None:
+    with server.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def postgres_at_head(postgres_server: Engine) -> Iterator[str]:
+    """A database migrated to head once, the template of the tests' databases."""
+    name = _create_database(postgres_server, "template0")
+    SqlRegistry.from_url(postgres_server.url.set(database=name).render_as_string(False)).close()
+    yield name
+    _drop_database(postgres_server, name)
+
+
+@pytest.fixture
+def postgres_database(postgres_server: Engine, postgres_at_head: str
+                      ) -> Iterator[Callable[..., str]]:
+    """``new(empty=False)``: the URL of a new PostgreSQL database, at head (a copy of a migrated
+    template, tens of milliseconds) or empty; each is dropped after the test."""
+    names: list[str] = []
+
+    def new(*, empty: bool = False) -> str:
+        names.append(_create_database(postgres_server,
+                                      "template0" if empty else postgres_at_head))
+        return postgres_server.url.set(database=names[-1]).render_as_string(hide_password=False)
+
+    yield new
+    for name in names:
+        _drop_database(postgres_server, name)
+
+
+@pytest.fixture
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The cloud's database URL: SQLite in the test's folder, or a new PostgreSQL database for a
+    test parametrized with ``database="postgresql"`` (see ``tests.common.ON_POSTGRESQL_TOO``)."""
+    if getattr(request, "param", "sqlite") == "postgresql":
+        return request.getfixturevalue("postgres_database")()  # type: ignore[no-any-return]
+    return f"sqlite:///{tmp_path / 'cloud.db'}"
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def registry(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlRegistry]:
-    """The SQL registry on SQLite, and on PostgreSQL when SPOKE_TEST_POSTGRES_URL names a
-    database the test may wipe."""
+    """The SQL registry on SQLite, and on a new PostgreSQL database."""
     if request.param == "sqlite":
         reg = SqlRegistry.from_url(f"sqlite:///{tmp_path / 'db' / 'cloud.db'}")
     else:
-        if not POSTGRES_URL:
-            pytest.skip("set SPOKE_TEST_POSTGRES_URL to run the storage tests on PostgreSQL")
-        reg = SqlRegistry.from_url(POSTGRES_URL)
-        metadata.drop_all(reg.engine)
-        metadata.create_all(reg.engine)
+        reg = SqlRegistry.from_url(request.getfixturevalue("postgres_database")())
     yield reg
     reg.close()
 

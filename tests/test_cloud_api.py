@@ -14,6 +14,7 @@ import pytest
 from cloud.auth import create_token, revoke_token
 from cloud.service import run_cloud
 from tests.common import (
+    ON_POSTGRESQL_TOO,
     T0,
     CloudHarness,
     MqttTestClient,
@@ -36,9 +37,9 @@ SENSOR_ID = "hub-a-0000000000000002"
 
 
 @pytest.fixture
-def hub(tmp_path: Path, mqtt_broker: BrokerAddress) -> Iterator[MqttTestClient]:
+def hub(tmp_path: Path, mqtt_broker: BrokerAddress, database: str) -> Iterator[MqttTestClient]:
     """A test client logged in as hub-a (registered in the cloud the tests start)."""
-    credentials = register_hub(cloud_settings(tmp_path, mqtt_broker), HUB)
+    credentials = register_hub(cloud_settings(tmp_path, mqtt_broker, database_url=database), HUB)
     client = MqttTestClient.as_hub(mqtt_broker, credentials)
     yield client
     client.close()
@@ -46,10 +47,10 @@ def hub(tmp_path: Path, mqtt_broker: BrokerAddress) -> Iterator[MqttTestClient]:
 
 @pytest.fixture
 async def cloud(
-    tmp_path: Path, mqtt_broker: BrokerAddress, hub: MqttTestClient
+    tmp_path: Path, mqtt_broker: BrokerAddress, database: str, hub: MqttTestClient
 ) -> AsyncIterator[CloudHarness]:
     """A cloud that knows hub-a with a plug (switch, level) and a temperature sensor."""
-    settings = cloud_settings(tmp_path, mqtt_broker, command_timeout=1.0)
+    settings = cloud_settings(tmp_path, mqtt_broker, command_timeout=1.0, database_url=database)
     async with running_cloud(settings) as harness:
         caps = {"switch": {"on": False}, "level": {"level": 10.0}}
         sensor_caps = {"temperature": {"temperature": None}, "battery": {"battery": 90}}
@@ -87,6 +88,7 @@ async def test_every_api_route_needs_a_valid_token(cloud: CloudHarness):
     assert response.status_code == 401
 
 
+@ON_POSTGRESQL_TOO
 async def test_revoked_token_is_refused(cloud: CloudHarness):
     registry = cloud.services.storage.registry
     record, token = await asyncio.to_thread(create_token, registry, "short-lived")
@@ -158,6 +160,7 @@ async def test_unknown_ids_are_404(cloud: CloudHarness):
 # Telemetry ----------------------------------------------------------------------------------------
 
 
+@ON_POSTGRESQL_TOO
 async def test_telemetry_since_until_limit_newest_last(cloud: CloudHarness, hub: MqttTestClient):
     # published out of time order on purpose: the answer is ordered by the event time
     order = [3, 1, 2, 5, 4, 6]
@@ -225,6 +228,7 @@ async def test_invalid_commands_are_422_with_a_reason(cloud: CloudHarness):
     assert cloud.services.storage.registry.get_command("x") is None
 
 
+@ON_POSTGRESQL_TOO
 async def test_command_succeeds_when_the_hub_answers(cloud: CloudHarness, hub: MqttTestClient):
     seen: list[Command] = []
 
@@ -271,6 +275,7 @@ async def test_hub_failure_is_502_and_expiry_504(cloud: CloudHarness, hub: MqttT
     assert response.json()["may_still_run"] is False  # the hub said it will never run it
 
 
+@ON_POSTGRESQL_TOO
 async def test_no_answer_is_504_and_the_command_stays_queryable(
     cloud: CloudHarness, hub: MqttTestClient
 ):
@@ -302,6 +307,7 @@ async def test_no_answer_is_504_and_the_command_stays_queryable(
     assert plug["capabilities"]["switch"] == {"on": True}
 
 
+@ON_POSTGRESQL_TOO
 async def test_result_for_an_unknown_command_is_rejected(cloud: CloudHarness,
                                                          hub: MqttTestClient):
     stray = CommandResult(id="not-ours", hub_id=HUB, status="succeeded")

@@ -11,6 +11,7 @@ import pytest
 
 from cloud.service import CloudServices
 from tests.common import (
+    ON_POSTGRESQL_TOO,
     CloudHarness,
     MqttTestClient,
     cloud_settings,
@@ -30,15 +31,17 @@ DEVICE_ID = "hub-1-00124b0001020304"
 
 
 @pytest.fixture
-async def cloud(tmp_path: Path, mqtt_broker: BrokerAddress) -> AsyncIterator[CloudHarness]:
-    async with running_cloud(cloud_settings(tmp_path, mqtt_broker)) as harness:
+async def cloud(tmp_path: Path, mqtt_broker: BrokerAddress, database: str
+                ) -> AsyncIterator[CloudHarness]:
+    async with running_cloud(cloud_settings(tmp_path, mqtt_broker, database_url=database)
+                             ) as harness:
         yield harness
 
 
 @pytest.fixture
-def hub(tmp_path: Path, mqtt_broker: BrokerAddress) -> Iterator[MqttTestClient]:
+def hub(tmp_path: Path, mqtt_broker: BrokerAddress, database: str) -> Iterator[MqttTestClient]:
     """A test client logged in as hub-1 (registered in the cloud the tests start)."""
-    credentials = register_hub(cloud_settings(tmp_path, mqtt_broker), HUB)
+    credentials = register_hub(cloud_settings(tmp_path, mqtt_broker, database_url=database), HUB)
     client = MqttTestClient.as_hub(mqtt_broker, credentials)
     yield client
     client.close()
@@ -53,6 +56,7 @@ async def publish(hub: MqttTestClient, *messages, retain: bool = False) -> None:
         await asyncio.to_thread(hub.publish, message, retain=retain)
 
 
+@ON_POSTGRESQL_TOO
 async def test_ingest_stores_status_devices_and_events(cloud: CloudHarness, hub: MqttTestClient):
     await publish(hub, status(HUB), device(HUB, IEEE, {"switch": {"on": False}}), retain=True)
     await publish(hub, *(event(HUB, seq, IEEE, value=seq % 2 == 1) for seq in (1, 2, 3)))
@@ -80,6 +84,7 @@ async def test_ingest_stores_status_devices_and_events(cloud: CloudHarness, hub:
     assert metrics(cloud)["rejected_total"] == 0
 
 
+@ON_POSTGRESQL_TOO
 async def test_duplicate_events_are_stored_once_and_counted(cloud: CloudHarness,
                                                             hub: MqttTestClient):
     await publish(hub, status(HUB), device(HUB, IEEE))
@@ -97,6 +102,7 @@ async def test_duplicate_events_are_stored_once_and_counted(cloud: CloudHarness,
         "switch": {"on": False}}
 
 
+@ON_POSTGRESQL_TOO
 async def test_gaps_are_counted_and_late_events_fill_them(cloud: CloudHarness,
                                                           hub: MqttTestClient):
     await publish(hub, status(HUB), device(HUB, IEEE))
@@ -144,6 +150,7 @@ async def test_malformed_messages_are_rejected_counted_and_ingest_goes_on(
     assert health["ingest"]["rejected"]["unknown_device"] == 1
 
 
+@ON_POSTGRESQL_TOO
 async def test_removed_device_disappears_and_its_events_are_rejected(
     cloud: CloudHarness, hub: MqttTestClient
 ):
@@ -159,6 +166,7 @@ async def test_removed_device_disappears_and_its_events_are_rejected(
     await eventually(lambda: len(cloud.services.storage.registry.list_devices()) == 1)
 
 
+@ON_POSTGRESQL_TOO
 async def test_hub_offline_makes_its_devices_unavailable_until_it_returns(
     cloud: CloudHarness, hub: MqttTestClient
 ):
@@ -178,10 +186,10 @@ async def test_hub_offline_makes_its_devices_unavailable_until_it_returns(
 
 
 async def test_retained_state_is_picked_up_by_a_cloud_started_later(
-    tmp_path: Path, mqtt_broker: BrokerAddress, hub: MqttTestClient
+    tmp_path: Path, mqtt_broker: BrokerAddress, database: str, hub: MqttTestClient
 ):
     await publish(hub, status(HUB), device(HUB, IEEE, {"level": {"level": 40.0}}), retain=True)
-    async with running_cloud(cloud_settings(tmp_path, mqtt_broker)) as cloud:
+    async with running_cloud(cloud_settings(tmp_path, mqtt_broker, database_url=database)) as cloud:
         await eventually(lambda: len(cloud.services.storage.registry.list_devices()) == 1)
         dev = await cloud.get_json(f"/api/v1/devices/{DEVICE_ID}")
         assert dev["capabilities"] == {"level": {"level": 40.0}}

@@ -4,6 +4,9 @@ stored events, dead letters and what the hub dropped, and every hub that needs o
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+
 import pytest
 from sqlalchemy import select
 
@@ -126,3 +129,35 @@ def test_an_event_that_overtook_its_device_description_is_stored_when_it_comes(
     assert ingest(described, event(HUB, 1, OTHER, epoch="e")) == [D]  # stored once
     hub = described.get_hub(HUB)
     assert hub is not None and hub.events_stored == 1
+
+
+def test_batches_of_several_hubs_in_opposite_orders_do_not_deadlock(registry: SqlRegistry) -> None:
+    """Two cloud processes may each get a batch with events of the same hubs in opposite orders: the
+    ingest names a batch's hubs up front, and the transactions take turns instead of deadlocking."""
+    first, second = ("hub-x", "aa:00:00:00:00:00:00:01"), ("hub-y", "aa:00:00:00:00:00:00:02")
+    with registry.ingest() as tx:
+        for hub_id, ieee in (first, second):
+            tx.device_info(device(hub_id, ieee))
+    started = threading.Event()
+    errors: list[BaseException] = []
+
+    def apply(order: list[tuple[str, str]], seq: int, before_second: Callable[[], object]) -> None:
+        try:
+            with registry.ingest(hub_id for hub_id, _ in order) as tx:
+                tx.event(event(order[0][0], seq, order[0][1]))
+                before_second()
+                tx.event(event(order[1][0], seq, order[1][1]))
+        except BaseException as exc:
+            errors.append(exc)
+
+    # The first transaction waits a moment for the second to have begun on its own first hub.
+    one = threading.Thread(target=apply, args=([first, second], 1, lambda: started.wait(0.5)))
+    two = threading.Thread(target=apply, args=([second, first], 2, started.set))
+    one.start()
+    two.start()
+    one.join(30)
+    two.join(30)
+    assert errors == []
+    for hub_id, _ in (first, second):
+        hub = registry.get_hub(hub_id)
+        assert hub is not None and (hub.events_stored, hub.duplicates, hub.gaps) == (2, 0, 0)

@@ -1,7 +1,7 @@
 """The storage adapters and the services over them, without MQTT: ledger, state, commands, tokens.
 
-SQLite always; PostgreSQL too when SPOKE_TEST_POSTGRES_URL names a database this test may wipe
-(e.g. postgresql+psycopg://spoke@127.0.0.1:5432/spoke_test).
+On SQLite, and on PostgreSQL when SPOKE_TEST_POSTGRES_URL names a server the tests may create
+databases on (.ci/postgres.sh starts one; e.g. postgresql+psycopg://spoke:pw@127.0.0.1:5432/spoke_test).
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ from cloud.management import ManagementService
 from cloud.settings import CloudSettings
 from cloud.storage import open_storage
 from cloud.storage.base import CommandRecord, EventOutcome, device_id_for
-from cloud.storage.sql import SqlRegistry, SqlTelemetry, make_engine
+from cloud.storage.sql import SqlRegistry, SqlTelemetry
 from tests.common import T0, device, event, status
 from wire.capabilities import CommandInvalid
-from wire.contract import Command, CommandResult, CommandStatus, HubRequest, Limits, PairingEvent
+from wire.contract import Command, CommandResult, CommandStatus, HubRequest, PairingEvent
 
 HUB = "hub-s"
 IEEE = "aa:bb:cc:dd:ee:ff:00:11"
@@ -297,6 +297,7 @@ def test_tokens_store_only_hashes_and_can_be_revoked(registry: SqlRegistry):
         ensure_token(registry, chosen)
 
 
+@pytest.mark.parametrize("registry", ["sqlite"], indirect=True)  # checked before it is stored
 @pytest.mark.parametrize("weak", ["secret", "demo-token", "passwordpasswordpassword",
                                   "aaaaaaaaaaaaaaaaaaaaaaaaaaaa", "12121212121212121212121"])
 def test_a_token_chosen_by_hand_must_be_strong(registry: SqlRegistry, weak: str):
@@ -336,29 +337,6 @@ def test_tokens_belong_to_an_account_have_scopes_and_expire(registry: SqlRegistr
             parse_duration(bad)
 
 
-def test_tokens_from_before_accounts_keep_what_they_could_do(tmp_path: Path):
-    url = f"sqlite:///{tmp_path / 'old.db'}"
-    old = SqlRegistry.from_url(url)
-    _, token = create_token(old, "old")
-    old.close()
-    engine = make_engine(url)  # the table as it was before accounts and scopes
-    with engine.begin() as conn:
-        conn.execute(text("DROP TABLE accounts"))
-        conn.execute(text("CREATE TABLE t AS SELECT id, name, token_hash, created_at, revoked, "
-                          "revoked_at FROM api_tokens"))
-        conn.execute(text("DROP TABLE api_tokens"))
-        conn.execute(text("ALTER TABLE t RENAME TO api_tokens"))
-    engine.dispose()
-    upgraded = SqlRegistry.from_url(url)
-    try:
-        record = verify_token(upgraded, token)
-        assert record is not None and record.account == "default"
-        assert record.scopes == {"read", "control", "admin"} and record.expires_at is None
-        assert [a.id for a in upgraded.list_accounts()] == ["default"]
-    finally:
-        upgraded.close()
-
-
 def test_settings_from_env_toml_and_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.chdir(tmp_path)
     for name in list(os.environ):
@@ -391,27 +369,3 @@ def test_default_sqlite_database_is_created_in_wal_mode(tmp_path: Path,
             assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
     finally:
         storage.close()
-
-
-def test_a_database_from_before_device_limits_gets_them_and_keeps_its_devices(tmp_path: Path):
-    url = f"sqlite:///{tmp_path / 'old.db'}"
-    old = SqlRegistry.from_url(url)
-    with old.ingest() as tx:
-        tx.device_info(device(HUB, IEEE, {"thermostat": {"heating_setpoint": 20.0}}))
-    with old.engine.begin() as conn:  # as an earlier Spoke created it
-        conn.execute(text("ALTER TABLE devices DROP COLUMN constraints"))
-    old.close()
-
-    registry = SqlRegistry.from_url(url)
-    try:
-        dev = registry.get_device(DEV)
-        assert dev is not None and dev.constraints == {}
-        assert dev.capabilities == {"thermostat": {"heating_setpoint": 20.0}}
-        limits = {"thermostat": {"heating_setpoint": Limits(min=7, max=30)}}
-        with registry.ingest() as tx:
-            tx.device_info(device(HUB, IEEE, {"thermostat": {"heating_setpoint": 21.0}},
-                                  constraints=limits))
-        dev = registry.get_device(DEV)
-        assert dev is not None and dev.constraints == limits
-    finally:
-        registry.close()

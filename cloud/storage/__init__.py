@@ -33,8 +33,19 @@ class Storage:
         self.registry.close()
 
 
+def _registry(settings: CloudSettings) -> SqlRegistry:
+    return SqlRegistry.from_url(settings.database_url, migrate=settings.database_auto_migrate)
+
+
+def prepare_database(settings: CloudSettings) -> None:
+    """Migrate the database now (or only check it, with auto-migrate off): raises SchemaOutdated
+    when this Spoke cannot use it."""
+    _registry(settings).close()
+
+
 def open_storage(settings: CloudSettings) -> Storage:
-    """Open the registry (and telemetry backend) named by the settings; creates tables if needed.
+    """Open the registry (and telemetry backend) named by the settings; migrates its database
+    unless ``database_auto_migrate`` is off.
 
     With InfluxDB the SQL ledger stays the source of truth: the ingest queues each stored event's
     point in the same transaction, and ``cloud.telemetry_export`` moves the queue to InfluxDB.
@@ -58,7 +69,7 @@ def open_storage(settings: CloudSettings) -> Storage:
 @contextmanager
 def open_registry(settings: CloudSettings) -> Iterator[Registry]:
     """The registry alone, for one-off tasks such as token management from the CLI."""
-    registry = SqlRegistry.from_url(settings.database_url)
+    registry = _registry(settings)
     try:
         yield registry
     finally:
@@ -68,7 +79,7 @@ def open_registry(settings: CloudSettings) -> Iterator[Registry]:
 @contextmanager
 def open_usage(settings: CloudSettings) -> Iterator[UsageStore]:
     """The metering alone, for reading usage from the CLI."""
-    registry = SqlRegistry.from_url(settings.database_url)  # creates the tables if needed
+    registry = _registry(settings)
     try:
         yield SqlUsage(registry.engine)
     finally:

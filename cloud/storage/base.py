@@ -5,7 +5,7 @@ Records are plain frozen dataclasses so that services and routes never see an en
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -239,7 +239,10 @@ class Registry(Protocol):
 
     def close(self) -> None: ...
 
-    def ingest(self) -> AbstractContextManager[IngestTx]: ...
+    def ingest(self, hub_ids: Iterable[str] = ()) -> AbstractContextManager[IngestTx]:
+        """A transaction for a batch of hub messages; ``hub_ids``: the hubs the batch is from
+        (locked up front, in one order, so that concurrent batches do not deadlock)."""
+        ...
 
     def list_hubs(self, account: str | None = None) -> list[HubRecord]:
         """All hubs, or those of ``account`` (registered to it)."""

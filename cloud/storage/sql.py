@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
-import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -17,18 +14,13 @@ from sqlalchemy import (
     Engine,
     Row,
     case,
-    create_engine,
-    event,
     func,
     insert,
-    inspect,
     select,
     text,
     update,
 )
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
-from sqlalchemy.pool import StaticPool
 
 from cloud.storage.base import (
     HUB_OFFLINE_REASON,
@@ -41,13 +33,13 @@ from cloud.storage.base import (
     IdempotencyRecord,
     PairingEventRecord,
     Sample,
-    SchemaOutdated,
     StoreUnavailable,
     TokenRecord,
 )
+from cloud.storage.migrations import require_head, upgrade_to_head
+from cloud.storage.sql_engine import WRITE_LOCK, make_engine
 from cloud.storage.sql_ingest import SqlIngestTx, command_record
 from cloud.storage.sql_schema import (
-    ADDED_COLUMNS,
     DEFAULT_ACCOUNT,
     accounts,
     api_tokens,
@@ -57,71 +49,17 @@ from cloud.storage.sql_schema import (
     hub_registrations,
     hubs,
     idempotency_keys,
-    metadata,
     pairing_events,
 )
-from private_files import private_sqlite
 from wire.contract import CommandStatus, Constraints, Limits
 
 log = logging.getLogger(__name__)
 
-_IMMEDIATE = "spoke_sqlite_immediate"
-_WAL_SWITCH_WAIT = 10.0  # seconds
+__all__ = ["SqlRegistry", "SqlTelemetry", "make_engine"]
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def make_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite gets its folder, WAL, a busy timeout and early write locks."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
-    database = parsed.database or ""
-    in_memory = database in ("", ":memory:") or "mode=memory" in str(parsed)
-    if in_memory:
-        engine = create_engine(
-            url, poolclass=StaticPool, connect_args={"check_same_thread": False}
-        )
-    else:
-        private_sqlite(Path(database))  # token hashes and the registry: the owner's alone
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves (below)
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA busy_timeout=30000")
-        if not in_memory:
-            _enable_wal(cursor)
-            cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        # Writers take the write lock up front: a deferred transaction that reads and then writes
-        # fails at once with SQLITE_BUSY under WAL instead of waiting for the lock.
-        immediate = conn.get_execution_options().get(_IMMEDIATE, False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
-
-    return engine
-
-
-def _enable_wal(cursor: Any) -> None:
-    """Switch a SQLite file to WAL (it stays so). Another process doing the same at that moment
-    makes SQLite answer "locked" at once rather than wait (its busy handler is not used here), so
-    try again for a while."""
-    deadline = time.monotonic() + _WAL_SWITCH_WAIT
-    while True:
-        try:
-            cursor.execute("PRAGMA journal_mode=WAL")
-            return
-        except sqlite3.OperationalError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.02)
-
 
 def _hub_record(row: Row[Any] | Mapping[str, Any]) -> HubRecord:
     m = row._mapping if isinstance(row, Row) else row
@@ -204,71 +142,27 @@ _DEVICE_SELECT = select(
 ).select_from(devices.outerjoin(hubs, hubs.c.id == devices.c.hub_id))
 
 
-_SCHEMA_LOCK = 0x53504B45  # PostgreSQL advisory lock key ("SPKE") for setting up the schema
-
-
-@contextmanager
-def _schema_transaction(engine: Engine) -> Iterator[Connection]:
-    """One transaction that creates and upgrades the schema, held by one process at a time:
-    several cloud workers may start together on an empty database, and a second CREATE TABLE
-    would fail (PostgreSQL: a duplicate type; SQLite: a read lock that cannot turn into a write
-    lock)."""
-    with engine.connect() as conn:
-        conn = conn.execution_options(**{_IMMEDIATE: True})  # SQLite: the write lock up front
-        with conn.begin():
-            if engine.dialect.name == "postgresql":
-                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
-            yield conn
-
-
-def _check_schema(conn: Connection) -> None:
-    """Refuse, with what to do, a database whose event ledger predates ledger epochs; give tokens
-    from before accounts and scopes what they could do then (everything, in the default account)."""
-    inspector = inspect(conn)
-    if "epoch" not in {c["name"] for c in inspector.get_columns("events")}:
-        raise SchemaOutdated(
-            f"the database {conn.engine.url.render_as_string(hide_password=True)} was created by "
-            "an earlier Spoke (its event ledger has no epochs): move it aside and start again")
-    if "account" not in {c["name"] for c in inspector.get_columns("api_tokens")}:
-        stamp = "TIMESTAMP WITH TIME ZONE" if conn.dialect.name == "postgresql" else "DATETIME"
-        for ddl in (f"ADD COLUMN account VARCHAR(64) NOT NULL DEFAULT '{DEFAULT_ACCOUNT}'",
-                    "ADD COLUMN scopes VARCHAR(64) NOT NULL DEFAULT 'admin control read'",
-                    f"ADD COLUMN expires_at {stamp}"):
-            conn.execute(text(f"ALTER TABLE api_tokens {ddl}"))
-        if conn.execute(select(func.count()).select_from(api_tokens)).scalar_one():
-            conn.execute(insert(accounts).values(id=DEFAULT_ACCOUNT, created_at=_now()))
-        log.info("API tokens from before accounts now belong to account %r with scope admin",
-                 DEFAULT_ACCOUNT)
-
-
-def _add_columns(conn: Connection) -> None:
-    """Add the nullable columns a database created by an earlier Spoke lacks."""
-    for column in ADDED_COLUMNS:
-        table = column.table
-        if column.name in {c["name"] for c in inspect(conn).get_columns(table.name)}:
-            continue
-        kind = column.type.compile(dialect=conn.dialect)
-        conn.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
-
-
 class SqlRegistry:
     """Registry on a SQL database (see ``cloud.storage.base.Registry``)."""
 
-    def __init__(self, engine: Engine, *, export_telemetry: bool = False) -> None:
+    def __init__(self, engine: Engine, *, migrate: bool = True,
+                 export_telemetry: bool = False) -> None:
+        """Bring the database to this Spoke's schema (``migrate``), or refuse one that is not."""
         self.engine = engine
         self.export_telemetry = export_telemetry  # queue each stored event's point for export
         try:
-            with _schema_transaction(engine) as conn:
-                metadata.create_all(conn)
-                _check_schema(conn)
-                _add_columns(conn)
-        except SchemaOutdated:
+            if migrate:
+                upgrade_to_head(engine)
+            else:
+                require_head(engine)
+        except BaseException:
             engine.dispose()
             raise
 
     @classmethod
-    def from_url(cls, url: str, *, export_telemetry: bool = False) -> SqlRegistry:
-        return cls(make_engine(url), export_telemetry=export_telemetry)
+    def from_url(cls, url: str, *, migrate: bool = True,
+                 export_telemetry: bool = False) -> SqlRegistry:
+        return cls(make_engine(url), migrate=migrate, export_telemetry=export_telemetry)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -285,7 +179,7 @@ class SqlRegistry:
     def _write(self) -> Iterator[Connection]:
         try:
             with self.engine.connect() as conn:
-                conn = conn.execution_options(**{_IMMEDIATE: True})
+                conn = conn.execution_options(**{WRITE_LOCK: True})
                 with conn.begin():
                     yield conn
         except OperationalError as exc:
@@ -301,9 +195,10 @@ class SqlRegistry:
             conn.execute(select(func.count()).select_from(hubs)).scalar_one()
 
     @contextmanager
-    def ingest(self) -> Iterator[SqlIngestTx]:
+    def ingest(self, hub_ids: Iterable[str] = ()) -> Iterator[SqlIngestTx]:
         with self._write() as conn:
             tx = SqlIngestTx(conn, export_telemetry=self.export_telemetry)
+            tx.lock_hubs(hub_ids)
             yield tx
             tx.flush()
 

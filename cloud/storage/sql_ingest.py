@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -119,6 +120,13 @@ class SqlIngestTx:
         self._asked: set[str] = set()  # hubs whose status asked where their ledger stands
         self._acked_results: dict[str, list[str]] = {}
         self._marks_before: dict[tuple[str, str], int] = {}
+
+    def lock_hubs(self, hub_ids: Iterable[str]) -> None:
+        """Lock the rows of the hubs this transaction will touch, in one order: on PostgreSQL,
+        concurrent batches with the same hubs in other orders then wait for each other instead of
+        deadlocking (SQLite's write lock already lets one writer in at a time)."""
+        for hub_id in sorted(set(hub_ids)):
+            self._hub(hub_id)
 
     # Ingest operations ---------------------------------------------------------------------------
     def hub_status(self, status: HubStatus) -> None:

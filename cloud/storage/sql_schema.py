@@ -1,4 +1,6 @@
-"""SQL tables of the cloud (SQLAlchemy Core), shared by SQLite and PostgreSQL."""
+"""SQL tables of the cloud (SQLAlchemy Core), shared by SQLite and PostgreSQL.
+
+A change here needs a migration revision: see ``cloud.storage.migrations``."""
 
 from __future__ import annotations
 
@@ -105,10 +107,6 @@ devices = Table(
     Column("removed", Boolean, nullable=False, default=False),
     UniqueConstraint("hub_id", "ieee", name="uq_devices_hub_ieee"),
 )
-
-# Nullable columns added after their table first shipped: a database an earlier Spoke created
-# gets them when the cloud starts (``cloud.storage.sql._add_columns``).
-ADDED_COLUMNS = (devices.c.constraints,)
 
 # The event ledger: one row per (hub, seq); it is also the SQL telemetry store.
 events = Table(
