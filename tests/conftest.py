@@ -101,14 +101,14 @@ def postgres_server() -> Iterator[Engine]:
     engine.dispose()
 
 
-def _create_database(server: Engine, template: str) -> str:
+def create_database(server: Engine, template: str) -> str:
     name = f"spoke_test_{os.getpid()}_{secrets.token_hex(4)}"
     with server.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
     return name
 
 
-def _drop_database(server: Engine, name: str) -> None:
+def drop_database(server: Engine, name: str) -> None:
     with server.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
@@ -116,10 +116,10 @@ def _drop_database(server: Engine, name: str) -> None:
 @pytest.fixture(scope="session")
 def postgres_at_head(postgres_server: Engine) -> Iterator[str]:
     """A database migrated to head once, the template of the tests' databases."""
-    name = _create_database(postgres_server, "template0")
+    name = create_database(postgres_server, "template0")
     SqlRegistry.from_url(postgres_server.url.set(database=name).render_as_string(False)).close()
     yield name
-    _drop_database(postgres_server, name)
+    drop_database(postgres_server, name)
 
 
 @pytest.fixture
@@ -130,13 +130,13 @@ def postgres_database(postgres_server: Engine, postgres_at_head: str
     names: list[str] = []
 
     def new(*, empty: bool = False) -> str:
-        names.append(_create_database(postgres_server,
+        names.append(create_database(postgres_server,
                                       "template0" if empty else postgres_at_head))
         return postgres_server.url.set(database=names[-1]).render_as_string(hide_password=False)
 
     yield new
     for name in names:
-        _drop_database(postgres_server, name)
+        drop_database(postgres_server, name)
 
 
 @pytest.fixture

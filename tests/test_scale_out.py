@@ -15,7 +15,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,17 +23,23 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 
 from bench.rig import SPOKE, Service, free_port
 from bench.tls import Pki
 from cloud.auth import create_token
 from cloud.settings import CloudSettings
 from cloud.storage.sql import SqlRegistry
-from cloud.storage.sql_schema import commands, metadata
+from cloud.storage.sql_schema import commands
 from hub.app import Hub
 from tests.common import eventually, register_hub
-from tests.conftest import POSTGRES_URL, BrokerAddress, running_mosquitto
+from tests.conftest import (
+    POSTGRES_URL,
+    BrokerAddress,
+    create_database,
+    drop_database,
+    running_mosquitto,
+)
 from tests.stack import hub_settings
 
 HUB_ID = "hub-scale"
@@ -54,25 +60,34 @@ def broker(workdir: Path, pki: Pki) -> Iterator[BrokerAddress]:
         yield address
 
 
-def _empty_database(sqlite_file: Path) -> str:
-    """An empty database: a SQLite file, or the PostgreSQL database the environment names."""
+@pytest.fixture(scope="module")
+def empty_database(request: pytest.FixtureRequest, workdir: Path) -> Iterator[Callable[[str], str]]:
+    """``new(name)``: the URL of a new, empty database: a SQLite file, or a new database on the
+    PostgreSQL server the environment names (dropped after the module)."""
     if not POSTGRES_URL:
-        return f"sqlite:///{sqlite_file}"
-    registry = SqlRegistry.from_url(POSTGRES_URL)
-    metadata.drop_all(registry.engine)
-    registry.close()
-    return POSTGRES_URL
+        yield lambda name: f"sqlite:///{workdir / name}.db"
+        return
+    server: Engine = request.getfixturevalue("postgres_server")
+    made: list[str] = []
+
+    def new(_name: str) -> str:
+        made.append(create_database(server, "template0"))
+        return server.url.set(database=made[-1]).render_as_string(hide_password=False)
+
+    yield new
+    for name in made:
+        drop_database(server, name)
 
 
 @pytest.fixture(scope="module")
-def database_url(workdir: Path) -> str:
-    return _empty_database(workdir / "cloud.db")
+def database_url(empty_database: Callable[[str], str]) -> str:
+    return empty_database("cloud")
 
 
-def test_workers_set_up_an_empty_database_together(workdir: Path) -> None:
+def test_workers_set_up_an_empty_database_together(empty_database: Callable[[str], str]) -> None:
     """Workers started at once on an empty database (a deployment's first start) each create or
     find the schema; none fails on another's half-made tables. (Runs before the workers below.)"""
-    database_url = _empty_database(workdir / "fresh.db")
+    database_url = empty_database("fresh")
     start = threading.Barrier(4)
     failures: list[BaseException] = []
 

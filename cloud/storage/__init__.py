@@ -33,8 +33,9 @@ class Storage:
         self.registry.close()
 
 
-def _registry(settings: CloudSettings) -> SqlRegistry:
-    return SqlRegistry.from_url(settings.database_url, migrate=settings.database_auto_migrate)
+def _registry(settings: CloudSettings, *, export_telemetry: bool = False) -> SqlRegistry:
+    return SqlRegistry.from_url(settings.database_url, migrate=settings.database_auto_migrate,
+                                export_telemetry=export_telemetry)
 
 
 def prepare_database(settings: CloudSettings) -> None:
@@ -52,7 +53,7 @@ def open_storage(settings: CloudSettings) -> Storage:
     History is read from SQL unless ``history_source`` says InfluxDB.
     """
     export = settings.telemetry_backend == "influxdb"
-    registry = SqlRegistry.from_url(settings.database_url, export_telemetry=export)
+    registry = _registry(settings, export_telemetry=export)
     sql_telemetry = SqlTelemetry(registry.engine)
     usage = SqlUsage(registry.engine)
     if not export:
