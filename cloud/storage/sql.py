@@ -16,9 +16,9 @@ from sqlalchemy import (
     case,
     func,
     insert,
-    or_,
     select,
     text,
+    tuple_,
     update,
 )
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
@@ -241,8 +241,9 @@ class SqlRegistry:
         stmt = stmt.where(d.removed.is_(False))
         if hub_id is not None:
             stmt = stmt.where(hub == hub_id)
-        if after is not None:
-            stmt = stmt.where(hub >= after.hub_id, or_(d.hub_id > after.hub_id, d.id > after.id))
+        if after is not None:  # said of both tables, so that either database seeks to it
+            stmt = stmt.where(hub >= after.hub_id,
+                              tuple_(d.hub_id, d.id) > tuple_(after.hub_id, after.id))
         stmt = stmt.order_by(hub, d.id).limit(limit)
         with self._read() as conn:
             return [_device_record(r) for r in conn.execute(stmt)]
