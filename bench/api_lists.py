@@ -1,6 +1,6 @@
 """The REST API's lists with a large fleet: latency of device and hub pages against the API's floor.
 
-Seeds ``hubs × per_hub`` devices of one account straight into the cloud's database (bulk inserts:
+Seeds ``hubs x per_hub`` devices of one account straight into the cloud's database (bulk inserts:
 the benchmark's set-up, not the product's path) plus a small neighbouring account, starts a real
 `spoke cloud run` (with Mosquitto), and times, interleaved so that drift hits every kind alike:
 GET /healthz (no token, no database: the floor), the first and deep pages (by cursor) of
@@ -10,6 +10,7 @@ memory (resident now, and its peak).
 
     .venv/bin/python -m bench.api_lists [--hubs 1000] [--per-hub 100] [--requests 300]
         [--database-url postgresql+psycopg://…]   (an empty database; default: a new SQLite file)
+        [--no-metering]   (the cloud without usage metering, to see its share)
 """
 
 from __future__ import annotations
@@ -147,8 +148,9 @@ class Report:
 
 
 def run(workdir: Path, n_hubs: int, per_hub: int, requests: int,
-        database_url: str | None = None) -> Report:
-    rig = Rig(workdir, database=database_url)
+        database_url: str | None = None, metering: bool = True) -> Report:
+    rig = Rig(workdir, database=database_url,
+              env={} if metering else {"SPOKE_USAGE_METERING": "false"})
     neighbour = seed(rig.database_url, n_hubs, per_hub)
     rig.start(hub=False)
     try:
@@ -237,15 +239,19 @@ def main() -> None:
     parser.add_argument("--per-hub", type=int, default=100)
     parser.add_argument("--requests", type=int, default=300, help="per kind of request")
     parser.add_argument("--database-url", default=None, help="an empty database")
+    parser.add_argument("--no-metering", action="store_true",
+                        help="the cloud without usage metering (what metering costs a request)")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="spoke-bench-lists-"))
     try:
-        report = run(workdir, args.hubs, args.per_hub, args.requests, args.database_url)
+        report = run(workdir, args.hubs, args.per_hub, args.requests, args.database_url,
+                     metering=not args.no_metering)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    backend = " --database-url <postgresql>" if args.database_url else ""
+    options = (" --database-url <postgresql>" if args.database_url else "") + (
+        " --no-metering" if args.no_metering else "")
     print_report(report, f".venv/bin/python -m bench.api_lists --hubs {args.hubs} --per-hub "
-                         f"{args.per_hub} --requests {args.requests}{backend}")
+                         f"{args.per_hub} --requests {args.requests}{options}")
 
 
 if __name__ == "__main__":
