@@ -152,6 +152,7 @@ class Rig:
     resend_after: float = 3.0  # the hub's ledger_resend_after
     hub_id: str = "fault-hub"
     env: dict[str, str] = field(default_factory=dict)  # for every spoke process (SPOKE_LOG_FORMAT)
+    database: str | None = None  # the cloud's database URL; None: a SQLite file in workdir
     mqtt_port: int = field(default_factory=free_port)
     mqtt_tls_port: int = field(default_factory=free_port)
     api_ports: list[int] = field(default_factory=list)
@@ -167,6 +168,10 @@ class Rig:
         return self.workdir / "cloud.db"
 
     @property
+    def database_url(self) -> str:
+        return self.database or f"sqlite:///{self.cloud_db}"
+
+    @property
     def hub_dir(self) -> Path:
         return self.workdir / "hub"
 
@@ -174,7 +179,8 @@ class Rig:
     def broker_secret(self) -> Path:
         return self.workdir / "broker-secret"
 
-    def start(self) -> None:
+    def start(self, *, hub: bool = True) -> None:
+        """Broker, cloud worker(s) and, unless ``hub`` is False, the hub with its load."""
         from cloud.broker_accounts import write_dynsec_config
         from cloud.broker_credentials import ensure_broker_secret
 
@@ -194,11 +200,11 @@ class Rig:
                                   self.workdir / "mosquitto.log")
         self.start_broker()
         self.token = self._make_token()
-        username, password = self._register_hub()
+        login = self._register_hub() if hub else None
         for i in range(self.workers):
             port = free_port()
             self.api_ports.append(port)
-            env = self._env(SPOKE_DATABASE_URL=f"sqlite:///{self.cloud_db}",
+            env = self._env(SPOKE_DATABASE_URL=self.database_url,
                             SPOKE_BROKER_SECRET_FILE=str(self.broker_secret),
                             SPOKE_METRICS_TOKEN_FILE=str(self.workdir / "metrics-token"),
                             SPOKE_CLOUD_PORT=str(port),
@@ -215,6 +221,10 @@ class Rig:
                                        self.workdir / f"cloud-{i}.log"))
         for i in range(self.workers):
             self.start_cloud(i)
+        if login is not None:
+            self._start_hub(*login)
+
+    def _start_hub(self, username: str, password: str) -> None:
         devices = ",".join(["loadgen"] * self.loadgens + ["bulb"])
         self.hub = Service("hub", [SPOKE, "hub", "run", "--radio", "sim"], self._env(
             SPOKE_HUB_ID=self.hub_id, SPOKE_HUB_DATA_DIR=str(self.hub_dir),
@@ -237,7 +247,7 @@ class Rig:
         from cloud.settings import CloudSettings
         from cloud.storage import open_registry
 
-        with open_registry(CloudSettings(database_url=f"sqlite:///{self.cloud_db}")) as registry:
+        with open_registry(CloudSettings(database_url=self.database_url)) as registry:
             return create_token(registry, "faults")[1]
 
     def _register_hub(self) -> tuple[str, str]:
@@ -246,7 +256,7 @@ class Rig:
         from cloud.settings import CloudSettings
         from cloud.storage import open_registry
 
-        settings = CloudSettings(database_url=f"sqlite:///{self.cloud_db}", mqtt_host="127.0.0.1",
+        settings = CloudSettings(database_url=self.database_url, mqtt_host="127.0.0.1",
                                  mqtt_port=self.mqtt_port, broker_secret_file=self.broker_secret)
         with open_registry(settings) as registry:
             credentials = register_hub(settings, registry, self.hub_id)

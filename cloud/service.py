@@ -104,6 +104,11 @@ async def run_cloud(
     except SystemExit:
         raise OSError(f"the cloud could not start on {settings.cloud_host}:"
                       f"{settings.cloud_port} (see the log above)") from None
+    if sock.family in (socket.AF_INET, socket.AF_INET6):
+        # uvicorn's socket says protocol 0, so asyncio leaves Nagle's algorithm on for the
+        # connections it accepts: a response written in two parts then waits for the client's
+        # delayed ACK, 40 ms on every keep-alive request. Accepted sockets inherit this option.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     task = asyncio.create_task(_serve(server, settings, sock))
     try:
         # uvicorn has no startup event to await; it only sets a flag.

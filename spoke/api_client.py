@@ -9,6 +9,8 @@ import httpx
 
 from spoke.console import fail
 
+PAGE = 1000  # items per page of a list (the API's largest)
+
 
 class ApiClient:
     def __init__(self, api_url: str, token: str | None, timeout: float = 30.0) -> None:
@@ -19,7 +21,7 @@ class ApiClient:
         self.http = httpx.Client(base_url=self.base, timeout=timeout,
                                  headers={"Authorization": f"Bearer {token}"})
 
-    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
             response = self.http.request(method, path, **kwargs)
         except httpx.TimeoutException:
@@ -28,10 +30,27 @@ class ApiClient:
             fail(f"cannot reach the API at {self.base}: {exc}")
         if response.status_code >= 400:
             fail(f"{method} {path}: HTTP {response.status_code}: {_detail(response)}")
+        return response
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._send(method, path, **kwargs)
         return response.json() if response.content else None
 
     def get(self, path: str, **params: Any) -> Any:
         return self.request("GET", path, params={k: v for k, v in params.items() if v is not None})
+
+    def get_all(self, path: str, *, page: int = PAGE, **params: Any) -> list[Any]:
+        """Every item of a paged list: its pages of ``page`` items in turn, following
+        ``X-Next-Cursor``."""
+        query = {k: v for k, v in params.items() if v is not None} | {"limit": page}
+        items: list[Any] = []
+        while True:
+            response = self._send("GET", path, params=query)
+            items.extend(response.json())
+            cursor = response.headers.get("X-Next-Cursor")
+            if not cursor or cursor == query.get("cursor"):
+                return items
+            query["cursor"] = cursor
 
     def post(self, path: str, body: dict[str, Any]) -> Any:
         return self.request("POST", path, json=body)

@@ -217,7 +217,7 @@ def _value(v: object) -> str:
 @devices_app.command("list")
 def devices_list(api_url: ApiUrl = DEFAULT_API, token: Token = None) -> None:
     """List devices with their current capability state."""
-    devices = ApiClient(api_url, token).get("/api/v1/devices")
+    devices = ApiClient(api_url, token).get_all("/api/v1/devices")
     table = Table("id", "name / model", "available", "state")
     for d in devices:
         state = "; ".join(

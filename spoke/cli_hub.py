@@ -98,7 +98,7 @@ def _pair_cloud(view: PairingView, duration: int, hub: str | None, api_url: str,
                 token: str | None) -> list[dict[str, Any]]:
     api = ApiClient(api_url, token)
     if hub is None:
-        hubs = api.get("/api/v1/hubs")
+        hubs = api.get_all("/api/v1/hubs")
         online = [h["id"] for h in hubs if h.get("online")]
         if len(online) != 1:
             fail("pass --hub ID (online hubs: " + (", ".join(online) or "none") + ")")
@@ -123,7 +123,7 @@ def _pair_cloud(view: PairingView, duration: int, hub: str | None, api_url: str,
                 api.request("DELETE", f"/api/v1/hubs/{hub}/pairing")
             view.closed = True
         live.update(view.render())
-    devices = api.get("/api/v1/devices", hub_id=hub)
+    devices = api.get_all("/api/v1/devices", hub_id=hub)
     return [d for d in devices if d.get("ieee") in adopted]
 
 

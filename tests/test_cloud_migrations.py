@@ -68,6 +68,8 @@ def made_before_migrations(url: str, *, older: bool = False) -> None:
             id="t1", name="old", token_hash=hash_token(TOKEN), created_at=T0, revoked=False))
         conn.execute(insert(t["hubs"]).values(id=HUB, events_received=3, events_stored=3,
                                               duplicates=0, gaps=0, last_seq=3, epoch="e1"))
+        conn.execute(insert(t["hub_registrations"]).values(  # before accounts: none
+            hub_id=HUB, account=None, generation=1, revoked=False, registered_at=T0))
         conn.execute(insert(t["ledgers"]).values(hub_id=HUB, epoch="e1", mark=3, last_seq=3,
                                                  first_seen=T0, stored=3, duplicates=0, gaps=0,
                                                  refused=0))
@@ -113,6 +115,9 @@ def test_a_database_from_before_migrations_is_brought_to_head_with_its_data(
             assert [a.id for a in registry.list_accounts()] == ["default"]
         dev = registry.get_device(DEV)
         assert dev is not None and dev.capabilities == {"level": {"level": 30.0}}
+        registration = registry.get_hub_registration(HUB)
+        assert registration is not None and registration.account == "default"
+        assert [d.id for d in registry.list_devices(account="default", limit=10)] == [DEV]
         assert dev.constraints == {}
         samples = SqlTelemetry(registry.engine).query(DEV, "level", "level")
         assert [s.value for s in samples] == [10.0, 20.0, 30.0]

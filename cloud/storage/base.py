@@ -72,6 +72,14 @@ class DeviceRecord:
     removed: bool = False
 
 
+@dataclass(frozen=True)
+class DeviceKey:
+    """Where a device sorts in lists (by hub, then id): a page resumes after the last one's key."""
+
+    hub_id: str
+    id: str
+
+
 @dataclass(frozen=True, kw_only=True)
 class FleetCounts:
     """Hubs by their last status and devices by availability, across all accounts (metrics)."""
@@ -155,7 +163,7 @@ class HubRegistration:
     password is derived from it and the cloud's broker secret (``cloud.broker_credentials``)."""
 
     hub_id: str
-    account: str | None
+    account: str
     generation: int  # grows by one with every rotation
     revoked: bool
     registered_at: datetime
@@ -244,8 +252,10 @@ class Registry(Protocol):
         (locked up front, in one order, so that concurrent batches do not deadlock)."""
         ...
 
-    def list_hubs(self, account: str | None = None) -> list[HubRecord]:
-        """All hubs, or those of ``account`` (registered to it)."""
+    def list_hubs(self, account: str | None = None, *, after: str | None = None,
+                  limit: int | None = None) -> list[HubRecord]:
+        """All hubs, or those of ``account`` (registered to it), by id: at most ``limit`` of them,
+        those after the id ``after``."""
         ...
 
     def get_hub(self, hub_id: str) -> HubRecord | None: ...
@@ -254,8 +264,12 @@ class Registry(Protocol):
         """The account a hub is registered to; None for a hub never registered."""
         ...
 
-    def list_devices(self, hub_id: str | None = None, account: str | None = None
-                     ) -> list[DeviceRecord]: ...
+    def list_devices(self, hub_id: str | None = None, account: str | None = None, *,
+                     after: DeviceKey | None = None, limit: int | None = None
+                     ) -> list[DeviceRecord]:
+        """Devices not removed (of one hub, of ``account``'s hubs) ordered by hub, then id: at
+        most ``limit`` of them, those after the device whose key is ``after``."""
+        ...
 
     def get_device(self, device_id: str) -> DeviceRecord | None: ...
 

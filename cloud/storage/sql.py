@@ -18,6 +18,7 @@ from sqlalchemy import (
     insert,
     select,
     text,
+    tuple_,
     update,
 )
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
@@ -26,6 +27,7 @@ from cloud.storage.base import (
     HUB_OFFLINE_REASON,
     AccountRecord,
     CommandRecord,
+    DeviceKey,
     DeviceRecord,
     FleetCounts,
     HubRecord,
@@ -131,10 +133,6 @@ def _token_record(row: Row[Any]) -> TokenRecord:
                        expires_at=m["expires_at"], revoked=m["revoked"])
 
 
-# A hub's account: the one it was registered to; registered without one, the default account.
-_HUB_ACCOUNT = func.coalesce(hub_registrations.c.account, DEFAULT_ACCOUNT)
-
-
 _DEVICE_SELECT = select(
     devices,
     hubs.c.online.label("hub_online"),
@@ -203,17 +201,23 @@ class SqlRegistry:
             tx.flush()
 
     # Hubs and devices -----------------------------------------------------------------------------
-    def list_hubs(self, account: str | None = None) -> list[HubRecord]:
-        stmt = select(hubs).order_by(hubs.c.id)
-        if account is not None:
-            stmt = stmt.join(hub_registrations, hub_registrations.c.hub_id == hubs.c.id).where(
-                _HUB_ACCOUNT == account)
+    def list_hubs(self, account: str | None = None, *, after: str | None = None,
+                  limit: int | None = None) -> list[HubRecord]:
+        if account is None:
+            stmt, hub_id = select(hubs), hubs.c.id
+        else:  # the account's hubs in id order, from its index
+            hub_id = hub_registrations.c.hub_id
+            stmt = (select(hubs).select_from(hub_registrations.join(hubs, hubs.c.id == hub_id))
+                    .where(hub_registrations.c.account == account))
+        if after is not None:
+            stmt = stmt.where(hub_id > after)
+        stmt = stmt.order_by(hub_id).limit(limit)
         with self._read() as conn:
             return [_hub_record(r) for r in conn.execute(stmt)]
 
     def hub_account(self, hub_id: str) -> str | None:
         with self._read() as conn:
-            return conn.execute(select(_HUB_ACCOUNT).where(  # type: ignore[no-any-return]
+            return conn.execute(select(hub_registrations.c.account).where(  # type: ignore[no-any-return]
                 hub_registrations.c.hub_id == hub_id)).scalar()
 
     def get_hub(self, hub_id: str) -> HubRecord | None:
@@ -221,14 +225,26 @@ class SqlRegistry:
             row = conn.execute(select(hubs).where(hubs.c.id == hub_id)).first()
         return _hub_record(row) if row else None
 
-    def list_devices(self, hub_id: str | None = None, account: str | None = None
+    def list_devices(self, hub_id: str | None = None, account: str | None = None, *,
+                     after: DeviceKey | None = None, limit: int | None = None
                      ) -> list[DeviceRecord]:
-        stmt = _DEVICE_SELECT.where(devices.c.removed.is_(False)).order_by(devices.c.id)
+        d = devices.c
+        if account is None:
+            stmt, hub = _DEVICE_SELECT, d.hub_id
+        else:
+            # The account's hubs in id order (an index), each hub's devices in id order (another):
+            # a page reads about as many rows as it returns, however large the fleet or small the
+            # account. Ordering by the registration's hub_id is what lets the database see that.
+            hub = hub_registrations.c.hub_id
+            stmt = _DEVICE_SELECT.join(hub_registrations, hub == d.hub_id).where(
+                hub_registrations.c.account == account)
+        stmt = stmt.where(d.removed.is_(False))
         if hub_id is not None:
-            stmt = stmt.where(devices.c.hub_id == hub_id)
-        if account is not None:
-            stmt = stmt.join(hub_registrations, hub_registrations.c.hub_id == devices.c.hub_id
-                             ).where(_HUB_ACCOUNT == account)
+            stmt = stmt.where(hub == hub_id)
+        if after is not None:  # said of both tables, so that either database seeks to it
+            stmt = stmt.where(hub >= after.hub_id,
+                              tuple_(d.hub_id, d.id) > tuple_(after.hub_id, after.id))
+        stmt = stmt.order_by(hub, d.id).limit(limit)
         with self._read() as conn:
             return [_device_record(r) for r in conn.execute(stmt)]
 

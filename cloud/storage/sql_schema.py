@@ -84,11 +84,12 @@ ledgers = Table(
 )
 
 # Availability columns hold what the hub reported; readers overlay "hub offline" from hubs.online.
+# Lists walk devices hub by hub in id order (ix_devices_hub_id_id), which keyset pages resume from.
 devices = Table(
     "devices",
     metadata,
     Column("id", String(2 * _ID), primary_key=True),
-    Column("hub_id", String(_ID), nullable=False, index=True),
+    Column("hub_id", String(_ID), nullable=False),
     Column("ieee", String(23), nullable=False),
     Column("nwk", Integer, nullable=True),
     Column("manufacturer", String(128), nullable=True),
@@ -106,6 +107,7 @@ devices = Table(
     Column("updated_at", UtcDateTime, nullable=False),
     Column("removed", Boolean, nullable=False, default=False),
     UniqueConstraint("hub_id", "ieee", name="uq_devices_hub_ieee"),
+    Index("ix_devices_hub_id_id", "hub_id", "id"),
 )
 
 # The event ledger: one row per (hub, seq); it is also the SQL telemetry store.
@@ -213,17 +215,19 @@ api_tokens = Table(
 )
 
 # Hubs given broker credentials. No password: it is derived from the generation and the cloud's
-# broker secret, so the broker's accounts can be rebuilt from this table.
+# broker secret, so the broker's accounts can be rebuilt from this table. An account's lists walk
+# its hubs in id order (ix_hub_registrations_account).
 hub_registrations = Table(
     "hub_registrations",
     metadata,
     Column("hub_id", String(_ID), primary_key=True),
-    Column("account", String(128), nullable=True),
+    Column("account", String(128), nullable=False),  # DEFAULT_ACCOUNT when registered without one
     Column("generation", Integer, nullable=False),
     Column("revoked", Boolean, nullable=False, default=False),
     Column("registered_at", UtcDateTime, nullable=False),
     Column("rotated_at", UtcDateTime, nullable=True),
     Column("revoked_at", UtcDateTime, nullable=True),
+    Index("ix_hub_registrations_account", "account", "hub_id"),
 )
 
 # Pairing progress per hub; ``id`` is the cursor clients poll with. ``digest`` (of the event) makes a

@@ -24,6 +24,7 @@ from cloud.api.deps import (
 )
 from cloud.api.errors import invalid
 from cloud.api.idempotency import IdempotencyKey, command_once, request_once
+from cloud.api.pages import PAGE_DEFAULT, PAGED, Cursor, Limit, decode_cursor, encode_cursor, page
 from cloud.api.params import UtcDatetime
 from cloud.api.responses import BODY, COMMAND, HUB_CONFIRMED, HUB_REQUEST, not_found
 from cloud.api.schemas import (
@@ -32,12 +33,11 @@ from cloud.api.schemas import (
     DeviceUpdate,
     SamplePublic,
 )
-from cloud.storage.base import CommandRecord
+from cloud.storage.base import CommandRecord, DeviceKey
 from wire.capabilities import CAPABILITIES, split_instance
 
 router = APIRouter(prefix="/devices", tags=["devices"])
-
-
+_LIST = "devices"
 
 
 def _default_attribute(capability: str) -> str:
@@ -49,11 +49,18 @@ def _default_attribute(capability: str) -> str:
                   f"attribute is required for capability {capability!r} ({names})", "missing")
 
 
-@router.get("")
+@router.get("", responses=PAGED)
 def list_devices(
-    caller: ReadDep, store: StoreDep, hub_id: Annotated[str | None, Query()] = None
+    caller: ReadDep, store: StoreDep, request: Request, response: Response,
+    hub_id: Annotated[str | None, Query(description="only this hub's devices")] = None,
+    limit: Limit = PAGE_DEFAULT, cursor: Cursor = None,
 ) -> list[DevicePublic]:
-    return [DevicePublic.of(d) for d in store.list_devices(hub_id, caller.account)]
+    """The account's devices, a page at a time, ordered by hub, then id; follow the `Link` (or
+    `X-Next-Cursor`) header for the next page."""
+    after = DeviceKey(*decode_cursor(cursor, _LIST, 2)) if cursor is not None else None
+    found = store.list_devices(hub_id, caller.account, after=after, limit=limit + 1)
+    shown = page(found, limit, request, response, lambda d: encode_cursor(_LIST, d.hub_id, d.id))
+    return [DevicePublic.of(d) for d in shown]
 
 
 @router.get("/{device_id}", dependencies=[READ], responses=not_found("device"))
