@@ -33,6 +33,7 @@ import argparse
 import contextlib
 import multiprocessing
 import os
+import resource
 import secrets
 import shutil
 import signal
@@ -42,7 +43,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from multiprocessing.synchronize import Event as MpEvent
@@ -175,7 +176,7 @@ def publish_retained(port: int, fleet: Fleet, passwords: dict[str, str], workers
 
 
 def _publisher_process(port: int, fleet: Fleet, passwords: dict[str, str], ready: MpEvent,
-                       go: MpEvent, done: MpEvent) -> None:
+                       go: MpEvent, done: MpEvent, took: Any) -> None:
     """Every hub connected (its events encoded beforehand); on ``go`` all publish at once."""
     clients = [_hub_client(port, hub_id, passwords[hub_id]) for hub_id in fleet.hub_ids]
     messages = [fleet.event_messages(hub) for hub in range(fleet.hubs)]
@@ -187,30 +188,41 @@ def _publisher_process(port: int, fleet: Fleet, passwords: dict[str, str], ready
             time.sleep(0.01)
         ready.set()
         go.wait()
+        started = time.perf_counter()
         threads = [threading.Thread(target=_publish_all, args=(c, m, False))
                    for c, m in zip(clients, messages, strict=True)]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
+        took.value = time.perf_counter() - started
         done.set()
     finally:
         for c in clients:
             _close(c)
 
 
+@dataclass
+class Publishers:
+    go: MpEvent  # set: every hub publishes its events
+    took: Any  # then: seconds until the broker acknowledged the last of them (a shared double)
+
+
 @contextlib.contextmanager
-def publishers(port: int, fleet: Fleet, passwords: dict[str, str]) -> Iterator[MpEvent]:
-    """A process holding every hub's connection; set the yielded event to make them publish."""
+def publishers(port: int, fleet: Fleet, passwords: dict[str, str]) -> Iterator[Publishers]:
+    """A process holding every hub's connection, ready to publish."""
     ctx = multiprocessing.get_context("spawn")
     ready, go, done = ctx.Event(), ctx.Event(), ctx.Event()
-    proc = ctx.Process(target=_publisher_process, args=(port, fleet, passwords, ready, go, done),
-                       daemon=True)
+    took = ctx.Value("d", 0.0)
+    proc = ctx.Process(target=_publisher_process,
+                       args=(port, fleet, passwords, ready, go, done, took), daemon=True)
     proc.start()
     try:
-        if not ready.wait(60):
-            raise TimeoutError("publishers did not get ready")
-        yield go
+        deadline = time.monotonic() + 60
+        while not ready.wait(0.1):
+            if not proc.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"publishers did not get ready (exit code {proc.exitcode})")
+        yield Publishers(go, took)
         go.set()  # a caller that failed early: let the process end
         proc.join(300)
         if proc.exitcode != 0 or not done.is_set():
@@ -265,14 +277,14 @@ class Databases:
     """A fresh database for each cloud process: SQLite files, or PostgreSQL databases made (and
     dropped at the end) on the server of ``postgres_url``."""
 
-    def __init__(self, workdir: Path, postgres_url: str | None) -> None:
+    def __init__(self, workdir: Path, postgres_url: str | None, sqlite: bool = True) -> None:
         self.workdir = workdir
         self._server: Engine | None = None
         self._created: list[str] = []
         if postgres_url:
             self._server = create_engine(postgres_url, isolation_level="AUTOCOMMIT",
                                          poolclass=NullPool)
-        self.backends = ["sqlite"] + (["postgresql"] if postgres_url else [])
+        self.backends = (["sqlite"] if sqlite else []) + (["postgresql"] if postgres_url else [])
 
     def new(self, backend: str) -> str:
         name = f"spoke_bench_{os.getpid()}_{len(self._created)}"
@@ -301,6 +313,21 @@ def _count(engine: Engine, sql: str, **params: Any) -> int:
         return 0
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux), 0 where /proc is not there."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_seconds() -> float:
+    """This process's CPU time (the raw subscriber's, as the rest of it waits meanwhile)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 # ------------------------------------------------------------------------------------ the bench
 @dataclass
 class Phase:
@@ -310,6 +337,10 @@ class Phase:
     seconds: float
     stored: int = 0  # events (or devices) in the cloud's database afterwards
     dead_letters: int = 0
+    batches: int = 0  # the cloud's ingest transactions (its spoke_ingest_batches)
+    cpu_seconds: float = 0.0  # the cloud process's CPU time (user + system) in the timed part
+    published_seconds: float = 0.0  # until the broker acknowledged the publishers' last event
+    broker_cpu_seconds: float = 0.0
 
     @property
     def rate(self) -> float:
@@ -349,28 +380,42 @@ class Bench:
         if self.broker is not None:
             self.broker.stop()
 
+    def measured(self, phase: Callable[..., Phase], *args: Any) -> Phase:
+        """The phase, with the broker's CPU time during it."""
+        assert self.broker is not None and self.broker.proc is not None
+        cpu = _cpu_seconds(self.broker.proc.pid)
+        result = phase(*args)
+        result.broker_cpu_seconds = _cpu_seconds(self.broker.proc.pid) - cpu
+        return result
+
     # raw -------------------------------------------------------------------------------------
     def raw(self, rnd: int) -> Phase:
         if self.devices_mode:
             counter = _Counter(self.fleet.devices)
+            cpu = _own_cpu_seconds()
             client = _raw_subscriber(self.port, self.secret, _filter("devices/+"), counter)
             try:
                 if not counter.finished.wait(600):
                     raise TimeoutError(f"raw subscriber got {counter.received} descriptions")
+                cpu = _own_cpu_seconds() - cpu
             finally:
                 _close(client)
-            return Phase("raw", rnd, counter.received, counter.last - counter.first)
+            return Phase("raw", rnd, counter.received, counter.last - counter.first,
+                         cpu_seconds=cpu)
         counter = _Counter(self.fleet.events)
         client = _raw_subscriber(self.port, self.secret, _filter("events"), counter)
         try:
-            with publishers(self.port, self.fleet, self.passwords) as go:
+            with publishers(self.port, self.fleet, self.passwords) as pub:
+                cpu = _own_cpu_seconds()
                 started = time.perf_counter()
-                go.set()
+                pub.go.set()
                 if not counter.finished.wait(600):
                     raise TimeoutError(f"raw subscriber got {counter.received} events")
+                cpu = _own_cpu_seconds() - cpu
         finally:
             _close(client)
-        return Phase("raw", rnd, counter.received, counter.last - started)
+        return Phase("raw", rnd, counter.received, counter.last - started, cpu_seconds=cpu,
+                     published_seconds=pub.took.value)
 
     # cloud -----------------------------------------------------------------------------------
     def cloud(self, backend: str, rnd: int, databases: Databases) -> Phase:
@@ -390,22 +435,27 @@ class Bench:
                         self.workdir / f"cloud-{self._cloud_runs}.log")
         engine = create_engine(url, poolclass=NullPool)
         profiler: subprocess.Popen[bytes] | None = None
-        cloud.start()
-        try:
+        with contextlib.ExitStack() as stack:
+            # the publishers connect while the cloud starts
+            pub = None if self.devices_mode else stack.enter_context(
+                publishers(self.port, self.fleet, self.passwords))
+            cloud.start()
+            stack.callback(cloud.stop)
             self._wait_ready(cloud, api_port)
             assert cloud.proc is not None
             profiler = self._profile(cloud.proc.pid, f"{backend}-round{rnd}")
-            if self.devices_mode:
-                phase = self._register_devices(engine, backend, rnd)
+            if pub is None:
+                phase = self._register_devices(engine, backend, rnd, cloud.proc.pid)
             else:
-                phase = self._store_events(engine, backend, rnd)
+                phase = self._store_events(engine, pub, backend, rnd, cloud.proc.pid)
             phase.dead_letters = _count(engine, "SELECT count(*) FROM dead_letters")
-            return phase
-        finally:
-            cloud.stop()
-            if profiler is not None:
-                profiler.wait(60)
-            engine.dispose()
+            phase.batches = self._batches(api_port)
+        if pub is not None:  # the publishers' process has ended: its figure is final
+            phase.published_seconds = pub.took.value
+        if profiler is not None:
+            profiler.wait(60)
+        engine.dispose()
+        return phase
 
     def _wait_ready(self, cloud: Service, api_port: int) -> None:
         deadline = time.monotonic() + 60
@@ -416,6 +466,15 @@ class Bench:
             time.sleep(0.05)
         raise TimeoutError(f"the cloud did not become ready\n{cloud.tail()}")
 
+    def _batches(self, api_port: int) -> int:
+        token = (self.workdir / "metrics-token").read_text().strip()
+        text_format = httpx.get(f"http://127.0.0.1:{api_port}/metrics", timeout=10,
+                                headers={"Authorization": f"Bearer {token}"}).text
+        for line in text_format.splitlines():
+            if line.startswith("spoke_ingest_batches_total "):
+                return int(float(line.split()[1]))
+        return 0
+
     def _profile(self, pid: int, name: str) -> subprocess.Popen[bytes] | None:
         if self.profile_dir is None:
             return None
@@ -424,7 +483,7 @@ class Bench:
             print("py-spy is not installed: no profile", file=sys.stderr)
             return None
         self.profile_dir.mkdir(parents=True, exist_ok=True)
-        return subprocess.Popen([spy, "record", "--pid", str(pid), "--rate", "200", "--format",
+        return subprocess.Popen([spy, "record", "--pid", str(pid), "--rate", "200", "--gil", "--format",
                                  "raw", "--output", str(self.profile_dir / f"{name}.txt")],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -439,20 +498,23 @@ class Bench:
                 raise TimeoutError(f"the cloud stored {found} of {target} {what}")
             time.sleep(_POLL)
 
-    def _store_events(self, engine: Engine, backend: str, rnd: int) -> Phase:
+    def _store_events(self, engine: Engine, pub: Publishers, backend: str, rnd: int,
+                      pid: int) -> Phase:
         fleet = self.fleet
-        with publishers(self.port, fleet, self.passwords) as go:
-            # the retained descriptions reach the new database first, as they would from hubs
-            self._wait_for(engine, "SELECT count(*) FROM devices", fleet.devices, "devices")
-            started = time.perf_counter()
-            go.set()
-            ended = self._wait_for(
-                engine, "SELECT count(*) FROM ledgers WHERE epoch = :e AND mark >= :k",
-                fleet.hubs, "hubs' ledgers", e=EPOCH, k=fleet.events_per_hub)
+        # the retained descriptions reach the new database first, as they would from hubs
+        self._wait_for(engine, "SELECT count(*) FROM devices", fleet.devices, "devices")
+        cpu = _cpu_seconds(pid)
+        started = time.perf_counter()
+        pub.go.set()
+        ended = self._wait_for(
+            engine, "SELECT count(*) FROM ledgers WHERE epoch = :e AND mark >= :k",
+            fleet.hubs, "hubs' ledgers", e=EPOCH, k=fleet.events_per_hub)
+        cpu = _cpu_seconds(pid) - cpu
         stored = _count(engine, "SELECT count(*) FROM events")
-        return Phase(backend, rnd, fleet.events, ended - started, stored=stored)
+        return Phase(backend, rnd, fleet.events, ended - started, stored=stored, cpu_seconds=cpu)
 
-    def _register_devices(self, engine: Engine, backend: str, rnd: int) -> Phase:
+    def _register_devices(self, engine: Engine, backend: str, rnd: int, pid: int) -> Phase:
+        cpu = _cpu_seconds(pid)  # from its start: it registers as soon as it subscribed
         self._wait_for(engine, "SELECT count(*) FROM devices", self.fleet.devices, "devices")
         ended = datetime.now(UTC)
         with engine.connect() as conn:
@@ -462,26 +524,27 @@ class Bench:
         assert isinstance(first, datetime)
         first = first.replace(tzinfo=UTC) if first.tzinfo is None else first
         seconds = (ended - first).total_seconds()
+        cpu = _cpu_seconds(pid) - cpu
         stored = _count(engine, "SELECT count(*) FROM devices")
-        return Phase(backend, rnd, self.fleet.devices, seconds, stored=stored)
+        return Phase(backend, rnd, self.fleet.devices, seconds, stored=stored, cpu_seconds=cpu)
 
 
 def run(fleet: Fleet, *, rounds: int, devices_mode: bool = False, postgres_url: str | None = None,
         profile_dir: Path | None = None, env: dict[str, str] | None = None,
-        workdir: Path | None = None) -> list[Phase]:
+        workdir: Path | None = None, sqlite: bool = True) -> list[Phase]:
     """Every phase of the benchmark, rounds interleaved: raw, then the cloud on each backend."""
     own_dir = workdir is None
     workdir = workdir or Path(tempfile.mkdtemp(prefix="spoke-bench-ingest-"))
     bench = Bench(workdir, fleet, devices_mode=devices_mode, postgres_url=postgres_url,
                   profile_dir=profile_dir, env=env or {})
-    databases = Databases(workdir, postgres_url)
+    databases = Databases(workdir, postgres_url, sqlite)
     phases: list[Phase] = []
     try:
         bench.start()
         for rnd in range(1, rounds + 1):
-            phases.append(bench.raw(rnd))
+            phases.append(bench.measured(bench.raw, rnd))
             for backend in databases.backends:
-                phases.append(bench.cloud(backend, rnd, databases))
+                phases.append(bench.measured(bench.cloud, backend, rnd, databases))
     finally:
         bench.stop()
         databases.close()
@@ -494,12 +557,19 @@ def table(phases: list[Phase], unit: str) -> str:
     """Each round's rates with the cloud's share of the raw rate of the same round; medians."""
     raw_of = {p.round: p.rate for p in phases if p.what == "raw"}
     lines = [f"{'round':>5}  {'path':<24} {'messages':>9} {'seconds':>8} {unit + '/s':>12} "
-             f"{'of raw':>7}"]
+             f"{'of raw':>7} {'published':>9} {'per batch':>9} {'CPU':>5} {'CPU/msg':>8} "
+             f"{'broker CPU':>10}"]
     for p in phases:
-        share = f"{p.rate / raw_of[p.round]:7.0%}" if p.what != "raw" else ""
+        share = f"{p.rate / raw_of[p.round]:7.0%}" if p.what != "raw" else " " * 7
+        per_batch = f"{p.published_seconds:8.2f}s" if p.published_seconds else " " * 9
+        per_batch += f" {p.messages / p.batches:9.0f}" if p.batches else " " * 10
+        if p.cpu_seconds:
+            per_batch += (f" {p.cpu_seconds / p.seconds:5.0%} "
+                          f"{p.cpu_seconds / p.messages * 1e6:6.0f}µs")
+        per_batch += f" {p.broker_cpu_seconds:9.2f}s"
         path = "bare paho subscriber" if p.what == "raw" else f"spoke cloud ({p.what})"
         lines.append(f"{p.round:>5}  {path:<24} {p.messages:>9,} {p.seconds:>8.2f} "
-                     f"{p.rate:>12,.0f} {share}")
+                     f"{p.rate:>12,.0f} {share} {per_batch}")
     kinds = list(dict.fromkeys(p.what for p in phases))
     raw_median = statistics.median(raw_of.values())
     for what in kinds:

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     Connection,
     Row,
     Table,
@@ -593,17 +594,66 @@ def _chunks(items: Sequence[Any], size: int = _IN_CHUNK) -> Iterable[Sequence[An
 
 def _insert_ignore_many(conn: Connection, table: Table, rows: Collection[dict[str, Any]],
                         keys: tuple[str, ...]) -> set[tuple[Any, ...]]:
-    """Insert the rows whose ``keys`` are not taken yet, with one statement compiled once for all
-    of them; returns the keys of the rows inserted."""
+    """Insert the rows whose ``keys`` are not taken yet, in one statement whatever their number;
+    returns the keys of the rows inserted."""
     if not rows:
         return set()
     dialect = conn.dialect.name
+    if dialect == "postgresql":
+        inserted = _pg_insert_ignore_arrays(conn, table, rows, keys)
+        if inserted is not None:
+            return inserted
     if dialect not in ("sqlite", "postgresql"):
         return {tuple(row[k] for k in keys) for row in rows if _insert_ignore(conn, table, row, keys)}
     dml = sqlite_insert if dialect == "sqlite" else pg_insert
     stmt = (dml(table).on_conflict_do_nothing(index_elements=keys)
             .returning(*(table.c[k] for k in keys)))  # the rows inserted, skipped ones not
     return {tuple(r) for r in conn.execute(stmt, list(rows))}
+
+
+def _pg_insert_ignore_arrays(conn: Connection, table: Table, rows: Collection[dict[str, Any]],
+                             keys: tuple[str, ...]) -> set[tuple[Any, ...]] | None:
+    """PostgreSQL: the rows as one array per column, unnested by the server. The statement's text
+    is the same for any number of rows, so the driver neither rebuilds nor re-parses it per batch
+    (a multi-row VALUES list is re-parsed by psycopg on every execution: most of the ingest's time).
+    None where this does not apply (rows naming different columns, defaults computed in Python):
+    the caller then inserts them the general way."""
+    names = list(next(iter(rows)))
+    if any(list(row) != names for row in rows):
+        return None
+    defaults = [c for c in table.c if c.name not in names and c.default is not None]
+    if any(not c.default.is_scalar for c in defaults):  # type: ignore[union-attr]
+        return None
+    dialect = conn.dialect
+    to_json = getattr(dialect, "_json_serializer", None) or json.dumps
+    arrays: dict[str, list[Any]] = {}
+    selected: list[str] = []
+    casts: list[str] = []
+    for i, name in enumerate(names + [c.name for c in defaults]):
+        column = table.c[name]
+        param = f"c{i}"
+        if i < len(names):
+            values = [row[name] for row in rows]
+        else:
+            values = [column.default.arg] * len(rows)  # type: ignore[union-attr]
+        sql_type = column.type.compile(dialect=dialect)
+        if isinstance(column.type, JSON):  # arrays of JSON text, each element cast after unnest
+            arrays[param] = [to_json(v) for v in values]
+            casts.append(f"%({param})s::TEXT[]")
+            selected.append(f"u.{param}::{sql_type}")
+            continue
+        process = column.type.bind_processor(dialect)
+        arrays[param] = [process(v) for v in values] if process else values
+        casts.append(f"%({param})s::{sql_type}[]")
+        selected.append(f"u.{param}")
+    quote = dialect.identifier_preparer.quote
+    all_names = names + [c.name for c in defaults]
+    sql = (f"INSERT INTO {quote(table.name)} ({', '.join(quote(n) for n in all_names)}) "
+           f"SELECT {', '.join(selected)} FROM unnest({', '.join(casts)}) "
+           f"AS u({', '.join(arrays)}) "
+           f"ON CONFLICT ({', '.join(quote(k) for k in keys)}) DO NOTHING "
+           f"RETURNING {', '.join(quote(k) for k in keys)}")
+    return {tuple(r) for r in conn.exec_driver_sql(sql, arrays)}
 
 
 def _update_many(conn: Connection, table: Table, keys: tuple[str, ...],
