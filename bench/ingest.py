@@ -16,6 +16,10 @@ thread per hub). Rounds alternate, so that drift and the other load on the machi
 Events (default): every hub first publishes its devices' retained descriptions (the cloud registers
 them from the broker's retained copies before the timed part), then ``--events`` events each.
 
+Columns: ``published``, when the broker had acknowledged the publishers' last event; ``CPU``, the
+share of one core the subscriber (or the cloud process) used, and per message: on a busy machine the
+processes share the cores, so the CPU a message costs decides the rate.
+
 Devices (``--devices``): every hub publishes ``--per-hub`` retained device descriptions once, before
 the rounds; each subscriber then receives all of them as the broker's retained copies when it
 subscribes (what a cloud meets when it starts), timed from the first message until the last one is
@@ -23,7 +27,8 @@ received (raw) or registered (cloud: from its first ingest transaction, by the r
 
     .venv/bin/python -m bench.ingest [--hubs 20] [--events 1000] [--rounds 2]
         [--postgres postgresql+psycopg://user:pw@host/db]  (a role that may create databases)
-        [--profile DIR]  (py-spy's collapsed stacks of each cloud process, when py-spy is installed)
+        [--profile DIR]  (py-spy's collapsed stacks of each cloud process while it holds the GIL,
+                          one file per phase, when py-spy is installed)
     .venv/bin/python -m bench.ingest --devices [--hubs 1000] [--per-hub 100] [--rounds 1]
 """
 
