@@ -160,6 +160,21 @@ class _Applied:
     acks: list[AckDue]
 
 
+def _runs(items: Sequence[_Decoded]) -> list[list[_Decoded]]:
+    """The items in order, cut where the kind changes (and between descriptions and removals), so
+    that events, and device descriptions, are applied a run at a time."""
+    runs: list[list[_Decoded]] = []
+    for item in items:
+        last = runs[-1][-1] if runs else None
+        if (last is not None and last.kind is item.kind
+                and item.kind in (TopicKind.EVENTS, TopicKind.DEVICE)
+                and (last.message is None) == (item.message is None)):
+            runs[-1].append(item)
+        else:
+            runs.append([item])
+    return runs
+
+
 def ingest_subscriptions(shared_group: str | None = None) -> list[tuple[str, int]]:
     """The QoS 1 subscriptions of the ingest; events may be shared, results never are."""
     subs = []
@@ -319,10 +334,48 @@ class Ingest:
     def _apply(self, items: Sequence[_Decoded]) -> _Applied:
         applied = _Applied(event_times=[], commands=[], rejected=[], devices=set(), acks=[])
         with self.storage.registry.ingest(item.hub_id for item in items) as tx:
-            for item in items:
-                self._apply_one(tx, item, applied)
+            for run in _runs(items):
+                if run[0].kind is TopicKind.EVENTS:
+                    self._apply_events(tx, run, applied)
+                elif run[0].kind is TopicKind.DEVICE and run[0].message is not None:
+                    self._apply_descriptions(tx, run, applied)
+                else:
+                    for item in run:
+                        self._apply_one(tx, item, applied)
             applied.acks = tx.acks_due()
         return applied
+
+    def _apply_events(self, tx: IngestTx, run: Sequence[_Decoded], applied: _Applied) -> None:
+        evs: list[Event] = []
+        for item in run:
+            assert isinstance(item.message, Event)
+            evs.append(item.message)
+        for item, ev, result in zip(run, evs, tx.events(evs), strict=True):
+            applied.gaps += result.gap
+            if result.outcome is EventOutcome.STORED:
+                applied.stored += 1
+                applied.event_times.append(ev.ts)
+            elif result.outcome is EventOutcome.DUPLICATE:
+                applied.duplicates += 1
+            elif result.outcome is EventOutcome.IMPLAUSIBLE:
+                applied.rejected.append(
+                    (item, "implausible_seq", f"seq {ev.seq} is far beyond what hub "
+                     f"{ev.hub_id} has committed")
+                )
+            else:
+                applied.rejected.append(
+                    (item, "unknown_device", f"no device {ev.ieee} on hub {ev.hub_id} "
+                     "(kept as a dead letter)")
+                )
+
+    def _apply_descriptions(self, tx: IngestTx, run: Sequence[_Decoded],
+                            applied: _Applied) -> None:
+        infos: list[DeviceInfo] = []
+        for item in run:
+            assert isinstance(item.message, DeviceInfo) and item.ieee is not None
+            infos.append(item.message)
+            applied.devices.add(device_id_for(item.hub_id, item.ieee))
+        applied.stored += len(tx.device_infos(infos))
 
     def _apply_one(self, tx: IngestTx, item: _Decoded, applied: _Applied) -> None:
         msg = item.message
@@ -338,24 +391,7 @@ class Ingest:
                 assert isinstance(msg, DeviceInfo)
                 applied.stored += len(tx.device_info(msg))
         elif item.kind is TopicKind.EVENTS:
-            assert isinstance(msg, Event)
-            result = tx.event(msg)
-            applied.gaps += result.gap
-            if result.outcome is EventOutcome.STORED:
-                applied.stored += 1
-                applied.event_times.append(msg.ts)
-            elif result.outcome is EventOutcome.DUPLICATE:
-                applied.duplicates += 1
-            elif result.outcome is EventOutcome.IMPLAUSIBLE:
-                applied.rejected.append(
-                    (item, "implausible_seq", f"seq {msg.seq} is far beyond what hub "
-                     f"{msg.hub_id} has committed")
-                )
-            else:
-                applied.rejected.append(
-                    (item, "unknown_device", f"no device {msg.ieee} on hub {msg.hub_id} "
-                     "(kept as a dead letter)")
-                )
+            self._apply_events(tx, [item], applied)
         elif item.kind is TopicKind.RESULTS:
             assert isinstance(msg, CommandResult)
             record = tx.command_result(msg)

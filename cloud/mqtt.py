@@ -116,7 +116,7 @@ class MqttLink:
     def _make_client(self) -> mqtt.Client:
         s = self.settings
         v5 = self.protocol == "5"
-        client = mqtt.Client(
+        client = _BufferedClient(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=s.mqtt_client_id,
             protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
@@ -212,6 +212,49 @@ class MqttLink:
             Inbound(topic=msg._topic.decode("utf-8", "replace"), payload=bytes(msg.payload),
                     mid=msg.mid, qos=msg.qos, retain=bool(msg.retain))
         )
+
+
+class _BufferedSocket:
+    """A plain TCP socket that reads what is there in one call and hands it out as asked.
+
+    paho reads each packet's header a byte at a time: three or four system calls per message, each
+    letting go of the GIL that the ingest worker then holds, which made paho's reading the narrow
+    part of the ingest. ``pending`` tells paho's loop that buffered bytes are waiting (it asks TLS
+    sockets the same), so it reads them without waiting for the socket to become readable."""
+
+    _CHUNK = 256 * 1024
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._buffer = b""
+        self._pos = 0
+
+    def recv(self, size: int) -> bytes:
+        if self._pos >= len(self._buffer):
+            data = self._sock.recv(max(size, self._CHUNK))  # BlockingIOError when nothing is there
+            if len(data) <= size:
+                return data
+            self._buffer, self._pos = data, 0
+        end = self._pos + size
+        data = self._buffer[self._pos:end]
+        self._pos = end
+        return data
+
+    def pending(self) -> int:
+        return len(self._buffer) - self._pos
+
+    def __getattr__(self, name: str) -> Any:  # fileno, send, close, setsockopt, ...
+        return getattr(self._sock, name)
+
+
+class _BufferedClient(mqtt.Client):
+    """paho's client reading plain TCP through ``_BufferedSocket`` (TLS sockets buffer already)."""
+
+    def _create_socket(self) -> Any:
+        sock = super()._create_socket()
+        if type(sock) is socket.socket:
+            return _BufferedSocket(sock)
+        return sock
 
 
 def _no_delay(_client: mqtt.Client, _userdata: Any, sock: Any) -> None:

@@ -5,11 +5,24 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, Table, and_, delete, func, insert, select, update
+from sqlalchemy import (
+    JSON,
+    Connection,
+    Row,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -49,6 +62,22 @@ MAX_AHEAD = 2_000_000
 _MARK_STEP = 1000  # sequence numbers read per query while advancing a mark
 
 _OPEN_STATUSES = (CommandStatus.PENDING.value, CommandStatus.TIMEOUT.value)
+_IN_CHUNK = 500  # ids per IN (...) list: far below every database's limit on bound parameters
+_EVENT_KEY = ("hub_id", "epoch", "seq")
+
+
+def _next_seqs() -> Any:
+    """The committed sequence numbers of one ledger above its mark (stored or dead letters), in
+    order: built once, so each use only binds its values."""
+    parts = [select(t.c.seq.label("seq")).where(t.c.hub_id == bindparam("hub"),
+                                                t.c.epoch == bindparam("epoch"),
+                                                t.c.seq > bindparam("mark"))
+             for t in (events, dead_letters)]
+    both = union_all(*parts).subquery()
+    return select(both.c.seq).order_by(both.c.seq).limit(_MARK_STEP)
+
+
+_NEXT_SEQS = _next_seqs()
 
 
 def command_record(row: Row[Any]) -> CommandRecord:
@@ -120,12 +149,26 @@ class SqlIngestTx:
         self._asked: set[str] = set()  # hubs whose status asked where their ledger stands
         self._acked_results: dict[str, list[str]] = {}
         self._marks_before: dict[tuple[str, str], int] = {}
+        # Ledgers read (and whether this transaction made them) that no message has used yet.
+        self._loaded: dict[tuple[str, str], tuple[dict[str, Any], bool]] = {}
+        self._letters: dict[str, set[str]] = {}  # hub -> devices with events as dead letters
 
     def lock_hubs(self, hub_ids: Iterable[str]) -> None:
         """Lock the rows of the hubs this transaction will touch, in one order: on PostgreSQL,
         concurrent batches with the same hubs in other orders then wait for each other instead of
-        deadlocking (SQLite's write lock already lets one writer in at a time)."""
-        for hub_id in sorted(set(hub_ids)):
+        deadlocking (SQLite's write lock already lets one writer in at a time). New hubs get their
+        row first; all of it in one insert and one select, whatever the number of hubs."""
+        wanted = sorted(set(hub_ids))
+        missing = [h for h in wanted if h not in self._hubs]
+        if missing:
+            _insert_ignore_many(self._conn, hubs, [
+                {"id": h, "events_received": 0, "events_stored": 0, "duplicates": 0, "gaps": 0}
+                for h in missing], ("id",))
+            for chunk in _chunks(missing):
+                for row in self._conn.execute(select(hubs).where(hubs.c.id.in_(chunk))
+                                              .order_by(hubs.c.id).with_for_update()):
+                    self._hubs[row.id] = dict(row._mapping)
+        for hub_id in wanted:
             self._hub(hub_id)
 
     # Ingest operations ---------------------------------------------------------------------------
@@ -177,8 +220,17 @@ class SqlIngestTx:
         self._dirty_devices.add(device_id)
         return [] if known else self._promote(info.hub_id, info.ieee, device_id)
 
+    def device_infos(self, infos: Sequence[DeviceInfo]) -> list[TelemetryPoint]:
+        """``device_info`` of each, in order, with the devices' rows read in one select."""
+        self.lock_hubs(info.hub_id for info in infos)
+        self._load_devices(device_id_for(info.hub_id, info.ieee) for info in infos)
+        return [point for info in infos for point in self.device_info(info)]
+
     def _promote(self, hub_id: str, ieee: str, device_id: str) -> list[TelemetryPoint]:
         """Events kept because their device was not known yet become events now."""
+        if ieee not in self._lettered(hub_id):
+            return []
+        self._letters[hub_id].discard(ieee)
         letters = self._conn.execute(
             select(dead_letters.c.id, dead_letters.c.payload).where(
                 dead_letters.c.hub_id == hub_id, dead_letters.c.ieee == ieee,
@@ -213,25 +265,52 @@ class SqlIngestTx:
             self._dirty_devices.add(device_id)
 
     def event(self, ev: Event) -> EventResult:
+        return self.events([ev])[0]
+
+    def events(self, evs: Sequence[Event]) -> list[EventResult]:
+        """Apply events in order, as ``event`` one by one would, with one insert for all of them.
+
+        What decides each event's fate before the insert (its ledger's mark, its device) does not
+        change within the run, so the rows to insert are known first; the unique (hub, epoch, seq)
+        then tells which of them were new, and the ledgers are kept in the events' order."""
+        self.lock_hubs(ev.hub_id for ev in evs)
+        self._load_ledgers(dict.fromkeys((ev.hub_id, ev.epoch or LEGACY_EPOCH) for ev in evs))
+        self._load_devices(device_id_for(ev.hub_id, ev.ieee) for ev in evs)
+        rows: dict[tuple[str, str, int], dict[str, Any]] = {}
+        plan: list[tuple[Event, str, str, bool]] = []  # event, epoch, device id, first of its key
+        for ev in evs:
+            epoch = ev.epoch or LEGACY_EPOCH
+            device_id = device_id_for(ev.hub_id, ev.ieee)
+            key = (ev.hub_id, epoch, ev.seq)
+            first = key not in rows
+            device = self._devices[device_id]
+            if (first and device is not None and not device["removed"]
+                    and ev.seq <= self._ledger_row(ev.hub_id, epoch)["mark"] + self._max_ahead):
+                rows[key] = _event_row(ev, epoch, device_id, self._now)
+            plan.append((ev, epoch, device_id, first))
+        inserted = _insert_ignore_many(self._conn, events, list(rows.values()), _EVENT_KEY)
+        return [self._account(ev, epoch, device_id,
+                              first and (ev.hub_id, epoch, ev.seq) in inserted)
+                for ev, epoch, device_id, first in plan]
+
+    def _account(self, ev: Event, epoch: str, device_id: str, inserted: bool) -> EventResult:
+        """The ledger, hub and device after one event (``inserted``: its row was new)."""
         hub = self._hub(ev.hub_id)
         hub["events_received"] += 1
-        epoch = ev.epoch or LEGACY_EPOCH
         ledger = self._ledger(ev.hub_id, epoch)
         if ev.seq > ledger["mark"] + self._max_ahead:
             ledger["refused"] += 1
             return EventResult(outcome=EventOutcome.IMPLAUSIBLE)
-        device_id = device_id_for(ev.hub_id, ev.ieee)
-        device = self._device(device_id)
+        device = self._devices[device_id]
         if device is None or device["removed"]:
             if self._dead_letter(ev.hub_id, epoch, ev.seq, "event", "unknown_device",
                                  ev.model_dump_json(), ieee=ev.ieee):
                 return EventResult(outcome=EventOutcome.UNKNOWN_DEVICE,
                                    gap=self._advance(hub, ledger, ev.seq))
             return self._duplicate(hub, ledger)
-        last = ledger["last_seq"]
-        if not _insert_ignore(self._conn, events, _event_row(ev, epoch, device_id, self._now),
-                              ("hub_id", "epoch", "seq")):
+        if not inserted:
             return self._duplicate(hub, ledger)
+        last = ledger["last_seq"]
         hub["events_stored"] += 1
         ledger["stored"] += 1
         gap = self._advance(hub, ledger, ev.seq)
@@ -316,42 +395,74 @@ class SqlIngestTx:
     def _hub(self, hub_id: str) -> dict[str, Any]:
         hub = self._hubs.get(hub_id)
         if hub is None:
-            _insert_ignore(
-                self._conn,
-                hubs,
-                {"id": hub_id, "events_received": 0, "events_stored": 0, "duplicates": 0,
-                 "gaps": 0},
-                ("id",),
-            )
-            row = self._conn.execute(
-                select(hubs).where(hubs.c.id == hub_id).with_for_update()
-            ).one()
-            hub = dict(row._mapping)
-            self._hubs[hub_id] = hub
+            self.lock_hubs((hub_id,))
+            return self._hubs[hub_id]
         hub["last_seen"] = self._now
         self._dirty_hubs.add(hub_id)
         return hub
 
     def _device(self, device_id: str) -> dict[str, Any] | None:
         if device_id not in self._devices:
-            row = self._conn.execute(
-                select(devices).where(devices.c.id == device_id).with_for_update()
-            ).first()
-            self._devices[device_id] = dict(row._mapping) if row else None
+            self._load_devices((device_id,))
         return self._devices[device_id]
+
+    def _load_devices(self, device_ids: Iterable[str]) -> None:
+        """Read (and lock) the rows of the devices not read yet, in one select."""
+        missing = sorted(set(device_ids) - self._devices.keys())
+        for chunk in _chunks(missing):
+            for row in self._conn.execute(select(devices).where(devices.c.id.in_(chunk))
+                                          .order_by(devices.c.id).with_for_update()):
+                self._devices[row.id] = dict(row._mapping)
+        for device_id in missing:
+            self._devices.setdefault(device_id, None)
+
+    def _lettered(self, hub_id: str) -> set[str]:
+        """The devices of the hub with events kept as dead letters (read once per transaction,
+        then kept up to date by ``_dead_letter`` and ``_promote``)."""
+        found = self._letters.get(hub_id)
+        if found is None:
+            t = dead_letters.c
+            found = self._letters[hub_id] = set(self._conn.execute(
+                select(t.ieee).distinct().where(t.hub_id == hub_id, t.kind == "event",
+                                                t.ieee.is_not(None))).scalars())
+        return found
+
+    def _ledger_row(self, hub_id: str, epoch: str) -> dict[str, Any]:
+        """The ledger's row as read (or as this transaction changed it), not yet put to use."""
+        key = (hub_id, epoch)
+        ledger = self._ledgers.get(key)
+        if ledger is not None:
+            return ledger
+        if key not in self._loaded:
+            self._load_ledgers((key,))
+        return self._loaded[key][0]
+
+    def _load_ledgers(self, keys: Iterable[tuple[str, str]]) -> None:
+        """Read (and lock) the ledgers not read yet, making those never seen before, in one insert
+        and one select per hub; ``_ledger`` puts each to use when its first message comes."""
+        missing = [k for k in keys if k not in self._ledgers and k not in self._loaded]
+        if not missing:
+            return
+        made = _insert_ignore_many(self._conn, ledgers, [
+            {"hub_id": hub_id, "epoch": epoch, "mark": 0, "first_seen": self._now, "stored": 0,
+             "duplicates": 0, "gaps": 0, "refused": 0} for hub_id, epoch in sorted(missing)],
+            ("hub_id", "epoch"))
+        wanted = set(missing)
+        for chunk in _chunks(sorted({hub_id for hub_id, _ in missing})):
+            for row in self._conn.execute(
+                    select(ledgers).where(ledgers.c.hub_id.in_(chunk))
+                    .order_by(ledgers.c.hub_id, ledgers.c.epoch).with_for_update()):
+                key = (row.hub_id, row.epoch)
+                if key in wanted:
+                    self._loaded[key] = (dict(row._mapping), key in made)
 
     def _ledger(self, hub_id: str, epoch: str) -> dict[str, Any]:
         key = (hub_id, epoch)
         ledger = self._ledgers.get(key)
         if ledger is None:
-            new = _insert_ignore(self._conn, ledgers, {
-                "hub_id": hub_id, "epoch": epoch, "mark": 0, "first_seen": self._now,
-                "stored": 0, "duplicates": 0, "gaps": 0, "refused": 0}, ("hub_id", "epoch"))
-            row = self._conn.execute(
-                select(ledgers).where(ledgers.c.hub_id == hub_id, ledgers.c.epoch == epoch)
-                .with_for_update()
-            ).one()
-            ledger = dict(row._mapping)
+            if key not in self._loaded:
+                self._load_ledgers((key,))
+            ledger, new = self._loaded.pop(key)
             self._ledgers[key] = ledger
             self._marks_before[key] = ledger["mark"]
             hub = self._hub(hub_id)
@@ -380,19 +491,17 @@ class SqlIngestTx:
                   "ieee": ieee, "payload": payload, "received_at": self._now}
         if seq is None:
             return bool(self._conn.execute(insert(dead_letters).values(**values)).rowcount)
-        return _insert_ignore(self._conn, dead_letters, values, ("hub_id", "epoch", "seq"))
+        kept = _insert_ignore(self._conn, dead_letters, values, ("hub_id", "epoch", "seq"))
+        if kept and kind == "event" and ieee is not None:
+            self._lettered(hub_id).add(ieee)
+        return kept
 
     def _move_mark(self, ledger: dict[str, Any]) -> None:
         """Advance the mark over every sequence number committed right after it."""
-        hub_id, epoch = ledger["hub_id"], ledger["epoch"]
         while True:
             mark = ledger["mark"]
-            found: set[int] = set()
-            for table in (events, dead_letters):
-                found.update(self._conn.execute(
-                    select(table.c.seq).where(table.c.hub_id == hub_id,
-                                              table.c.epoch == epoch, table.c.seq > mark)
-                    .order_by(table.c.seq).limit(_MARK_STEP)).scalars())
+            found = set(self._conn.execute(_NEXT_SEQS, {
+                "hub": ledger["hub_id"], "epoch": ledger["epoch"], "mark": mark}).scalars())
             moved = mark
             while moved + 1 in found:
                 moved += 1
@@ -426,25 +535,20 @@ class SqlIngestTx:
         return due
 
     def flush(self) -> None:
+        """Write every ledger, hub and device this transaction changed: one statement per table
+        (executemany), whatever the number of rows."""
         self._move_marks()
-        for ledger in self._ledgers.values():
-            values = {k: v for k, v in ledger.items()
-                      if k not in ("hub_id", "epoch") and not k.startswith("_")}
-            self._conn.execute(update(ledgers).where(ledgers.c.hub_id == ledger["hub_id"],
-                                                     ledgers.c.epoch == ledger["epoch"])
-                               .values(**values))
-        for hub_id in self._dirty_hubs:
-            values = {k: v for k, v in self._hubs[hub_id].items() if k != "id"}
-            self._conn.execute(update(hubs).where(hubs.c.id == hub_id).values(**values))
-        for device_id in self._dirty_devices:
-            row = self._devices[device_id]
-            if row is None:
-                continue
-            values = {k: v for k, v in row.items() if not k.startswith("_")}
-            if row.get("_new"):
-                if _insert_ignore(self._conn, devices, values, ("id",)):
-                    continue
-            self._conn.execute(update(devices).where(devices.c.id == device_id).values(**values))
+        _update_many(self._conn, ledgers, ("hub_id", "epoch"), [
+            {k: v for k, v in ledger.items() if not k.startswith("_")}
+            for ledger in self._ledgers.values()])
+        _update_many(self._conn, hubs, ("id",), [self._hubs[h] for h in self._dirty_hubs])
+        changed = [row for d in self._dirty_devices if (row := self._devices[d]) is not None]
+        new = [{k: v for k, v in row.items() if not k.startswith("_")}
+               for row in changed if row.get("_new")]
+        made = {key[0] for key in _insert_ignore_many(self._conn, devices, new, ("id",))}
+        _update_many(self._conn, devices, ("id",), [
+            {k: v for k, v in row.items() if not k.startswith("_")}
+            for row in changed if row["id"] not in made])
         for hub_id in self._pairing_hubs:
             self._prune_pairing(hub_id)
         if self._outbox:
@@ -482,3 +586,84 @@ def _insert_ignore(
         return False
     conn.execute(insert(table).values(**values))
     return True
+
+
+def _chunks(items: Sequence[Any], size: int = _IN_CHUNK) -> Iterable[Sequence[Any]]:
+    return (items[i:i + size] for i in range(0, len(items), size))
+
+
+def _insert_ignore_many(conn: Connection, table: Table, rows: Collection[dict[str, Any]],
+                        keys: tuple[str, ...]) -> set[tuple[Any, ...]]:
+    """Insert the rows whose ``keys`` are not taken yet, in one statement whatever their number;
+    returns the keys of the rows inserted."""
+    if not rows:
+        return set()
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        inserted = _pg_insert_ignore_arrays(conn, table, rows, keys)
+        if inserted is not None:
+            return inserted
+    if dialect not in ("sqlite", "postgresql"):
+        return {tuple(row[k] for k in keys) for row in rows if _insert_ignore(conn, table, row, keys)}
+    dml = sqlite_insert if dialect == "sqlite" else pg_insert
+    stmt = (dml(table).on_conflict_do_nothing(index_elements=keys)
+            .returning(*(table.c[k] for k in keys)))  # the rows inserted, skipped ones not
+    return {tuple(r) for r in conn.execute(stmt, list(rows))}
+
+
+def _pg_insert_ignore_arrays(conn: Connection, table: Table, rows: Collection[dict[str, Any]],
+                             keys: tuple[str, ...]) -> set[tuple[Any, ...]] | None:
+    """PostgreSQL: the rows as one array per column, unnested by the server. The statement's text
+    is the same for any number of rows, so the driver neither rebuilds nor re-parses it per batch
+    (a multi-row VALUES list is re-parsed by psycopg on every execution: most of the ingest's time).
+    None where this does not apply (rows naming different columns, defaults computed in Python):
+    the caller then inserts them the general way."""
+    names = list(next(iter(rows)))
+    if any(list(row) != names for row in rows):
+        return None
+    defaults = [c for c in table.c if c.name not in names and c.default is not None]
+    if any(not c.default.is_scalar for c in defaults):  # type: ignore[union-attr]
+        return None
+    dialect = conn.dialect
+    to_json = getattr(dialect, "_json_serializer", None) or json.dumps
+    arrays: dict[str, list[Any]] = {}
+    selected: list[str] = []
+    casts: list[str] = []
+    for i, name in enumerate(names + [c.name for c in defaults]):
+        column = table.c[name]
+        param = f"c{i}"
+        if i < len(names):
+            values = [row[name] for row in rows]
+        else:
+            values = [column.default.arg] * len(rows)  # type: ignore[union-attr]
+        sql_type = column.type.compile(dialect=dialect)
+        if isinstance(column.type, JSON):  # arrays of JSON text, each element cast after unnest
+            arrays[param] = [to_json(v) for v in values]
+            casts.append(f"%({param})s::TEXT[]")
+            selected.append(f"u.{param}::{sql_type}")
+            continue
+        process = column.type.bind_processor(dialect)
+        arrays[param] = [process(v) for v in values] if process else values
+        casts.append(f"%({param})s::{sql_type}[]")
+        selected.append(f"u.{param}")
+    quote = dialect.identifier_preparer.quote
+    all_names = names + [c.name for c in defaults]
+    sql = (f"INSERT INTO {quote(table.name)} ({', '.join(quote(n) for n in all_names)}) "
+           f"SELECT {', '.join(selected)} FROM unnest({', '.join(casts)}) "
+           f"AS u({', '.join(arrays)}) "
+           f"ON CONFLICT ({', '.join(quote(k) for k in keys)}) DO NOTHING "
+           f"RETURNING {', '.join(quote(k) for k in keys)}")
+    return {tuple(r) for r in conn.exec_driver_sql(sql, arrays)}
+
+
+def _update_many(conn: Connection, table: Table, keys: tuple[str, ...],
+                 rows: Sequence[dict[str, Any]]) -> None:
+    """Set every other column of each row where its ``keys`` match: one executemany."""
+    by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in rows:  # rows read from the table and rows made here may name their columns apart
+        by_columns.setdefault(tuple(sorted(c for c in row if c not in keys)), []).append(row)
+    for columns, group in by_columns.items():
+        stmt = (update(table).where(*(table.c[k] == bindparam(f"key_{k}") for k in keys))
+                .values({c: bindparam(f"set_{c}") for c in columns}))
+        conn.execute(stmt, [{**{f"key_{k}": row[k] for k in keys},
+                             **{f"set_{c}": row[c] for c in columns}} for row in group])
