@@ -59,7 +59,8 @@ class Hub:
                               max_age=settings.outbox_max_age)
         self.link = HubLink(settings, self.store, self._on_message, self._on_connected)
         self.publisher = Publisher(self.hub_id, self.store, self.link,
-                                   resend_after=settings.ledger_resend_after)
+                                   resend_after=settings.ledger_resend_after,
+                                   flush_delay=settings.outbox_flush_delay)
         self.publisher.status_source = self.status
         self.tracker = DeviceTracker(self.hub_id, self.store, self.publisher,
                                      info_debounce=settings.device_info_debounce)
@@ -229,7 +230,9 @@ class Hub:
 
     def handle_message(self, device: zigpy.device.Device, profile: int, cluster: int,
                        src_ep: int, dst_ep: int, data: bytes) -> None:
-        self.availability.seen(str(device.ieee))
+        tracked = self.tracker.of(device)
+        if tracked is None or not tracked.available:  # seen() acts on unavailable devices only
+            self.availability.seen(str(device.ieee))
         self.pairing.frame(device, profile, cluster, src_ep, data)
 
     def device_initialized(self, device: zigpy.device.Device) -> None:
