@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Awaitable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import zigpy.device
 
@@ -35,8 +35,6 @@ from hub.dispatch import (
 )
 from hub.link import HubLink
 from hub.management import Management, ManagementError
-from hub.metrics import hub_registry
-from hub.metrics_server import MetricsServer, MetricsTokenError
 from hub.pairing import PairingReporter
 from hub.publisher import Publisher
 from hub.radio import RadioControls, Zigbee, load_radio_controls, start_zigbee
@@ -44,6 +42,9 @@ from hub.settings import HubSettings
 from hub.store import HubStore
 from hub.watchdog import RadioWatchdog
 from wire.contract import HubStatus
+
+if TYPE_CHECKING:
+    from hub.metrics_server import MetricsServer
 
 LOGGER = logging.getLogger(__name__)
 VERSION = "0.1.0"
@@ -59,7 +60,8 @@ class Hub:
                               max_age=settings.outbox_max_age)
         self.link = HubLink(settings, self.store, self._on_message, self._on_connected)
         self.publisher = Publisher(self.hub_id, self.store, self.link,
-                                   resend_after=settings.ledger_resend_after)
+                                   resend_after=settings.ledger_resend_after,
+                                   flush_delay=settings.outbox_flush_delay)
         self.publisher.status_source = self.status
         self.tracker = DeviceTracker(self.hub_id, self.store, self.publisher,
                                      info_debounce=settings.device_info_debounce)
@@ -84,6 +86,10 @@ class Hub:
                                             self.management, self.pairing, self.device_info)
         self.metrics_server: MetricsServer | None = None
         if settings.metrics_port:
+            # Only a hub that serves metrics loads prometheus_client (~2 MiB resident).
+            from hub.metrics import hub_registry
+            from hub.metrics_server import MetricsServer
+
             self.metrics_server = MetricsServer(hub_registry(self), settings.metrics_host,
                                                 settings.metrics_port, settings.metrics_token_path)
         self.controls: RadioControls | None = None
@@ -162,6 +168,8 @@ class Hub:
         without them and says why: its devices matter more than its numbers."""
         if self.metrics_server is None:
             return
+        from hub.metrics_server import MetricsTokenError
+
         try:
             await self.metrics_server.start()
         except (OSError, MetricsTokenError) as exc:
@@ -229,7 +237,9 @@ class Hub:
 
     def handle_message(self, device: zigpy.device.Device, profile: int, cluster: int,
                        src_ep: int, dst_ep: int, data: bytes) -> None:
-        self.availability.seen(str(device.ieee))
+        tracked = self.tracker.of(device)
+        if tracked is None or not tracked.available:  # seen() acts on unavailable devices only
+            self.availability.seen(str(device.ieee))
         self.pairing.frame(device, profile, cluster, src_ep, data)
 
     def device_initialized(self, device: zigpy.device.Device) -> None:

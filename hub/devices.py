@@ -33,10 +33,11 @@ class TrackedDevice:
     availability_reason: str | None = None
     availability_changed_at: datetime | None = None
     last_seen: float = 0.0
+    # Formatted once: zigpy formats an IEEE address in ~15 µs, and every event needs it.
+    ieee: str = field(init=False)
 
-    @property
-    def ieee(self) -> str:
-        return str(self.device.ieee)
+    def __post_init__(self) -> None:
+        self.ieee = str(self.device.ieee)
 
 
 def power_source(device: zigpy.device.Device) -> str:
@@ -72,11 +73,18 @@ class DeviceTracker:
         self.publisher = publisher
         self.info_debounce = info_debounce
         self.devices: dict[str, TrackedDevice] = {}
+        self._by_device: dict[int, TrackedDevice] = {}  # id(zigpy device) -> its tracking
         self.names = store.names()
         self._info_timers: dict[str, asyncio.TimerHandle] = {}
 
     def get(self, ieee: str) -> TrackedDevice | None:
         return self.devices.get(ieee)
+
+    def of(self, device: zigpy.device.Device) -> TrackedDevice | None:
+        """The tracking of this very zigpy device object (None for one zigpy has replaced since,
+        e.g. by its quirk): found without formatting its IEEE address."""
+        tracked = self._by_device.get(id(device))
+        return tracked if tracked is not None and tracked.device is device else None
 
     def track(self, device: zigpy.device.Device) -> TrackedDevice:
         """Start following a device: build its handler from its clusters and listen to it."""
@@ -84,6 +92,7 @@ class DeviceTracker:
         self.untrack(ieee, publish=False)
         tracked = TrackedDevice(device=device, handler=handler_for(device))
         self.devices[ieee] = tracked
+        self._by_device[id(device)] = tracked
         # The state known from zigpy's attribute cache, without radio traffic and without events.
         self._apply(tracked, tracked.handler.cached_readings(), emit=False)
         tracked.detach = tracked.handler.attach(lambda readings: self.on_readings(ieee, readings))
@@ -93,6 +102,8 @@ class DeviceTracker:
         tracked = self.devices.pop(ieee, None)
         if tracked is None:
             return
+        if self._by_device.get(id(tracked.device)) is tracked:
+            del self._by_device[id(tracked.device)]
         if tracked.detach is not None:
             tracked.detach()
         timer = self._info_timers.pop(ieee, None)

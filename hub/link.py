@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+from collections import deque
 from collections.abc import Awaitable, Callable
 
 import paho.mqtt.client as mqtt
@@ -50,6 +51,10 @@ class HubLink:
         self.connected = asyncio.Event()
         self._wake = asyncio.Event()
         self._inflight: dict[int, int] = {}  # paho mid -> outbox row id
+        # Broker acknowledgements (paho mids) from paho's thread, handed to the loop in batches:
+        # one loop wake-up per batch, not one per message.
+        self._acked_mids: deque[int] = deque()
+        self._acks_handed = False
         self._sent_upto = 0
         self._pump_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -145,9 +150,12 @@ class HubLink:
             if rows and len(rows) == room:
                 self._wake.set()  # more waiting once acks make room
 
-    def _acked(self, mid: int) -> None:
-        if self._inflight.pop(mid, None) is not None:
-            self.published += 1
+    def _acked(self) -> None:
+        self._acks_handed = False  # before draining: a mid appended from now on is handed again
+        mids = self._acked_mids
+        while mids:
+            if self._inflight.pop(mids.popleft(), None) is not None:
+                self.published += 1
         self._wake.set()
 
     # ------------------------------------------------------------------ paho callbacks (thread)
@@ -196,7 +204,10 @@ class HubLink:
 
     def _paho_publish(self, client: mqtt.Client, userdata: object, mid: int, reason_code: object,
                       properties: object) -> None:
-        self._call(self._acked, mid)
+        self._acked_mids.append(mid)
+        if not self._acks_handed:
+            self._acks_handed = True
+            self._call(self._acked)
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coro)

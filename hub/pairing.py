@@ -78,6 +78,8 @@ class PairingReporter:
     def frame(self, device: zigpy.device.Device, profile: int, cluster: int, src_ep: int,
               data: bytes) -> None:
         """A frame from a device; if it is being interviewed, name the step it answers."""
+        if not self.interviewing:
+            return  # the common case, on every frame: spare the IEEE address's formatting
         ieee = str(device.ieee)
         if ieee not in self.interviewing:
             return

@@ -39,11 +39,13 @@ LOGGER = logging.getLogger(__name__)
 
 class Publisher:
     def __init__(self, hub_id: str, store: HubStore, link: HubLink, *,
-                 resend_after: float = 10.0) -> None:
+                 resend_after: float = 10.0, flush_delay: float = 0.005) -> None:
         self.hub_id = hub_id
         self.store = store
         self.link = link
         self.resend_after = resend_after
+        self.flush_delay = flush_delay  # events queued this long at most before their commit
+        self._flush_timer: asyncio.TimerHandle | None = None
         self.status_source: Callable[[], HubStatus] | None = None
         self._status_sent: dict[str, object] | None = None  # what the last status said (sans ts)
         self.resends = 0
@@ -57,6 +59,10 @@ class Publisher:
         self._task = asyncio.create_task(self._watch(), name="ledger-watch")
 
     async def stop(self) -> None:
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+        self.store.flush()
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -87,7 +93,9 @@ class Publisher:
     # ------------------------------------------------------------------ the ledger
     def event(self, ieee: str, capability: str, attribute: str, value: Value, unit: str | None,
               ts: datetime) -> int:
-        """Write one capability change to the outbox with the next sequence number."""
+        """Write one capability change to the outbox with the next sequence number. Events that
+        arrive together (a burst of frames) are committed together within ``flush_delay``: one
+        transaction per burst instead of one per event; the pump publishes only committed rows."""
         epoch = self.store.epoch
 
         def build(seq: int) -> bytes:
@@ -96,8 +104,21 @@ class Publisher:
                          unit=unit).to_bytes()
 
         seq = self.store.add_event(Topics.events(self.hub_id), build)
-        self.link.kick()
+        if not self.store.queued:
+            self.link.kick()  # a full queue was committed at once
+        elif self._flush_timer is None:
+            self._flush_timer = asyncio.get_running_loop().call_later(self.flush_delay, self._flush)
         return seq
+
+    def _flush(self) -> None:
+        self._flush_timer = None
+        try:
+            self.store.flush()
+        except Exception:  # e.g. a full disk: the events stay queued and are tried again
+            LOGGER.exception("cannot commit %d events to the outbox", self.store.queued)
+            self._flush_timer = asyncio.get_running_loop().call_later(1.0, self._flush)
+            return
+        self.link.kick()
 
     def result(self, command_id: str, payload: bytes) -> None:
         """A command's result (already journaled) goes out through the outbox."""

@@ -94,6 +94,9 @@ class HubSettings(BaseSettings):
     # Sent events the cloud has not acknowledged after this many seconds: ask where it stands, and
     # send them again if it answers without them.
     ledger_resend_after: float = Field(default=10.0, gt=0)
+    # Events are committed to the outbox in groups, at most this many seconds after they happened
+    # (one transaction per burst of reports instead of one per event); published once committed.
+    outbox_flush_delay: float = Field(default=0.005, ge=0, le=1.0)
     # On a clean stop, wait this long for the cloud to acknowledge what is still in the outbox.
     shutdown_drain: float = Field(default=5.0, ge=0)
     # The retained status is published again when its counters changed, at most this often

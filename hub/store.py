@@ -2,7 +2,11 @@
 executed commands, and the names people gave devices.
 
 Every event is written to the outbox with its ledger position (epoch, sequence number) before it is
-published, and every command result before it is sent. A row leaves the outbox only when the cloud
+published, and every command result before it is sent. Events are committed in groups: ``add_event``
+queues one in memory and ``flush`` commits what is queued in one transaction (the publisher flushes
+within milliseconds, a full queue flushes at once, and everything that reads the outbox or the
+ledger flushes first), so a published event is always durable and the sequence numbers the store
+reports are always committed ones. A row leaves the outbox only when the cloud
 acknowledges that it has committed it (``ack``), never when the broker acknowledged the publish: a
 broker that dies before saving its queue must not lose an event. The epoch is made at random when
 the store is created, so a hub whose store was lost starts a new ledger the cloud tells apart.
@@ -68,11 +72,14 @@ class HubStore:
     """Synchronous on purpose: each call is one short local transaction (well under a millisecond
     with WAL and synchronous=NORMAL), cheaper than a thread hop."""
 
-    def __init__(self, path: Path, *, max_rows: int = 100_000, max_age: float = 7 * 86400) -> None:
+    def __init__(self, path: Path, *, max_rows: int = 100_000, max_age: float = 7 * 86400,
+                 flush_count: int = 500) -> None:
         private_sqlite(path)
         self.path = path
         self.max_rows = max_rows
         self.max_age = max_age
+        self.flush_count = flush_count
+        self._queued: list[tuple[str, bytes, float, int]] = []  # events not committed yet
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
@@ -83,6 +90,7 @@ class HubStore:
         self._rows = self.db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
 
     def close(self) -> None:
+        self.flush()
         self.db.close()
 
     def _upgrade(self) -> None:
@@ -134,6 +142,7 @@ class HubStore:
     # ------------------------------------------------------------------ ledger
     @property
     def last_seq(self) -> int:
+        self.flush()
         return self._seq
 
     @property
@@ -144,45 +153,72 @@ class HubStore:
     @property
     def dropped_upto(self) -> int:
         """The highest sequence number the outbox bound dropped before the cloud had it."""
+        self.flush()
         return self._meta("dropped_upto")
 
     @property
     def dropped(self) -> int:
+        self.flush()
         return self._meta("dropped")
 
     @property
     def pending(self) -> int:
+        self.flush()
         return self._rows
 
     def oldest_event_created(self) -> float | None:
         """When the oldest event still waiting for the cloud's acknowledgement was written
         (epoch seconds); None when none waits."""
+        self.flush()
         row = self.db.execute("SELECT created FROM outbox WHERE kind = 'event' ORDER BY id "
                               "LIMIT 1").fetchone()
         return None if row is None else float(row[0])
 
     def add_event(self, topic: str, build: Callable[[int], bytes]) -> int:
-        """Allocate the next sequence number, build the payload with it and queue it, atomically."""
+        """Allocate the next sequence number, build the payload with it and queue it for the next
+        flush (at once when ``flush_count`` are queued)."""
         seq = self._seq + 1
         payload: bytes = build(seq)
-        with self.db:
-            self.db.execute("BEGIN")
-            self._set_meta("seq", seq)
-            self.db.execute("INSERT INTO outbox(topic, payload, retain, created, kind, seq) "
-                            "VALUES(?,?,0,?,'event',?)", (topic, payload, time.time(), seq))
+        self._queued.append((topic, payload, time.time(), seq))
         self._seq = seq
-        self._rows += 1
+        if len(self._queued) >= self.flush_count:
+            self.flush()
+        return seq
+
+    @property
+    def queued(self) -> int:
+        """Events allocated a sequence number and not committed yet."""
+        return len(self._queued)
+
+    def flush(self) -> int:
+        """Commit the queued events and the ledger's sequence number in one transaction; returns
+        how many. A failed commit keeps them queued (and raises): the next flush tries again."""
+        if not self._queued:
+            return 0
+        rows, self._queued = self._queued, []
+        try:
+            with self.db:
+                self.db.execute("BEGIN")
+                self._set_meta("seq", rows[-1][3])
+                self.db.executemany("INSERT INTO outbox(topic, payload, retain, created, kind, seq) "
+                                    "VALUES(?,?,0,?,'event',?)", rows)
+        except BaseException:
+            self._queued[:0] = rows
+            raise
+        self._rows += len(rows)
         if self._rows > self.max_rows:
             self.trim()
-        return seq
+        return len(rows)
 
     def add_result(self, topic: str, command_id: str, payload: bytes) -> None:
         """Queue a command result until the cloud acknowledges it by command id."""
+        self.flush()  # the outbox keeps the order things happened in
         self.db.execute("INSERT INTO outbox(topic, payload, retain, created, kind, ref) "
                         "VALUES(?,?,0,?,'result',?)", (topic, payload, time.time(), command_id))
         self._rows += 1
 
     def pending_rows(self, after: int, limit: int) -> list[OutboxRow]:
+        self.flush()
         rows = self.db.execute(
             "SELECT id, topic, payload, retain FROM outbox WHERE id > ? ORDER BY id LIMIT ?",
             (after, limit)).fetchall()
@@ -191,6 +227,7 @@ class HubStore:
     def ack(self, seq: int, results: Sequence[str] = ()) -> int:
         """The cloud committed every event up to ``seq`` and the given results: let them go.
         Returns how many rows left the outbox."""
+        self.flush()
         with self.db:
             self.db.execute("BEGIN")
             removed = 0
@@ -210,6 +247,7 @@ class HubStore:
     def trim(self) -> int:
         """Drop the oldest rows beyond the size bound and rows older than the age bound; count them
         and remember the highest dropped sequence number (the cloud stops waiting for those)."""
+        self.flush()
         cutoff = time.time() - self.max_age
         with self.db:
             self.db.execute("BEGIN")
