@@ -382,6 +382,7 @@ class HubRig:
     def close(self) -> None:
         self.hub.tracker.close()
         try:
+            self.loop.run_until_complete(self.hub.publisher.stop())  # commits what is queued
             self.loop.run_until_complete(self.sim.close())
         finally:
             self.hub.store.close()
