@@ -84,11 +84,12 @@ class Sample:
 
 
 def measure_hub(workdir: Path, broker: Broker, devices: int, seconds: float, tick: float,
-                within: float) -> Sample:
+                speed: float, within: float) -> Sample:
     data_dir = workdir / f"hub-{devices}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("SPOKE_")}
     env.update(SPOKE_HUB_ID=HUB_ID, SPOKE_HUB_DATA_DIR=str(data_dir), SPOKE_RADIO="sim",
                SPOKE_SIM_DEVICES=",".join(["loadgen"] * devices), SPOKE_SIM_TICK=str(tick),
+               SPOKE_SIM_SPEED=str(speed),
                SPOKE_STATE_REFRESH_ON_START="false", SPOKE_MQTT_HOST="127.0.0.1",
                SPOKE_MQTT_PORT=str(broker.port), SPOKE_MQTT_USERNAME=broker.username,
                SPOKE_MQTT_PASSWORD=broker.password, SPOKE_CONFIG=str(workdir / "none.toml"),
@@ -150,13 +151,13 @@ def table(base: tuple[float, float], samples: list[Sample], command: str) -> str
     return "\n".join(lines)
 
 
-def main(devices: list[int], seconds: float, tick: float, within: float,
+def main(devices: list[int], seconds: float, tick: float, speed: float, within: float,
          workdir: Path) -> tuple[tuple[float, float], list[Sample]]:
     base = floor()
     samples = []
     with mosquitto(workdir) as broker, acker(broker):
         for n in devices:
-            samples.append(measure_hub(workdir, broker, n, seconds, tick, within))
+            samples.append(measure_hub(workdir, broker, n, seconds, tick, speed, within))
     return base, samples
 
 
@@ -165,11 +166,13 @@ def cli(argv: list[str] | None = None) -> tuple[tuple[float, float], list[Sample
     parser.add_argument("--devices", default="50,200,500", help="comma-separated device counts")
     parser.add_argument("--seconds", type=float, default=20.0, help="measured while reporting")
     parser.add_argument("--tick", type=float, default=2.0, help="seconds between reports")
+    parser.add_argument("--speed", type=float, default=1.0,
+                        help="simulated time per real second (reporting intervals shrink)")
     parser.add_argument("--timeout", type=float, default=300.0, help="for pairing, per size")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="spoke-hub-memory-") as tmp:
         base, samples = main([int(n) for n in args.devices.split(",")], args.seconds, args.tick,
-                             args.timeout, Path(tmp))
+                             args.speed, args.timeout, Path(tmp))
     command = " ".join(["python -m bench.hub_memory",
                         *(argv if argv is not None else sys.argv[1:])])
     print(table(base, samples, command))
