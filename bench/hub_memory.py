@@ -13,12 +13,11 @@ window, peak is the kernel's high-water mark (VmHWM) over the process's life, pa
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
-import json
 import os
 import re
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -29,6 +28,7 @@ from pathlib import Path
 
 from bench.hub_events import HUB_ID, Broker, acker, mosquitto
 from bench.rig import REPO, SPOKE
+from hub.control import ControlError, request
 
 FLOOR = "import zigpy.application, zhaquirks; zhaquirks.setup()"
 
@@ -58,20 +58,9 @@ def control(sock_path: Path, op: str, *, attempts: int = 1) -> dict[str, object]
     for attempt in range(attempts - 1):
         try:
             return control(sock_path, op)
-        except OSError:
+        except (OSError, ControlError):
             time.sleep(0.5 * (attempt + 1))
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(30)
-        sock.connect(str(sock_path))
-        sock.sendall(json.dumps({"op": op}).encode() + b"\n")
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    answer: dict[str, object] = json.loads(data)
-    return answer
+    return asyncio.run(request(sock_path, {"op": op}))
 
 
 @dataclass
@@ -106,7 +95,7 @@ def measure_hub(workdir: Path, broker: Broker, devices: int, seconds: float, tic
             time.sleep(0.5)
             try:
                 status = control(data_dir / "control.sock", "status")["status"]  # type: ignore[assignment]
-            except (OSError, ValueError, KeyError):
+            except (OSError, ControlError, ValueError, KeyError):
                 continue
         # Tracked is not yet configured: wait until the devices report through to the cloud
         # (as many acknowledged events as devices), so the window sees a hub in steady use.

@@ -32,25 +32,25 @@ hand_over() { install -m 0600 -o "$1" -g "$1" "$2" "$3"; }
 
 secrets() {
     install -d -m 0755 "$S"
-    private_folder 0 "$S/root"
+    private_folder 0 "$S/originals"
     for f in postgres-password influxdb-password influxdb-token metrics-token; do
-        new_secret "$S/root/$f"
+        new_secret "$S/originals/$f"
     done
     private_folder "$POSTGRES" "$S/postgres"
-    hand_over "$POSTGRES" "$S/root/postgres-password" "$S/postgres/password"
+    hand_over "$POSTGRES" "$S/originals/postgres-password" "$S/postgres/password"
     private_folder "$INFLUXDB" "$S/influxdb"
-    hand_over "$INFLUXDB" "$S/root/influxdb-password" "$S/influxdb/password"
-    hand_over "$INFLUXDB" "$S/root/influxdb-token" "$S/influxdb/token"
+    hand_over "$INFLUXDB" "$S/originals/influxdb-password" "$S/influxdb/password"
+    hand_over "$INFLUXDB" "$S/originals/influxdb-token" "$S/influxdb/token"
     private_folder "$PROMETHEUS" "$S/prometheus"
-    hand_over "$PROMETHEUS" "$S/root/metrics-token" "$S/prometheus/metrics-token"
+    hand_over "$PROMETHEUS" "$S/originals/metrics-token" "$S/prometheus/metrics-token"
     private_folder "$SPOKE" "$S/spoke"
-    hand_over "$SPOKE" "$S/root/metrics-token" "$S/spoke/metrics-token"
-    hand_over "$SPOKE" "$S/root/influxdb-token" "$S/spoke/influx-token"
+    hand_over "$SPOKE" "$S/originals/metrics-token" "$S/spoke/metrics-token"
+    hand_over "$SPOKE" "$S/originals/influxdb-token" "$S/spoke/influx-token"
     # libpq reads the database password from here (PGPASSFILE), for `spoke cloud run` and for
     # every `docker compose exec cloud-a spoke ...` alike.
-    (umask 077 && printf 'postgres:5432:spoke:spoke:%s\n' "$(cat "$S/root/postgres-password")" \
-        >"$S/root/pgpass")
-    hand_over "$SPOKE" "$S/root/pgpass" "$S/spoke/pgpass"
+    (umask 077 && printf 'postgres:5432:spoke:spoke:%s\n' "$(cat "$S/originals/postgres-password")" \
+        >"$S/originals/pgpass")
+    hand_over "$SPOKE" "$S/originals/pgpass" "$S/spoke/pgpass"
 }
 
 broker() {

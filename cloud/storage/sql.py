@@ -21,7 +21,7 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from cloud.storage.base import (
     HUB_OFFLINE_REASON,
@@ -39,7 +39,7 @@ from cloud.storage.base import (
     TokenRecord,
 )
 from cloud.storage.migrations import require_head, upgrade_to_head
-from cloud.storage.sql_engine import WRITE_LOCK, make_engine
+from cloud.storage.sql_engine import WRITE_LOCK, make_engine, store_errors
 from cloud.storage.sql_ingest import SqlIngestTx, command_record
 from cloud.storage.sql_schema import (
     DEFAULT_ACCOUNT,
@@ -175,17 +175,10 @@ class SqlRegistry:
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
-        try:
-            with self.engine.connect() as conn:
-                conn = conn.execution_options(**{WRITE_LOCK: True})
-                with conn.begin():
-                    yield conn
-        except OperationalError as exc:
-            raise StoreUnavailable(str(exc.orig or exc)) from exc
-        except DBAPIError as exc:
-            if exc.connection_invalidated:
-                raise StoreUnavailable(str(exc.orig or exc)) from exc
-            raise
+        with store_errors(), self.engine.connect() as conn:
+            conn = conn.execution_options(**{WRITE_LOCK: True})
+            with conn.begin():
+                yield conn
 
     def ping(self) -> None:
         with self._read() as conn:

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.pool import StaticPool
 
+from cloud.storage.base import StoreUnavailable
 from private_files import private_sqlite
 
 # Execution option of a connection that writes: on SQLite its transactions take the write lock at once.
@@ -66,3 +70,17 @@ def _enable_wal(cursor: Any) -> None:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.02)
+
+
+@contextmanager
+def store_errors() -> Iterator[None]:
+    """A database that cannot be reached (or whose connection broke) as ``StoreUnavailable``;
+    other database errors go on as they are."""
+    try:
+        yield
+    except OperationalError as exc:
+        raise StoreUnavailable(str(exc.orig or exc)) from exc
+    except DBAPIError as exc:
+        if exc.connection_invalidated:
+            raise StoreUnavailable(str(exc.orig or exc)) from exc
+        raise

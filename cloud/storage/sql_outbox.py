@@ -16,9 +16,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, func, select
-from sqlalchemy.exc import DBAPIError, OperationalError
 
-from cloud.storage.base import StoreUnavailable, TelemetryPoint
+from cloud.storage.base import TelemetryPoint
+from cloud.storage.sql_engine import store_errors
 from cloud.storage.sql_schema import telemetry_outbox
 
 _t = telemetry_outbox.c
@@ -28,18 +28,6 @@ def _point(row: Any) -> TelemetryPoint:
     return TelemetryPoint(hub_id=row.hub_id, seq=row.seq, device_id=row.device_id,
                           capability=row.capability, attribute=row.attribute, ts=row.ts,
                           value=json.loads(row.value_json), unit=row.unit)
-
-
-@contextmanager
-def _unavailable_as_store_error() -> Iterator[None]:
-    try:
-        yield
-    except OperationalError as exc:
-        raise StoreUnavailable(str(exc.orig or exc)) from exc
-    except DBAPIError as exc:
-        if exc.connection_invalidated:
-            raise StoreUnavailable(str(exc.orig or exc)) from exc
-        raise
 
 
 class SqlTelemetryOutbox:
@@ -53,7 +41,7 @@ class SqlTelemetryOutbox:
         """Up to ``limit`` of the oldest queued points; deleted when the block ends without error,
         kept (for the next take) when it raises."""
         oldest = select(telemetry_outbox).order_by(_t.id).limit(limit)
-        with _unavailable_as_store_error():
+        with store_errors():
             if self.engine.dialect.name == "postgresql":
                 with self.engine.begin() as conn:
                     rows = conn.execute(oldest.with_for_update(skip_locked=True)).all()
@@ -75,7 +63,7 @@ class SqlTelemetryOutbox:
 
     def backlog(self, now: datetime | None = None) -> tuple[int, float]:
         """(points waiting, age in seconds of the oldest one; 0 when none wait)."""
-        with _unavailable_as_store_error(), self.engine.connect() as conn:
+        with store_errors(), self.engine.connect() as conn:
             count, oldest = conn.execute(
                 select(func.count(), func.min(_t.queued_at)).select_from(telemetry_outbox)
             ).one()
