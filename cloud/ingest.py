@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from cloud.live import Committed, LiveFeed
 from cloud.metrics import CloudMetrics
 from cloud.mqtt import Inbound, MqttLink
 from cloud.settings import CloudSettings
@@ -158,6 +159,7 @@ class _Applied:
     commands: list[CommandRecord]
     rejected: list[tuple[_Decoded, str, str]]
     acks: list[AckDue]
+    live: Committed  # what the live feed shows (gathered only while it has streams)
 
 
 def _runs(items: Sequence[_Decoded]) -> list[list[_Decoded]]:
@@ -196,6 +198,7 @@ class Ingest:
         on_result: Callable[[CommandRecord], None] | None = None,
         on_devices: Callable[[set[str]], None] | None = None,
         observe: CloudMetrics | None = None,
+        live: LiveFeed | None = None,
     ) -> None:
         self.settings = settings
         self.storage = storage
@@ -203,6 +206,7 @@ class Ingest:
         self.observe = observe if observe is not None else CloudMetrics()
         self._on_result = on_result
         self._on_devices = on_devices
+        self.live = live
         self._queue: queue.Queue[Any] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -332,7 +336,8 @@ class Ingest:
         self._committed(items, applied)
 
     def _apply(self, items: Sequence[_Decoded]) -> _Applied:
-        applied = _Applied(event_times=[], commands=[], rejected=[], devices=set(), acks=[])
+        applied = _Applied(event_times=[], commands=[], rejected=[], devices=set(), acks=[],
+                           live=Committed())
         with self.storage.registry.ingest(item.hub_id for item in items) as tx:
             for run in _runs(items):
                 if run[0].kind is TopicKind.EVENTS:
@@ -355,6 +360,8 @@ class Ingest:
             if result.outcome is EventOutcome.STORED:
                 applied.stored += 1
                 applied.event_times.append(ev.ts)
+                if result.point is not None:
+                    applied.live.points.append(result.point)
             elif result.outcome is EventOutcome.DUPLICATE:
                 applied.duplicates += 1
             elif result.outcome is EventOutcome.IMPLAUSIBLE:
@@ -375,13 +382,16 @@ class Ingest:
             assert isinstance(item.message, DeviceInfo) and item.ieee is not None
             infos.append(item.message)
             applied.devices.add(device_id_for(item.hub_id, item.ieee))
-        applied.stored += len(tx.device_infos(infos))
+        points = tx.device_infos(infos)
+        applied.stored += len(points)
+        applied.live.points.extend(points)
 
     def _apply_one(self, tx: IngestTx, item: _Decoded, applied: _Applied) -> None:
         msg = item.message
         if item.kind is TopicKind.STATUS:
             assert isinstance(msg, HubStatus)
             tx.hub_status(msg)
+            applied.live.hubs.add(item.hub_id)
         elif item.kind is TopicKind.DEVICE:
             assert item.ieee is not None
             applied.devices.add(device_id_for(item.hub_id, item.ieee))
@@ -389,7 +399,9 @@ class Ingest:
                 tx.device_removed(item.hub_id, item.ieee)
             else:
                 assert isinstance(msg, DeviceInfo)
-                applied.stored += len(tx.device_info(msg))
+                points = tx.device_info(msg)
+                applied.stored += len(points)
+                applied.live.points.extend(points)
         elif item.kind is TopicKind.EVENTS:
             self._apply_events(tx, [item], applied)
         elif item.kind is TopicKind.RESULTS:
@@ -402,7 +414,9 @@ class Ingest:
                 applied.commands.append(record)
         elif item.kind is TopicKind.PAIRING:
             assert isinstance(msg, PairingEvent)
-            applied.pairing_events += tx.pairing_event(msg)
+            if tx.pairing_event(msg):
+                applied.pairing_events += 1
+                applied.live.pairing.add(item.hub_id)
 
     def _committed(self, items: Sequence[_Decoded], applied: _Applied) -> None:
         for item in items:
@@ -432,6 +446,12 @@ class Ingest:
                 self._on_devices(applied.devices)
             except Exception:
                 log.exception("device change callback failed")
+        if self.live is not None and self.live.active:
+            applied.live.devices = applied.devices
+            try:
+                self.live.committed(applied.live)
+            except Exception:
+                log.exception("live feed failed")
 
     def _reject(self, inbound: Inbound, reason: str, detail: str, exc_info: bool = False) -> None:
         self.metrics.reject(reason)

@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import uvicorn
 
 from cloud.broker_sync import BrokerSync
 from cloud.commands import CommandService
 from cloud.ingest import Ingest
+from cloud.live import LiveFeed
 from cloud.management import ManagementService
 from cloud.metrics import CloudMetrics
 from cloud.metrics_token import ensure_metrics_token
@@ -35,6 +38,7 @@ class CloudServices:
     broker_sync: BrokerSync
     limiter: Limiter
     metrics: CloudMetrics
+    live: LiveFeed
     telemetry_export: TelemetryExport | None = None  # with telemetry_backend "influxdb"
     metrics_token: str | None = None  # read (or created) when the cloud starts
 
@@ -45,11 +49,14 @@ class CloudServices:
         storage = open_storage(settings)
         metrics = CloudMetrics()
         services: list[CloudServices] = []
+        registry = storage.registry
+        live = LiveFeed(registry.hub_account, registry.get_device, registry.get_hub,
+                        queue_size=settings.live_queue_size, per_token=settings.live_streams_per_token)
         ingest = Ingest(
             settings, storage,
             on_result=lambda record: services[0].commands.resolve(record),
             on_devices=lambda ids: services[0].management.devices_changed(ids),
-            observe=metrics,
+            observe=metrics, live=live,
         )
         metrics.watch(ingest, storage.registry.fleet_counts)
         commands = CommandService(settings, storage.registry, ingest.publish, observe=metrics)
@@ -63,7 +70,7 @@ class CloudServices:
                             management=management,
                             broker_sync=BrokerSync(settings, storage.registry),
                             limiter=Limiter(storage.usage, *settings.rate_limits()),
-                            metrics=metrics, telemetry_export=export))
+                            metrics=metrics, live=live, telemetry_export=export))
         return services[0]
 
     def start(self) -> None:
@@ -75,6 +82,7 @@ class CloudServices:
             self.broker_sync.start()
 
     def stop(self) -> None:
+        self.live.end_all()
         self.broker_sync.stop()
         self.ingest.stop()
         if self.telemetry_export is not None:
@@ -96,7 +104,7 @@ async def run_cloud(
     # instead of handlers of its own.
     config = uvicorn.Config(app, host=settings.cloud_host, port=settings.cloud_port,
                             log_level="info", access_log=False, lifespan="on", log_config=None)
-    server = uvicorn.Server(config)
+    server = _Server(config, before_shutdown=lambda: _end_streams(app))
     # Take the port before the services start: a cloud that cannot serve must not join the
     # broker's shared subscription first (its share of the events would wait for it in vain).
     try:
@@ -123,6 +131,25 @@ async def run_cloud(
         server.should_exit = True
         await task
         raise
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, ending the live streams before it waits for open responses to finish
+    (a stream never finishes on its own)."""
+
+    def __init__(self, config: uvicorn.Config, before_shutdown: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._before_shutdown = before_shutdown
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self._before_shutdown()
+        await super().shutdown(sockets)
+
+
+def _end_streams(app: Any) -> None:
+    services: CloudServices | None = getattr(app.state, "services", None)
+    if services is not None:
+        services.live.end_all()
 
 
 async def _serve(server: uvicorn.Server, settings: CloudSettings, sock: socket.socket) -> None:

@@ -116,6 +116,10 @@ class CloudSettings(BaseSettings):
     rate_limit_commands: str = "120/minute"
     # Count every authenticated request per token, route and UTC day (GET /api/v1/usage).
     usage_metering: bool = True
+    # Live updates (GET /api/v1/stream): streams one token may hold open at once, and the messages
+    # a stream may hold for a slow client before it is dropped.
+    live_streams_per_token: int = Field(default=4, ge=1)
+    live_queue_size: int = Field(default=1000, ge=1)
 
     @model_validator(mode="after")
     def _history_needs_influx(self) -> CloudSettings:

@@ -191,6 +191,17 @@ class Sample:
     value: Value
 
 
+@dataclass(frozen=True, kw_only=True)
+class Bucket:
+    """The numeric samples (booleans as 0/1) of one time bucket: [start, start + width)."""
+
+    start: datetime
+    count: int
+    min: float
+    max: float
+    avg: float
+
+
 class EventOutcome(StrEnum):
     STORED = "stored"
     DUPLICATE = "duplicate"
@@ -359,6 +370,12 @@ class TelemetryReader(Protocol):
         limit: int = 1000,
     ) -> list[Sample]:
         """The newest ``limit`` samples in [since, until], oldest first."""
+        ...
+
+    def buckets(self, device_id: str, capability: str, attribute: str, *, since: datetime,
+                until: datetime, width: int) -> list[Bucket]:
+        """The numeric samples in [since, until] summed up per ``width`` seconds from ``since``,
+        oldest first; buckets without samples are left out."""
         ...
 
     def close(self) -> None: ...

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from influxdb_client import InfluxDBClient, Point, WritePrecision
 from influxdb_client.client.write_api import SYNCHRONOUS
 
-from cloud.storage.base import Sample, StoreUnavailable, TelemetryPoint
+from cloud.storage.base import Bucket, Sample, StoreUnavailable, TelemetryPoint
 from wire.contract import Value
 
 MEASUREMENT = "telemetry"
@@ -127,3 +127,42 @@ class InfluxTelemetry:
         ]
         samples.sort(key=lambda s: s.ts)
         return samples
+
+    def buckets(self, device_id: str, capability: str, attribute: str, *, since: datetime,
+                until: datetime, width: int) -> list[Bucket]:
+        """Flux windows of ``width`` seconds aligned on ``since``; numbers and booleans (0/1)."""
+        stop = until + timedelta(microseconds=1)
+        offset = int(since.timestamp()) % width
+        flux = (
+            "from(bucket: params.bucket)\n"
+            f"  |> range(start: {_rfc3339(since)}, stop: {_rfc3339(stop)})\n"
+            f'  |> filter(fn: (r) => r._measurement == "{MEASUREMENT}" and '
+            "r.device_id == params.device_id and r.capability == params.capability and "
+            'r.attribute == params.attribute and (r._field == "f" or r._field == "i" or '
+            'r._field == "b"))\n'
+            "  |> map(fn: (r) => ({_time: r._time, _value: float(v: r._value)}))\n"
+            f"  |> window(every: {int(width)}s, offset: {offset}s)\n"
+            "  |> reduce(identity: {n: 0, lo: 0.0, hi: 0.0, total: 0.0}, fn: (r, accumulator) => ({\n"
+            "       n: accumulator.n + 1, total: accumulator.total + r._value,\n"
+            "       lo: if accumulator.n == 0 or r._value < accumulator.lo then r._value "
+            "else accumulator.lo,\n"
+            "       hi: if accumulator.n == 0 or r._value > accumulator.hi then r._value "
+            "else accumulator.hi}))\n"
+            "  |> group()\n"
+            '  |> sort(columns: ["_start"])\n'
+        )
+        params = {"bucket": self.bucket, "device_id": device_id, "capability": capability,
+                  "attribute": attribute}
+        try:
+            tables = self._query.query(flux, org=self.org, params=params)
+        except Exception as exc:
+            raise StoreUnavailable(f"influxdb query failed: {exc}") from exc
+        found = []
+        for table in tables:
+            for record in table.records:
+                n = int(record["n"])
+                if n:
+                    start = max(record.get_start(), since)
+                    found.append(Bucket(start=start, count=n, min=float(record["lo"]),
+                                        max=float(record["hi"]), avg=float(record["total"]) / n))
+        return found

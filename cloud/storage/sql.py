@@ -26,6 +26,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from cloud.storage.base import (
     HUB_OFFLINE_REASON,
     AccountRecord,
+    Bucket,
     CommandRecord,
     DeviceKey,
     DeviceRecord,
@@ -39,6 +40,7 @@ from cloud.storage.base import (
     TokenRecord,
 )
 from cloud.storage.migrations import require_head, upgrade_to_head
+from cloud.storage.sql_buckets import sql_buckets
 from cloud.storage.sql_engine import WRITE_LOCK, make_engine, store_errors
 from cloud.storage.sql_ingest import SqlIngestTx, command_record
 from cloud.storage.sql_schema import (
@@ -460,4 +462,9 @@ class SqlTelemetry:
         except OperationalError as exc:
             raise StoreUnavailable(str(exc.orig or exc)) from exc
         return [Sample(ts=r.ts, value=json.loads(r.value_json)) for r in reversed(rows)]
+
+    def buckets(self, device_id: str, capability: str, attribute: str, *, since: datetime,
+                until: datetime, width: int) -> list[Bucket]:
+        return sql_buckets(self.engine, device_id, capability, attribute, since=since,
+                           until=until, width=width)
 

@@ -40,7 +40,7 @@ router = APIRouter(prefix="/devices", tags=["devices"])
 _LIST = "devices"
 
 
-def _default_attribute(capability: str) -> str:
+def default_attribute(capability: str) -> str:
     spec = CAPABILITIES.get(split_instance(capability)[0])
     if spec is not None and len(spec.attributes) == 1:
         return spec.attributes[0].name
@@ -115,7 +115,7 @@ def get_telemetry(
     samples = telemetry.query(
         device_id,
         capability,
-        attribute or _default_attribute(capability),
+        attribute or default_attribute(capability),
         since=since,
         until=until,
         limit=limit,
