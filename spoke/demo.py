@@ -132,6 +132,7 @@ def _banner(api_port: int, mqtt_port: int, token: str, data_dir: Path,
     metrics = f"http://{hub.metrics_host}:{hub.metrics_port}/metrics"
     text = (
         f"[bold green]Spoke demo is running[/]  (Ctrl-C stops it)\n\n"
+        f"  Dashboard    {api}/  (sign in with the API token below)\n"
         f"  API          {api}/api/v1\n"
         f"  OpenAPI docs {api}/docs\n"
         f"  Health       {api}/healthz (alive), {api}/readyz (ready)\n"

@@ -38,7 +38,7 @@ class LineChart {
     const unit = unitOf(series.attribute);
     this.plot = new uPlot({
       width: Math.max(260, box.clientWidth - 4), height: 200,
-      scales: { x: { time: true } },
+      scales: { x: { time: true, range: () => [Date.now() / 1000 - this.seconds, Date.now() / 1000 + this.seconds / 60] } },
       series: [
         {},
         { label: `${series.attribute}${unit ? " (" + unit + ")" : ""}`, stroke: "#2e62d9", width: 2,
