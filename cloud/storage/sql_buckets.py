@@ -21,8 +21,8 @@ def _bucket_index(dialect: str, since: datetime, width: int) -> ColumnElement[in
         # SQLite keeps naive UTC text; julianday reads it (fractions of a second included) as a
         # day number whose last bits are ~40 µs: rounded to the millisecond, 10 s stays 10 s.
         start = literal(since, events.c.ts.type)
-        seconds = func.round((func.julianday(events.c.ts) - func.julianday(start)) * 86400.0, 3)
-        return cast(seconds / width, Integer)  # truncation is floor: seconds >= 0
+        days = func.julianday(events.c.ts) - func.julianday(start)
+        return cast(func.round(days * 86400.0, 3) / width, Integer)  # truncation is floor: >= 0
     seconds = func.extract("epoch", events.c.ts - literal(since, events.c.ts.type))
     return cast(func.floor(seconds / width), Integer)
 
