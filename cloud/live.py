@@ -111,6 +111,7 @@ class LiveFeed:
         self.device_view = device_view
         self.hub_view = hub_view
         self.events_from_ingest = True  # False while an observer feeds events instead
+        self.on_first_stream: Callable[[], None] | None = None  # called as each stream opens
         self._lock = threading.Lock()
         self._streams: dict[str, set[Stream]] = {}  # by account
         self._accounts: dict[str, tuple[str | None, float]] = {}  # hub id -> (account, when)
@@ -129,6 +130,8 @@ class LiveFeed:
                     del self._streams[account]
                 raise TooManyStreams(self.per_token)
             streams.add(stream)
+        if self.on_first_stream is not None:
+            self.on_first_stream()
         return stream
 
     def close(self, stream: Stream) -> None:
@@ -223,6 +226,6 @@ class LiveFeed:
 
 
 def point_message(point: TelemetryPoint) -> str:
-    return sse("event", {"device_id": point.device_id, "hub_id": point.hub_id,
+    return sse("event", {"device_id": point.device_id, "hub_id": point.hub_id, "seq": point.seq,
                          "capability": point.capability, "attribute": point.attribute,
                          "value": point.value, "unit": point.unit, "ts": point.ts})

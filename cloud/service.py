@@ -15,6 +15,7 @@ from cloud.broker_sync import BrokerSync
 from cloud.commands import CommandService
 from cloud.ingest import Ingest
 from cloud.live import LiveFeed
+from cloud.live_observer import LiveObserver
 from cloud.management import ManagementService
 from cloud.metrics import CloudMetrics
 from cloud.metrics_token import ensure_metrics_token
@@ -40,6 +41,7 @@ class CloudServices:
     metrics: CloudMetrics
     live: LiveFeed
     telemetry_export: TelemetryExport | None = None  # with telemetry_backend "influxdb"
+    live_observer: LiveObserver | None = None  # with mqtt_shared_group: events stored elsewhere
     metrics_token: str | None = None  # read (or created) when the cloud starts
 
     @classmethod
@@ -70,7 +72,9 @@ class CloudServices:
                             management=management,
                             broker_sync=BrokerSync(settings, storage.registry),
                             limiter=Limiter(storage.usage, *settings.rate_limits()),
-                            metrics=metrics, live=live, telemetry_export=export))
+                            metrics=metrics, live=live, telemetry_export=export,
+                            live_observer=(LiveObserver(settings, live)
+                                           if settings.mqtt_shared_group else None)))
         return services[0]
 
     def start(self) -> None:
@@ -83,6 +87,8 @@ class CloudServices:
 
     def stop(self) -> None:
         self.live.end_all()
+        if self.live_observer is not None:
+            self.live_observer.stop()
         self.broker_sync.stop()
         self.ingest.stop()
         if self.telemetry_export is not None:

@@ -321,3 +321,44 @@ async def test_an_idempotency_key_holds_across_both_processes(clouds: Clouds) ->
         assert await asyncio.to_thread(clouds.command_rows) == before + 2
         assert (await clouds.executions(bulb["ieee"])).get("on_off.on", 0) == ran + 2
 
+
+
+@in_module_loop
+async def test_live_streams_of_either_process_carry_every_event_stored_by_both(
+        clouds: Clouds) -> None:
+    """Each process stores only its share of the events; each one's streams carry them all."""
+    from tests.test_dashboard_api import SseReader
+
+    bulb = clouds.bulb
+    _, token = await asyncio.to_thread(create_token, clouds.registry, "live", scopes=["control"])
+    headers = {"Authorization": f"Bearer {token}"}
+    async with contextlib.AsyncExitStack() as stack:
+        readers = []
+        for url in clouds.urls:
+            http = await stack.enter_async_context(httpx.AsyncClient(base_url=url, timeout=30,
+                                                                     headers=headers))
+            response = await stack.enter_async_context(http.stream("GET", "/api/v1/stream"))
+            assert response.status_code == 200
+            reader = SseReader(response)
+            assert (await reader.next())[0] == "hello"
+            readers.append(reader)
+        a, b = [await stack.enter_async_context(httpx.AsyncClient(base_url=u, timeout=20,
+                                                                  headers=headers))
+                for u in clouds.urls]
+        # From its hello on, a stream follows every hub's events: toggle the bulb through both.
+        turns = ["toggle"] * 4  # each changes the state: an event each; within the rate limit
+        for api, turn in zip((a, b) * 2, turns, strict=True):
+            response = await _command(api, bulb["id"], {"capability": "switch", "command": turn})
+            assert response.status_code == 200, response.text
+
+        def switch_seqs(reader: SseReader) -> set[int]:
+            return {d["seq"] for k, d in reader.messages
+                    if k == "event" and d["device_id"] == bulb["id"] and d["capability"] == "switch"}
+
+        for reader in readers:
+            await reader.until(lambda k, d: len(switch_seqs(reader)) >= len(turns), within=20)
+        first, second = (switch_seqs(r) for r in readers)
+        for reader, wanted in ((readers[0], second), (readers[1], first)):
+            await reader.until(lambda k, d, r=reader, w=wanted: w <= switch_seqs(r), within=20)
+        ingest = [(await api.get("/healthz")).json()["ingest"]["stored"] for api in (a, b)]
+    assert all(stored > 0 for stored in ingest), ingest  # both stored a share

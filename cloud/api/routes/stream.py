@@ -32,6 +32,7 @@ from cloud.storage.base import TokenRecord
 router = APIRouter(tags=["live"])
 
 HEARTBEAT = 15.0  # seconds between keep-alive lines (and checks of the token)
+OBSERVER_WAIT = 5.0  # seconds a first stream waits for the event observer's subscription
 
 
 class SessionPublic(BaseModel):
@@ -85,6 +86,9 @@ class _LiveResponse(StreamingResponse):
 async def _messages(live: Stream, services: CloudServices, caller: TokenRecord,
                     token: str) -> AsyncIterator[str]:
     try:
+        observer = services.live_observer
+        if observer is not None:  # from the hello on, the stream misses no event
+            await run_in_threadpool(observer.link.wait_ready, OBSERVER_WAIT)
         yield sse("hello", {"account": caller.account, "scopes": sorted(caller.scopes)})
         while True:
             try:
