@@ -356,7 +356,7 @@ async def test_live_streams_of_either_process_carry_every_event_stored_by_both(
                     if k == "event" and d["device_id"] == bulb["id"] and d["capability"] == "switch"}
 
         for reader in readers:
-            await reader.until(lambda k, d: len(switch_seqs(reader)) >= len(turns), within=20)
+            await reader.until(lambda k, d, r=reader: len(switch_seqs(r)) >= len(turns), within=20)
         first, second = (switch_seqs(r) for r in readers)
         for reader, wanted in ((readers[0], second), (readers[1], first)):
             await reader.until(lambda k, d, r=reader, w=wanted: w <= switch_seqs(r), within=20)
