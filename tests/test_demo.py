@@ -53,6 +53,7 @@ def test_demo_serves_devices_and_stops_cleanly(tmp_path: Path) -> None:
             time.sleep(0.3)
         assert len(devices) == 5, _tail(log)
         health = _get(f"http://127.0.0.1:{api}/healthz", "")
+        assert b"<title>Spoke</title>" in _read(f"http://127.0.0.1:{api}/", "")  # the dashboard
         assert isinstance(health, dict) and health["status"] == "ok"
         # The hub's metrics, for whoever holds the token in the hub's data folder.
         metrics_token = (tmp_path / "demo" / "hub" / "metrics-token").read_text().strip()
@@ -72,6 +73,7 @@ def test_demo_serves_devices_and_stops_cleanly(tmp_path: Path) -> None:
     log.seek(0)
     output = log.read()  # the banner, wherever the log has put it
     assert f"http://127.0.0.1:{api}/docs" in output
+    assert f"Dashboard    http://127.0.0.1:{api}/ " in output
     assert TOKEN in output and "SPOKE_DEMO_TOKEN is weak" in output
     # Where the hub's metrics are and where their token is, never the token itself.
     assert f"http://127.0.0.1:{metrics}/metrics" in output and "metrics-token" in output
