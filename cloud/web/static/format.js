@@ -30,13 +30,13 @@ export function formatValue(attribute, value) {
   return String(value).replaceAll("_", " ");
 }
 
+// Capabilities of several attributes show the attribute's name; the others their own.
+const MULTI = new Set(["thermostat", "color", "fan"]);
+
 export function label(capability, attribute) {
   const base = baseCapability(capability);
   const instance = capability.includes("@") ? ` ${capability.split("@")[1]}` : "";
-  if (attribute === base || attribute === "on" || attribute === "occupied" || attribute === "open") {
-    return `${base}${instance}`.replaceAll("_", " ");
-  }
-  return `${attribute}${instance}`.replaceAll("_", " ");
+  return `${MULTI.has(base) ? attribute : base}${instance}`.replaceAll("_", " ");
 }
 
 export function el(tag, attrs = {}, ...children) {
