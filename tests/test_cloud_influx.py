@@ -85,6 +85,9 @@ def test_failures_are_store_unavailable(victoria_metrics: VictoriaMetrics,
             nowhere.write(_points("hub-x", [1.0], datetime.now(UTC)))
         with pytest.raises(StoreUnavailable, match="influxdb query failed"):  # no Flux there
             flux_less.query("hub-x-00124b0001020304", "thermostat", "mode")
+        with pytest.raises(StoreUnavailable, match="influxdb query failed"):
+            flux_less.buckets("hub-x-00124b0001020304", "thermostat", "local_temperature",
+                              since=T0, until=T0 + timedelta(hours=1), width=60)
     finally:
         nowhere.close()
         flux_less.close()
@@ -111,6 +114,28 @@ def test_influx_round_trip_keeps_types_order_and_window() -> None:
         window = influx.query(device_id, "x", "y", since=T0 + timedelta(seconds=2),
                               until=T0 + timedelta(seconds=3))
         assert [s.value for s in window] == [3, 2.5]
+    finally:
+        influx.close()
+
+
+@pytest.mark.skipif(not URL, reason="no InfluxDB 2.x with Flux here; set "
+                    "SPOKE_TEST_INFLUX_URL/_TOKEN/_ORG/_BUCKET to run")
+def test_influx_buckets_sum_up_each_window_as_sql_does() -> None:
+    influx = InfluxTelemetry(URL or "", os.environ.get("SPOKE_TEST_INFLUX_TOKEN"),
+                             os.environ.get("SPOKE_TEST_INFLUX_ORG", "spoke"),
+                             os.environ.get("SPOKE_TEST_INFLUX_BUCKET", "spoke"))
+    device_id = f"hub-i-{uuid.uuid4().hex[:16]}"
+    values: list[tuple[int, Value]] = [(0, 1.0), (5, 3), (9, True), (10, 10.0), (25, -4.5),
+                                       (26, "text"), (60, 8.0), (61, 99.0)]
+    points = [TelemetryPoint(hub_id="hub-i", seq=i + 1, device_id=device_id, capability="x",
+                             attribute="y", ts=T0 + timedelta(seconds=s), value=v)
+              for i, (s, v) in enumerate(values)]
+    try:
+        influx.write(points)
+        found = influx.buckets(device_id, "x", "y", since=T0, until=T0 + timedelta(seconds=60),
+                               width=10)
+        assert [((b.start - T0).total_seconds(), b.count, b.min, b.max) for b in found] == [
+            (0, 3, 1.0, 3.0), (10, 1, 10.0, 10.0), (20, 1, -4.5, -4.5), (60, 1, 8.0, 8.0)]
     finally:
         influx.close()
 
