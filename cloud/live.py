@@ -164,18 +164,23 @@ class LiveFeed:
 
     # From the ingest ------------------------------------------------------------------------------
     def committed(self, batch: Committed) -> None:
-        """Called by the ingest after each commit (from its thread): queue what changed."""
+        """Called by the ingest after each commit (from its thread): queue what changed. Hubs and
+        devices are read again only for accounts with a stream open."""
         if not self._streams:
             return
         by_hub: dict[str, list[str]] = {}
         if self.events_from_ingest:
             for point in batch.points:
-                by_hub.setdefault(point.hub_id, []).append(point_message(point))
+                if self._watched(point.hub_id):
+                    by_hub.setdefault(point.hub_id, []).append(point_message(point))
         for hub_id in sorted(batch.hubs):
-            hub = self._get_hub(hub_id)
+            hub = self._get_hub(hub_id) if self._watched(hub_id) else None
             if hub is not None:
                 by_hub.setdefault(hub_id, []).append(sse("hub", self.hub_view(hub)))
         for device_id in sorted(batch.devices):
+            # A device's id is its hub's id, a dash and its IEEE address (device_id_for).
+            if not self._watched(device_id.rpartition("-")[0]):
+                continue
             device = self._get_device(device_id)
             if device is None:
                 continue
@@ -185,7 +190,8 @@ class LiveFeed:
                 message = sse("device", self.device_view(device))
             by_hub.setdefault(device.hub_id, []).append(message)
         for hub_id in sorted(batch.pairing):
-            by_hub.setdefault(hub_id, []).append(sse("pairing", {"hub_id": hub_id}))
+            if self._watched(hub_id):
+                by_hub.setdefault(hub_id, []).append(sse("pairing", {"hub_id": hub_id}))
         self.send(by_hub)
 
     def points(self, points: Sequence[TelemetryPoint]) -> None:
@@ -194,7 +200,8 @@ class LiveFeed:
             return
         by_hub: dict[str, list[str]] = {}
         for point in points:
-            by_hub.setdefault(point.hub_id, []).append(point_message(point))
+            if self._watched(point.hub_id):
+                by_hub.setdefault(point.hub_id, []).append(point_message(point))
         self.send(by_hub)
 
     def send(self, by_hub: dict[str, list[str]]) -> None:
@@ -212,6 +219,11 @@ class LiveFeed:
                 stream.loop.call_soon_threadsafe(stream.offer, messages)
             except RuntimeError:  # its loop is closed: the stream is gone
                 self.close(stream)
+
+    def _watched(self, hub_id: str) -> bool:
+        """Whether the hub's account has a stream open."""
+        account = self._account(hub_id)
+        return account is not None and account in self._streams
 
     def _account(self, hub_id: str) -> str | None:
         now = time.monotonic()
