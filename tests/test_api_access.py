@@ -68,8 +68,16 @@ async def _tokens(stack: Stack) -> dict[str, str]:
 async def _request(api: httpx.AsyncClient, method: str, path: str, token: str | None
                    ) -> httpx.Response:
     headers = {"Authorization": f"Bearer {token}"} if token is not None else {"Authorization": ""}
+    if path.endswith("/stream"):  # a live stream never ends: its status and first message
+        async with api.stream(method, path, headers=headers) as response:
+            if response.status_code != 200:
+                await response.aread()
+                return response
+            first = await anext(response.aiter_text())
+            return httpx.Response(200, text=first, request=response.request)
     body = {} if method in ("POST", "PATCH") else None  # valid JSON, not a valid request
-    params = {"capability": "temperature"} if path.endswith("/telemetry") else None
+    params = ({"capability": "temperature"} if path.endswith(("/telemetry", "/telemetry/buckets"))
+              else None)
     return await api.request(method, path, headers=headers, json=body, params=params)
 
 

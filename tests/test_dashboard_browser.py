@@ -209,3 +209,46 @@ async def test_phone_screen_and_pairing_with_interview_steps(
             await eventually(six_devices, within=20, what="the new bulb among the devices")
             await page.click("[data-control='pairing']")
             await page.wait_for_selector("[data-pairing='countdown']:has-text('closed')")
+
+
+async def test_controls_show_the_state_read_back_or_the_apis_error(
+        tmp_path: Path, amqtt_broker: BrokerAddress) -> None:
+    # Three commands a day: the fourth is refused with 429, whatever else happens.
+    async with running_stack(tmp_path, amqtt_broker,
+                             cloud={"rate_limit_commands": "3/day"}) as stack:
+        by_model = await demo_stack_devices(stack)
+        trv, plug, bulb = by_model["SIM-TRV-1"], by_model["SIM-PLUG-1"], by_model["SIM-BULB-CT"]
+        async with browser_page(stack, viewport={"width": 1280, "height": 1000}) as page:
+            await sign_in(page, stack.token)
+            await page.wait_for_selector(f"[data-device-id='{trv['id']}'] "
+                                         "[data-value='thermostat.heating_setpoint']")
+            setpoint = trv["capabilities"]["thermostat"]["heating_setpoint"]
+
+            async def done(device: dict[str, Any], capability: str) -> str:
+                status = f"[data-device-id='{device['id']}'] [data-status='{capability}']"
+                await page.wait_for_selector(f"{status}[data-state='done'], "
+                                             f"{status}[data-state='failed']", timeout=15000)
+                return str(await page.inner_text(status))
+
+            await page.click(f"[data-device-id='{trv['id']}'] [data-control='thermostat-up']")
+            shown = await done(trv, "thermostat")
+            assert shown.startswith("done") and f"heating_setpoint {setpoint + 0.5:g}" in shown
+            after = (await stack.api.get(f"/api/v1/devices/{trv['id']}")).json()
+            assert after["capabilities"]["thermostat"]["heating_setpoint"] == setpoint + 0.5
+
+            await page.click(f"[data-device-id='{plug['id']}'] [data-control='switch']")
+            assert await done(plug, "switch") == "done: off"
+            after = (await stack.api.get(f"/api/v1/devices/{plug['id']}")).json()
+            assert after["capabilities"]["switch"]["on"] is False
+
+            # The hub goes away: the page shows it offline (live), and a command answers 409.
+            await stack.stop_hub()
+            await page.wait_for_selector(
+                f"[data-hub-id='{stack.hub_settings.hub_id}'][data-online='false']", timeout=20000)
+            await page.wait_for_selector(f"[data-device-id='{bulb['id']}'][data-available='false']",
+                                         timeout=20000)
+            await page.click(f"[data-device-id='{bulb['id']}'] [data-control='switch']")
+            assert "409" in await done(bulb, "switch")
+            await page.click(f"[data-device-id='{bulb['id']}'] [data-control='switch']")
+            await page.wait_for_selector(f"[data-device-id='{bulb['id']}'] "
+                                         "[data-status='switch']:has-text('429')")

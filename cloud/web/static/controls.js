@@ -20,7 +20,8 @@ export async function runCommand(device, capability, command, args, status, onSt
     const { data } = await api("POST", `/api/v1/devices/${encodeURIComponent(device.id)}/commands`,
       { capability, command, args });
     const state = (data.state || {})[capability] || {};
-    const shown = Object.entries(state).map(([a, v]) => `${a} ${formatValue(a, v)}`).join(", ");
+    const shown = Object.entries(state)
+      .map(([a, v]) => (typeof v === "boolean" ? formatValue(a, v) : `${a} ${formatValue(a, v)}`)).join(", ");
     status.className = "status done";
     status.textContent = `done${shown ? ": " + shown : ""}`;
     status.dataset.state = "done";
