@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
 from spoke.console import console, err_console, fail
+from spoke.listing import print_json, print_list
 
 if TYPE_CHECKING:
     from cloud.settings import CloudSettings
@@ -113,20 +114,31 @@ def hub_revoke(hub_id: Annotated[str, typer.Argument(help="The hub's id.")]) -> 
 
 
 @hub_app.command("list")
-def hub_list() -> None:
+def hub_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON (for programs).")
+                                ] = False) -> None:
     """Registered hubs: credential generation, revoked or not, online or not."""
     settings = cloud_settings()
-    table = Table("hub", "account", "generation", "credentials", "registered", "changed", "online")
     with _registry(settings) as registry:
-        for reg in registry.list_hub_registrations():
-            hub = registry.get_hub(reg.hub_id)
-            online = "—" if hub is None or hub.online is None else ("yes" if hub.online else "no")
-            changed = reg.revoked_at if reg.revoked else reg.rotated_at
-            table.add_row(reg.hub_id, reg.account or "", str(reg.generation),
-                          "revoked" if reg.revoked else "active",
-                          f"{reg.registered_at:%Y-%m-%d %H:%M}",
-                          f"{changed:%Y-%m-%d %H:%M}" if changed else "", online)
-    console.print(table)
+        found = [(reg, registry.get_hub(reg.hub_id)) for reg in registry.list_hub_registrations()]
+    if as_json:
+        print_json([{"hub_id": reg.hub_id, "account": reg.account, "generation": reg.generation,
+                     "revoked": reg.revoked, "registered_at": _iso(reg.registered_at),
+                     "rotated_at": _iso(reg.rotated_at), "revoked_at": _iso(reg.revoked_at),
+                     "online": None if hub is None else hub.online} for reg, hub in found])
+        return
+    rows = []
+    for reg, hub in found:
+        online = "—" if hub is None or hub.online is None else ("yes" if hub.online else "no")
+        changed = reg.revoked_at if reg.revoked else reg.rotated_at
+        rows.append((reg.hub_id, reg.account or "", str(reg.generation),
+                     "revoked" if reg.revoked else "active", f"{reg.registered_at:%Y-%m-%d %H:%M}",
+                     f"{changed:%Y-%m-%d %H:%M}" if changed else "", online))
+    print_list(("hub", "account", "generation", "credentials", "registered", "changed", "online"),
+               rows, whole=(0, 1))
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
 
 
 # --------------------------------------------------------------------------------- spoke cloud broker

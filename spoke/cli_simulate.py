@@ -6,7 +6,6 @@ its last line), so other tools can read it; timing and errors go to stderr.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import sys
@@ -41,6 +40,8 @@ def _quiet_logging(verbose: bool) -> None:
 
 
 def _inspect(paths: list[Path]) -> tuple[list[Inspection], float]:
+    import asyncio
+
     from spoke.simulate import inspect_files
 
     started = time.perf_counter()
