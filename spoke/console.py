@@ -97,7 +97,8 @@ def fail(message: str, code: int = 1) -> NoReturn:
         record = logging.LogRecord("spoke", logging.ERROR, __file__, 0, message, None, None)
         sys.stderr.write(JsonFormatter().format(record) + "\n")
     else:
-        err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+        # One line however long: what it names (an id, a URL) is copied whole.
+        err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
