@@ -2,11 +2,14 @@
 
 It is the standard library's urllib: a command makes a few requests and exits, and importing an
 async-capable client (httpx pulls in its own command line, anyio, h11 and more) took several times
-longer than the requests themselves. TLS contexts are made only for https URLs."""
+longer than the requests themselves."""
 
 from __future__ import annotations
 
+import functools
+import http.client
 import json
+import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -36,6 +39,23 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
         return None
 
 
+class _TlsWhenAsked(urllib.request.HTTPSHandler):
+    """https as urllib does it, with the default (verifying) context made at the first https
+    request rather than when the opener is built: a command against http:// never loads the CA
+    store."""
+
+    def __init__(self) -> None:
+        urllib.request.AbstractHTTPHandler.__init__(self)
+
+    @functools.cached_property
+    def _tls(self) -> ssl.SSLContext:
+        return ssl.create_default_context()
+
+    def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(http.client.HTTPSConnection, req,  # type: ignore[no-any-return]
+                            context=self._tls)
+
+
 class ApiClient:
     def __init__(self, api_url: str, token: str | None, timeout: float = 30.0) -> None:
         if not token:
@@ -44,7 +64,7 @@ class ApiClient:
         self.base = api_url.rstrip("/")
         self.timeout = timeout
         self.headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
-        self.opener = urllib.request.build_opener(_NoRedirects)
+        self.opener = urllib.request.build_opener(_NoRedirects, _TlsWhenAsked)
 
     def _send(self, method: str, path: str, *, params: dict[str, Any] | None = None,
               json_body: Any = None) -> Response:
