@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from spoke.console import console, fail
-from spoke.listing import print_json, print_list
+from spoke.listing import iso, print_json, print_list
 
 if TYPE_CHECKING:
     from cloud.storage.base import Registry
@@ -70,7 +70,7 @@ def account_list(as_json: AsJson = False) -> None:
     with _registry() as registry:
         accounts = registry.list_accounts()
     if as_json:
-        print_json([{"id": a.id, "created_at": a.created_at.isoformat()} for a in accounts])
+        print_json([{"id": a.id, "created_at": iso(a.created_at)} for a in accounts])
         return
     print_list(("account", "created"), [(a.id, f"{a.created_at:%Y-%m-%d %H:%M}") for a in accounts])
 
@@ -107,8 +107,7 @@ def token_list(account: Account = None, as_json: AsJson = False) -> None:
         tokens = list_tokens(registry, account)
     if as_json:  # as GET /api/v1/tokens answers
         print_json([{"id": t.id, "name": t.name, "account": t.account, "scopes": sorted(t.scopes),
-                     "created_at": t.created_at.isoformat(),
-                     "expires_at": t.expires_at.isoformat() if t.expires_at else None,
+                     "created_at": iso(t.created_at), "expires_at": iso(t.expires_at),
                      "revoked": t.revoked} for t in tokens])
         return
     now = datetime.now(UTC)

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from spoke.console import console, err_console, fail
-from spoke.listing import print_json, print_list
+from spoke.listing import iso, print_json, print_list
 
 if TYPE_CHECKING:
     from cloud.settings import CloudSettings
@@ -122,8 +121,8 @@ def hub_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON (f
         found = [(reg, registry.get_hub(reg.hub_id)) for reg in registry.list_hub_registrations()]
     if as_json:
         print_json([{"hub_id": reg.hub_id, "account": reg.account, "generation": reg.generation,
-                     "revoked": reg.revoked, "registered_at": _iso(reg.registered_at),
-                     "rotated_at": _iso(reg.rotated_at), "revoked_at": _iso(reg.revoked_at),
+                     "revoked": reg.revoked, "registered_at": iso(reg.registered_at),
+                     "rotated_at": iso(reg.rotated_at), "revoked_at": iso(reg.revoked_at),
                      "online": None if hub is None else hub.online} for reg, hub in found])
         return
     rows = []
@@ -136,9 +135,6 @@ def hub_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON (f
     print_list(("hub", "account", "generation", "credentials", "registered", "changed", "online"),
                rows, whole=(0, 1))
 
-
-def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat() if moment else None
 
 
 # --------------------------------------------------------------------------------- spoke cloud broker

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from spoke.console import stdout_console
@@ -24,6 +25,14 @@ def print_json(data: Any) -> None:
     """JSON on stdout, uncoloured and unwrapped whatever the terminal: for programs to read."""
     sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
     sys.stdout.flush()
+
+
+def iso(moment: datetime | None) -> str | None:
+    """A time as the API writes it: ISO 8601, UTC as ``Z``."""
+    if moment is None:
+        return None
+    text = moment.isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
 def table_width(headers: Sequence[str], rows: Sequence[Sequence[str]], whole: frozenset[int]

@@ -89,6 +89,8 @@ async def test_the_clouds_own_lists_keep_ids_whole_and_print_json(
         env = _db_env(stack, "40")
         tokens = json.loads(await _spoke("cloud", "token", "list", "--json", env=env))
         assert _fields(tokens) == set(TokenPublic.model_fields)
+        api_tokens = (await stack.api.get("/api/v1/tokens")).json()
+        assert [t for t in tokens if t["account"] == "default"] == api_tokens  # the same objects
         token_ids = [t["id"] for t in tokens]
         usage = json.loads(await _spoke("cloud", "usage", "--json", env=env))
         assert _fields(usage) == set(UsagePublic.model_fields)
