@@ -60,14 +60,17 @@ def pair(
     data_dir: DataDir = None,
 ) -> None:
     """Open permit-join and show devices joining live; Ctrl-C closes it."""
-    from spoke.pairing_view import PairingView, devices_table
+    from spoke.pairing_view import PairingView, print_new_devices
 
     view = PairingView()
     if api_url or hub:
         devices = _pair_cloud(view, duration, hub, api_url or "http://127.0.0.1:8000", token)
     else:
         devices = _pair_local(view, duration, data_dir)
-    console.print(devices_table(devices) if devices else "No new devices joined.")
+    if devices:
+        print_new_devices(devices)
+    else:
+        console.print("No new devices joined.")
 
 
 def _pair_local(view: PairingView, duration: int, data_dir: Path | None) -> list[dict[str, Any]]:
