@@ -20,18 +20,18 @@ from spoke.cli_broker import register as register_broker_tools
 from spoke.cli_database import register as register_database_tools
 from spoke.cli_hub import register as register_hub_tools
 from spoke.cli_simulate import simulate_app
-from spoke.console import choose_log_format, console, fail, setup_logging
+from spoke.console import choose_log_format, command_group, console, fail, setup_logging
 from spoke.listing import print_json, print_list, print_record
 from spoke_logging import LOG_FORMAT_ENV, LogFormat
 
-app = typer.Typer(help="Spoke: Zigbee hub on the edge, FastAPI + MQTT in the cloud.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
-hub_app = typer.Typer(help="Run and manage the edge hub.", no_args_is_help=True)
-cloud_app = typer.Typer(help="Run the cloud; manage its accounts, API tokens, hubs' broker "
-                        "credentials and the broker's accounts.", no_args_is_help=True)
-devices_app = typer.Typer(help="Devices known to the cloud.", no_args_is_help=True)
-hubs_app = typer.Typer(help="Hubs known to the cloud.", no_args_is_help=True)
-device_app = typer.Typer(help="One device: show it, command it.", no_args_is_help=True)
+app = command_group("Spoke: Zigbee hub on the edge, FastAPI + MQTT in the cloud.",
+                    pretty_exceptions_enable=False)
+hub_app = command_group("Run and manage the edge hub.")
+cloud_app = command_group("Run the cloud; manage its accounts, API tokens, hubs' broker "
+                          "credentials and the broker's accounts.")
+devices_app = command_group("Devices known to the cloud.")
+hubs_app = command_group("Hubs known to the cloud.")
+device_app = command_group("One device: show it, command it.")
 app.add_typer(hub_app, name="hub")
 app.add_typer(cloud_app, name="cloud")
 app.add_typer(devices_app, name="devices")

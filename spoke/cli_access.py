@@ -11,15 +11,14 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from spoke.console import console, fail
+from spoke.console import command_group, console, fail
 from spoke.listing import iso, print_json, print_list
 
 if TYPE_CHECKING:
     from cloud.storage.base import Registry
 
-account_app = typer.Typer(help="Accounts: one per household; hubs, devices and tokens belong to one.",
-                          no_args_is_help=True)
-token_app = typer.Typer(help="API tokens, each of one account and scope.", no_args_is_help=True)
+account_app = command_group("Accounts: one per household; hubs, devices and tokens belong to one.")
+token_app = command_group("API tokens, each of one account and scope.")
 
 
 class ScopeChoice(StrEnum):

@@ -10,15 +10,15 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from spoke.console import console, err_console, fail
+from spoke.console import command_group, console, err_console, fail
 from spoke.listing import iso, print_json, print_list
 
 if TYPE_CHECKING:
     from cloud.settings import CloudSettings
     from cloud.storage.base import Registry
 
-hub_app = typer.Typer(help="Hubs' broker credentials: register, revoke, list.", no_args_is_help=True)
-broker_app = typer.Typer(help="The MQTT broker's accounts and rules.", no_args_is_help=True)
+hub_app = command_group("Hubs' broker credentials: register, revoke, list.")
+broker_app = command_group("The MQTT broker's accounts and rules.")
 
 
 def register(cloud_app: typer.Typer) -> None:

@@ -15,14 +15,13 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from spoke.console import err_console, fail, log_format
+from spoke.console import command_group, err_console, fail, log_format
 from spoke_logging import json_handler
 
 if TYPE_CHECKING:
     from spoke.simulate import Inspection
 
-simulate_app = typer.Typer(help="Virtual devices from ZHA diagnostics files: inspect, conformance.",
-                           no_args_is_help=True)
+simulate_app = command_group("Virtual devices from ZHA diagnostics files: inspect, conformance.")
 
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Library logging on stderr.")]
 

@@ -19,6 +19,12 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 
+def command_group(text: str, **options: Any) -> typer.Typer:
+    """A group of commands whose help is plain text: importing rich's help formatting (markdown,
+    syntax highlighting, tracebacks) took longer than the rest of `spoke --help` together."""
+    return typer.Typer(help=text, no_args_is_help=True, rich_markup_mode=None, **options)
+
+
 @functools.cache
 def stdout_console() -> Console:
     from rich.console import Console
