@@ -1,37 +1,41 @@
-"""The `spoke` command line: run the hub, the cloud, the broker or the demo; talk to the REST API."""
+"""The `spoke` command line: run the hub, the cloud, the broker or the demo; talk to the REST API.
+
+Building the commands imports typer and the small spoke.cli_* modules only: each command imports
+what it runs (hub, cloud, zigpy, SQLAlchemy, httpx, rich) when it runs, so `spoke --help` and the
+commands that call the REST API start in a fraction of what the hub or the cloud take to import.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import faulthandler
 import signal
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
-from spoke.api_client import ApiClient, parse_args
 from spoke.cli_access import register as register_access_tools
 from spoke.cli_broker import cloud_settings
 from spoke.cli_broker import register as register_broker_tools
 from spoke.cli_database import register as register_database_tools
 from spoke.cli_hub import register as register_hub_tools
 from spoke.cli_simulate import simulate_app
-from spoke.console import choose_log_format, console, fail, setup_logging
+from spoke.console import choose_log_format, command_group, console, fail, setup_logging
+from spoke.listing import print_json, print_list, print_record
 from spoke_logging import LOG_FORMAT_ENV, LogFormat
 
-app = typer.Typer(help="Spoke: Zigbee hub on the edge, FastAPI + MQTT in the cloud.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
-hub_app = typer.Typer(help="Run and manage the edge hub.", no_args_is_help=True)
-cloud_app = typer.Typer(help="Run the cloud; manage its accounts, API tokens, hubs' broker "
-                        "credentials and the broker's accounts.", no_args_is_help=True)
-devices_app = typer.Typer(help="Devices known to the cloud.", no_args_is_help=True)
-device_app = typer.Typer(help="One device: show it, command it.", no_args_is_help=True)
+app = command_group("Spoke: Zigbee hub on the edge, FastAPI + MQTT in the cloud.",
+                    pretty_exceptions_enable=False)
+hub_app = command_group("Run and manage the edge hub.")
+cloud_app = command_group("Run the cloud; manage its accounts, API tokens, hubs' broker "
+                          "credentials and the broker's accounts.")
+devices_app = command_group("Devices known to the cloud.")
+hubs_app = command_group("Hubs known to the cloud.")
+device_app = command_group("One device: show it, command it.")
 app.add_typer(hub_app, name="hub")
 app.add_typer(cloud_app, name="cloud")
 app.add_typer(devices_app, name="devices")
+app.add_typer(hubs_app, name="hubs")
 app.add_typer(device_app, name="device")
 app.add_typer(simulate_app, name="simulate")
 register_hub_tools(hub_app, simulate_app)
@@ -44,6 +48,7 @@ ApiUrl = Annotated[str, typer.Option("--api-url", envvar="SPOKE_API_URL",
                                      help="Cloud API base URL.")]
 Token = Annotated[str | None, typer.Option("--token", envvar="SPOKE_API_TOKEN",
                                            help="API bearer token.")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print the API's JSON (for programs).")]
 DEFAULT_API = "http://127.0.0.1:8000"
 
 
@@ -60,6 +65,9 @@ def options(
 
 def _run(coro: object) -> None:
     """Run a service until Ctrl-C; a clean stop is not an error."""
+    import asyncio
+    import contextlib
+
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(coro)  # type: ignore[arg-type]
 
@@ -116,6 +124,8 @@ def broker(
         console.print(f"wrote {dynsec} with the cloud's account (secret "
                       f"{settings.broker_secret_file}); the cloud adds registered hubs when it "
                       "connects", highlight=False)
+
+    import asyncio
 
     async def serve() -> None:
         b = await start_broker(host, port, dynsec_file=dynsec)
@@ -214,24 +224,73 @@ def _value(v: object) -> str:
     return "—" if v is None else str(v)
 
 
+def _state(device: dict[str, Any]) -> str:
+    return "; ".join(
+        f"{cap}: " + ", ".join(f"{k}={_value(v)}" for k, v in attrs.items())
+        for cap, attrs in sorted((device.get("capabilities") or {}).items()))
+
+
+def _label(device: dict[str, Any]) -> str:
+    return device.get("name") or (
+        f"{device.get('manufacturer') or ''} {device.get('model') or ''}".strip())
+
+
 @devices_app.command("list")
-def devices_list(api_url: ApiUrl = DEFAULT_API, token: Token = None) -> None:
-    """List devices with their current capability state."""
+def devices_list(api_url: ApiUrl = DEFAULT_API, token: Token = None, as_json: AsJson = False
+                 ) -> None:
+    """List devices with their current capability state (ids are never cut: a table when the
+    terminal is wide enough, a block per device when it is not)."""
+    from spoke.api_client import ApiClient
+
     devices = ApiClient(api_url, token).get_all("/api/v1/devices")
-    table = Table("id", "name / model", "available", "state")
-    for d in devices:
-        state = "; ".join(
-            f"{cap}: " + ", ".join(f"{k}={_value(v)}" for k, v in attrs.items())
-            for cap, attrs in sorted((d.get("capabilities") or {}).items()))
-        label = d.get("name") or f"{d.get('manufacturer') or ''} {d.get('model') or ''}".strip()
-        table.add_row(d["id"], label, "yes" if d.get("available") else "no", state)
-    console.print(table)
+    if as_json:
+        print_json(devices)
+        return
+    print_list(("id", "name / model", "available", "state"),
+               [(d["id"], _label(d), "yes" if d.get("available") else "no", _state(d))
+                for d in devices])
+
+
+@hubs_app.command("list")
+def hubs_list(api_url: ApiUrl = DEFAULT_API, token: Token = None, as_json: AsJson = False) -> None:
+    """List the account's hubs: online or not, last seen, events stored, pairing."""
+    from spoke.api_client import ApiClient
+
+    hubs = ApiClient(api_url, token).get_all("/api/v1/hubs")
+    if as_json:
+        print_json(hubs)
+        return
+
+    def online(h: dict[str, Any]) -> str:
+        state = "—" if h.get("online") is None else "yes" if h["online"] else "no"
+        return f"{state} ({h['reason']})" if h.get("reason") else state
+
+    print_list(("id", "online", "last seen", "events", "pairing"),
+               [(h["id"], online(h), _value(h.get("last_seen")), str(h.get("events_stored", 0)),
+                 f"until {h['pairing_until']}" if h.get("pairing_open") else "closed")
+                for h in hubs])
 
 
 @device_app.command("show")
-def device_show(device_id: str, api_url: ApiUrl = DEFAULT_API, token: Token = None) -> None:
-    """Show one device as JSON."""
-    console.print_json(data=ApiClient(api_url, token).get(f"/api/v1/devices/{device_id}"))
+def device_show(device_id: str, api_url: ApiUrl = DEFAULT_API, token: Token = None,
+                as_json: AsJson = False) -> None:
+    """Show one device: its id, hub, model, availability and each capability's state."""
+    from spoke.api_client import ApiClient
+
+    d = ApiClient(api_url, token).get(f"/api/v1/devices/{device_id}")
+    if as_json:
+        print_json(d)
+        return
+    available = "yes" if d.get("available") else "no"
+    if d.get("availability_reason"):
+        available += f" ({d['availability_reason']})"
+    fields = [("id", d["id"]), ("hub", d.get("hub_id") or ""), ("ieee", d.get("ieee") or ""),
+              ("name", _value(d.get("name"))),
+              ("model", f"{d.get('manufacturer') or ''} {d.get('model') or ''}".strip() or "—"),
+              ("available", available)]
+    fields += [(cap, ", ".join(f"{k}={_value(v)}" for k, v in attrs.items()))
+               for cap, attrs in sorted((d.get("capabilities") or {}).items())]
+    print_record([label for label, _ in fields], [value for _, value in fields], whole=(0, 1, 2))
 
 
 @device_app.command("command")
@@ -244,6 +303,8 @@ def device_command(
     token: Token = None,
 ) -> None:
     """Send a capability command and print the state read back from the device."""
+    from spoke.api_client import ApiClient, parse_args
+
     body = {"capability": capability, "command": command, "args": parse_args(args or [])}
     result = ApiClient(api_url, token).post(f"/api/v1/devices/{device_id}/commands", body)
     console.print_json(data=result)
@@ -253,6 +314,8 @@ def device_command(
 def device_rename(device_id: str, name: str, api_url: ApiUrl = DEFAULT_API,
                   token: Token = None) -> None:
     """Give a device a name (kept by its hub)."""
+    from spoke.api_client import ApiClient
+
     device = ApiClient(api_url, token).request("PATCH", f"/api/v1/devices/{device_id}",
                                                json={"name": name})
     console.print(f"{device_id} is now {device.get('name')!r}" if device else "rename sent")
@@ -261,6 +324,8 @@ def device_rename(device_id: str, name: str, api_url: ApiUrl = DEFAULT_API,
 @device_app.command("remove")
 def device_remove(device_id: str, api_url: ApiUrl = DEFAULT_API, token: Token = None) -> None:
     """Remove a device from its hub's network (zigpy leave/remove); the cloud drops it."""
+    from spoke.api_client import ApiClient
+
     ApiClient(api_url, token).request("DELETE", f"/api/v1/devices/{device_id}")
     console.print(f"{device_id} removed")
 

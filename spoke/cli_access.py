@@ -10,16 +10,15 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
-from spoke.console import console, fail
+from spoke.console import command_group, console, fail
+from spoke.listing import iso, print_json, print_list
 
 if TYPE_CHECKING:
     from cloud.storage.base import Registry
 
-account_app = typer.Typer(help="Accounts: one per household; hubs, devices and tokens belong to one.",
-                          no_args_is_help=True)
-token_app = typer.Typer(help="API tokens, each of one account and scope.", no_args_is_help=True)
+account_app = command_group("Accounts: one per household; hubs, devices and tokens belong to one.")
+token_app = command_group("API tokens, each of one account and scope.")
 
 
 class ScopeChoice(StrEnum):
@@ -28,6 +27,7 @@ class ScopeChoice(StrEnum):
     admin = "admin"
 
 
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON (for programs).")]
 Account = Annotated[str | None, typer.Option(
     "--account", help="The account (default: the default account).")]
 
@@ -64,14 +64,14 @@ def account_create(name: Annotated[str, typer.Argument(help="The account's name.
 
 
 @account_app.command("list")
-def account_list() -> None:
+def account_list(as_json: AsJson = False) -> None:
     """List the accounts."""
     with _registry() as registry:
         accounts = registry.list_accounts()
-    table = Table("account", "created")
-    for a in accounts:
-        table.add_row(a.id, f"{a.created_at:%Y-%m-%d %H:%M}")
-    console.print(table)
+    if as_json:
+        print_json([{"id": a.id, "created_at": iso(a.created_at)} for a in accounts])
+        return
+    print_list(("account", "created"), [(a.id, f"{a.created_at:%Y-%m-%d %H:%M}") for a in accounts])
 
 
 @token_app.command("create")
@@ -98,19 +98,26 @@ def token_create(
 
 
 @token_app.command("list")
-def token_list(account: Account = None) -> None:
+def token_list(account: Account = None, as_json: AsJson = False) -> None:
     """List API tokens (ids, names, accounts, scopes; the secrets are not stored)."""
     from cloud.auth import list_tokens, top_scope
 
     with _registry() as registry:
         tokens = list_tokens(registry, account)
+    if as_json:  # as GET /api/v1/tokens answers
+        print_json([{"id": t.id, "name": t.name, "account": t.account, "scopes": sorted(t.scopes),
+                     "created_at": iso(t.created_at), "expires_at": iso(t.expires_at),
+                     "revoked": t.revoked} for t in tokens])
+        return
     now = datetime.now(UTC)
-    table = Table("id", "name", "account", "scope", "created", "expires", "state")
+    rows = []
     for t in tokens:
         state = "revoked" if t.revoked else "expired" if t.expired(now) else "active"
-        table.add_row(t.id, t.name, t.account, top_scope(t.scopes), f"{t.created_at:%Y-%m-%d %H:%M}",
-                      f"{t.expires_at:%Y-%m-%d %H:%M}" if t.expires_at else "never", state)
-    console.print(table)
+        rows.append((t.id, t.name, t.account, top_scope(t.scopes),
+                     f"{t.created_at:%Y-%m-%d %H:%M}",
+                     f"{t.expires_at:%Y-%m-%d %H:%M}" if t.expires_at else "never", state))
+    print_list(("id", "name", "account", "scope", "created", "expires", "state"), rows,
+               whole=(0, 2))
 
 
 @token_app.command("revoke")
@@ -128,6 +135,7 @@ def usage(
     account: Account = None,
     days: Annotated[int, typer.Option(min=1, max=366, help="The last N UTC days, today "
                                                           "included.")] = 7,
+    as_json: AsJson = False,
 ) -> None:
     """API requests of an account's tokens per day, token, route and status class."""
     from cloud.settings import CloudSettings
@@ -142,10 +150,13 @@ def usage(
     since = until - timedelta(days=days - 1)
     with open_usage(CloudSettings()) as store:
         rows = store.usage(account or DEFAULT_ACCOUNT, since, until)
-    table = Table("day", "token", "method", "route", "status", "requests",
-                  title=f"API usage of account {account or DEFAULT_ACCOUNT}, {since} to {until}")
-    for r in rows:
-        table.add_row(f"{r.day}", f"{r.token_id} ({r.token_name or 'deleted'})", r.method, r.route,
-                      r.status, str(r.count))
-    console.print(table)
+    if as_json:  # as GET /api/v1/usage answers
+        print_json([{"day": r.day.isoformat(), "token_id": r.token_id, "token_name": r.token_name,
+                     "method": r.method, "route": r.route, "status": r.status,
+                     "requests": r.count} for r in rows])
+        return
+    print_list(("token", "name", "day", "method", "route", "status", "requests"),
+               [(r.token_id, r.token_name or "deleted", f"{r.day}", r.method, r.route, r.status, str(r.count))
+                for r in rows],
+               title=f"API usage of account {account or DEFAULT_ACCOUNT}, {since} to {until}")
     console.print(f"{sum(r.count for r in rows)} requests")

@@ -9,16 +9,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
-from spoke.console import console, err_console, fail
+from spoke.console import command_group, console, err_console, fail
+from spoke.listing import iso, print_json, print_list
 
 if TYPE_CHECKING:
     from cloud.settings import CloudSettings
     from cloud.storage.base import Registry
 
-hub_app = typer.Typer(help="Hubs' broker credentials: register, revoke, list.", no_args_is_help=True)
-broker_app = typer.Typer(help="The MQTT broker's accounts and rules.", no_args_is_help=True)
+hub_app = command_group("Hubs' broker credentials: register, revoke, list.")
+broker_app = command_group("The MQTT broker's accounts and rules.")
 
 
 def register(cloud_app: typer.Typer) -> None:
@@ -113,20 +113,28 @@ def hub_revoke(hub_id: Annotated[str, typer.Argument(help="The hub's id.")]) -> 
 
 
 @hub_app.command("list")
-def hub_list() -> None:
+def hub_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON (for programs).")
+                                ] = False) -> None:
     """Registered hubs: credential generation, revoked or not, online or not."""
     settings = cloud_settings()
-    table = Table("hub", "account", "generation", "credentials", "registered", "changed", "online")
     with _registry(settings) as registry:
-        for reg in registry.list_hub_registrations():
-            hub = registry.get_hub(reg.hub_id)
-            online = "—" if hub is None or hub.online is None else ("yes" if hub.online else "no")
-            changed = reg.revoked_at if reg.revoked else reg.rotated_at
-            table.add_row(reg.hub_id, reg.account or "", str(reg.generation),
-                          "revoked" if reg.revoked else "active",
-                          f"{reg.registered_at:%Y-%m-%d %H:%M}",
-                          f"{changed:%Y-%m-%d %H:%M}" if changed else "", online)
-    console.print(table)
+        found = [(reg, registry.get_hub(reg.hub_id)) for reg in registry.list_hub_registrations()]
+    if as_json:
+        print_json([{"hub_id": reg.hub_id, "account": reg.account, "generation": reg.generation,
+                     "revoked": reg.revoked, "registered_at": iso(reg.registered_at),
+                     "rotated_at": iso(reg.rotated_at), "revoked_at": iso(reg.revoked_at),
+                     "online": None if hub is None else hub.online} for reg, hub in found])
+        return
+    rows = []
+    for reg, hub in found:
+        online = "—" if hub is None or hub.online is None else ("yes" if hub.online else "no")
+        changed = reg.revoked_at if reg.revoked else reg.rotated_at
+        rows.append((reg.hub_id, reg.account or "", str(reg.generation),
+                     "revoked" if reg.revoked else "active", f"{reg.registered_at:%Y-%m-%d %H:%M}",
+                     f"{changed:%Y-%m-%d %H:%M}" if changed else "", online))
+    print_list(("hub", "account", "generation", "credentials", "registered", "changed", "online"),
+               rows, whole=(0, 1))
+
 
 
 # --------------------------------------------------------------------------------- spoke cloud broker

@@ -3,19 +3,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.live import Live
 
-from spoke.api_client import ApiClient
-from spoke.console import console, fail, setup_logging
-from spoke.pairing_view import PairingView, devices_table
+from spoke.console import console, fail, setup_logging, stdout_console
+
+if TYPE_CHECKING:
+    from rich.live import Live
+
+    from spoke.pairing_view import PairingView
 
 DataDir = Annotated[Path | None, typer.Option(
     "--data-dir", help="The hub's data directory (default: SPOKE_HUB_DATA_DIR or .spoke/hub).")]
@@ -28,6 +29,8 @@ def _socket(data_dir: Path | None) -> Path:
 
 
 def _control(data_dir: Path | None, message: dict[str, Any]) -> dict[str, Any]:
+    import asyncio
+
     from hub.control import ControlError, request
 
     try:
@@ -57,15 +60,24 @@ def pair(
     data_dir: DataDir = None,
 ) -> None:
     """Open permit-join and show devices joining live; Ctrl-C closes it."""
+    from spoke.pairing_view import PairingView, print_new_devices
+
     view = PairingView()
     if api_url or hub:
         devices = _pair_cloud(view, duration, hub, api_url or "http://127.0.0.1:8000", token)
     else:
         devices = _pair_local(view, duration, data_dir)
-    console.print(devices_table(devices) if devices else "No new devices joined.")
+    if devices:
+        print_new_devices(devices)
+    else:
+        console.print("No new devices joined.")
 
 
 def _pair_local(view: PairingView, duration: int, data_dir: Path | None) -> list[dict[str, Any]]:
+    import asyncio
+
+    from rich.live import Live
+
     from hub.control import ControlError, stream
 
     if not _socket(data_dir).exists():
@@ -83,7 +95,7 @@ def _pair_local(view: PairingView, duration: int, data_dir: Path | None) -> list
             else:
                 devices.extend(message.get("devices", []))
 
-    with Live(view.render(), console=console, refresh_per_second=4) as live:
+    with Live(view.render(), console=stdout_console(), refresh_per_second=4) as live:
         try:
             asyncio.run(run(live))
         except KeyboardInterrupt:
@@ -96,6 +108,10 @@ def _pair_local(view: PairingView, duration: int, data_dir: Path | None) -> list
 
 def _pair_cloud(view: PairingView, duration: int, hub: str | None, api_url: str,
                 token: str | None) -> list[dict[str, Any]]:
+    from rich.live import Live
+
+    from spoke.api_client import ApiClient
+
     api = ApiClient(api_url, token)
     if hub is None:
         hubs = api.get_all("/api/v1/hubs")
@@ -107,7 +123,7 @@ def _pair_cloud(view: PairingView, duration: int, hub: str | None, api_url: str,
     cursor = int(started.get("cursor", 0)) if isinstance(started, dict) else 0
     adopted: list[str] = []
     deadline = time.time() + duration + 15
-    with Live(view.render(), console=console, refresh_per_second=4) as live:
+    with Live(view.render(), console=stdout_console(), refresh_per_second=4) as live:
         try:
             while time.time() < deadline and not view.closed:
                 page = api.get(f"/api/v1/hubs/{hub}/pairing", after=cursor)
@@ -142,6 +158,8 @@ def restore(
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Write a backup onto a (new) stick; stop the hub first. Paired devices keep working."""
+    import asyncio
+
     from hub.backup import restore_backup
     from hub.radio import RadioError
     from hub.settings import HubSettings

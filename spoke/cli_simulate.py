@@ -6,7 +6,6 @@ its last line), so other tools can read it; timing and errors go to stderr.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import sys
@@ -16,14 +15,13 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from spoke.console import err_console, fail, log_format
+from spoke.console import command_group, err_console, fail, log_format
 from spoke_logging import json_handler
 
 if TYPE_CHECKING:
     from spoke.simulate import Inspection
 
-simulate_app = typer.Typer(help="Virtual devices from ZHA diagnostics files: inspect, conformance.",
-                           no_args_is_help=True)
+simulate_app = command_group("Virtual devices from ZHA diagnostics files: inspect, conformance.")
 
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Library logging on stderr.")]
 
@@ -41,6 +39,8 @@ def _quiet_logging(verbose: bool) -> None:
 
 
 def _inspect(paths: list[Path]) -> tuple[list[Inspection], float]:
+    import asyncio
+
     from spoke.simulate import inspect_files
 
     started = time.perf_counter()

@@ -1,19 +1,56 @@
-"""Terminal output shared by the CLI commands: rich logging (or JSON lines) and one-line errors."""
+"""Terminal output shared by the CLI commands: rich logging (or JSON lines) and one-line errors.
+
+rich is imported when something is first printed, not when the CLI starts: `spoke --help` and the
+commands that print JSON never pay for it."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
-from typing import NoReturn
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 import typer
-from rich.console import Console
-from rich.logging import RichHandler
 
 from spoke_logging import JsonFormatter, LogFormat, json_handler, log_format_from_env
 
-console = Console()
-err_console = Console(stderr=True)
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+def command_group(text: str, **options: Any) -> typer.Typer:
+    """A group of commands whose help is plain text: importing rich's help formatting (markdown,
+    syntax highlighting, tracebacks) took longer than the rest of `spoke --help` together."""
+    return typer.Typer(help=text, no_args_is_help=True, rich_markup_mode=None, **options)
+
+
+@functools.cache
+def stdout_console() -> Console:
+    from rich.console import Console
+
+    return Console()
+
+
+@functools.cache
+def stderr_console() -> Console:
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+class _FirstUse:
+    """Stands for a rich Console, made when one of its attributes is first asked for."""
+
+    def __init__(self, make: Callable[[], Console]) -> None:
+        self._make = make
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._make(), name)
+
+
+console = cast("Console", _FirstUse(stdout_console))
+err_console = cast("Console", _FirstUse(stderr_console))
 
 QUIET_LOGGERS = ("zigpy", "bellows", "zigpy_znp", "zigpy_deconz", "aiosqlite", "amqtt",
                  "transitions", "uvicorn.error", "httpx", "zhaquirks", "zha", "alembic")
@@ -45,7 +82,9 @@ def setup_logging(verbose: bool = False) -> None:
     if as_json:
         handler = json_handler(sys.stderr)
     else:
-        handler = RichHandler(console=err_console, show_path=False, rich_tracebacks=False,
+        from rich.logging import RichHandler
+
+        handler = RichHandler(console=stderr_console(), show_path=False, rich_tracebacks=False,
                               log_time_format="%H:%M:%S")
         handler.setFormatter(logging.Formatter("%(message)s"))
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler],
@@ -64,7 +103,8 @@ def fail(message: str, code: int = 1) -> NoReturn:
         record = logging.LogRecord("spoke", logging.ERROR, __file__, 0, message, None, None)
         sys.stderr.write(JsonFormatter().format(record) + "\n")
     else:
-        err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+        # One line however long: what it names (an id, a URL) is copied whole.
+        err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 

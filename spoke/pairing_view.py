@@ -82,7 +82,10 @@ class PairingView:
                         "it (Ctrl-C stops).", style="bold green")
         else:
             head = Text("Opening permit join…")
-        table = Table("device", "progress", "capabilities", expand=False)
+        table = Table(expand=False)
+        table.add_column("device", no_wrap=True)  # its IEEE address whole, to copy
+        table.add_column("progress", overflow="fold")
+        table.add_column("capabilities", overflow="fold")
         for d in self.devices.values():
             name = " ".join(x for x in (d.manufacturer, d.model) if x) or "?"
             progress = " → ".join(d.steps) + ("" if not d.failures else
@@ -93,9 +96,13 @@ class PairingView:
         return Group(*parts)
 
 
-def devices_table(devices: list[dict[str, Any]]) -> Table:
-    table = Table("ieee", "manufacturer", "model", "capabilities", title="New devices")
-    for d in devices:
-        table.add_row(d.get("ieee", ""), d.get("manufacturer") or "", d.get("model") or "",
-                      ", ".join(sorted(d.get("capabilities") or {})))
-    return table
+def print_new_devices(devices: list[dict[str, Any]]) -> None:
+    """The devices that joined, by the id to use next: the cloud's when they came through it, the
+    IEEE address on the hub's own machine; never cut (spoke.listing)."""
+    from spoke.listing import print_list
+
+    key = "id" if all(d.get("id") for d in devices) else "ieee"
+    print_list((key, "manufacturer", "model", "capabilities"),
+               [(d.get(key) or "", d.get("manufacturer") or "", d.get("model") or "",
+                 ", ".join(sorted(d.get("capabilities") or {}))) for d in devices],
+               title="New devices")
