@@ -96,6 +96,21 @@ class CloudServices:
         self.storage.close()
 
 
+def bind_api_socket(config: uvicorn.Config, settings: CloudSettings) -> socket.socket:
+    """Bind the API's listening socket, with Nagle's algorithm off for what it accepts."""
+    try:
+        sock = config.bind_socket()
+    except SystemExit:
+        raise OSError(f"the cloud could not start on {settings.cloud_host}:"
+                      f"{settings.cloud_port} (see the log above)") from None
+    if sock.family in (socket.AF_INET, socket.AF_INET6):
+        # uvicorn's socket says protocol 0, so asyncio leaves Nagle's algorithm on for the
+        # connections it accepts: a response written in two parts then waits for the client's
+        # delayed ACK, 40 ms on every keep-alive request. Accepted sockets inherit this option.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
 async def run_cloud(
     settings: CloudSettings,
     *,
@@ -113,16 +128,7 @@ async def run_cloud(
     server = _Server(config, before_shutdown=lambda: _end_streams(app))
     # Take the port before the services start: a cloud that cannot serve must not join the
     # broker's shared subscription first (its share of the events would wait for it in vain).
-    try:
-        sock = config.bind_socket()
-    except SystemExit:
-        raise OSError(f"the cloud could not start on {settings.cloud_host}:"
-                      f"{settings.cloud_port} (see the log above)") from None
-    if sock.family in (socket.AF_INET, socket.AF_INET6):
-        # uvicorn's socket says protocol 0, so asyncio leaves Nagle's algorithm on for the
-        # connections it accepts: a response written in two parts then waits for the client's
-        # delayed ACK, 40 ms on every keep-alive request. Accepted sockets inherit this option.
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock = bind_api_socket(config, settings)
     task = asyncio.create_task(_serve(server, settings, sock))
     try:
         # uvicorn has no startup event to await; it only sets a flag.
