@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request, Security
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, SecurityScopes
 
 from cloud.api.limits import admit, admitted
@@ -19,31 +20,34 @@ from cloud.storage.base import DeviceRecord, Registry, TelemetryReader, TokenRec
 
 _bearer = HTTPBearer(auto_error=False, description="an API token from `spoke token create`")
 
+# The getters below are coroutines though they never wait: FastAPI runs a plain function
+# dependency in its thread pool, a thread hop per getter on every request.
 
-def get_services(request: Request) -> CloudServices:
+
+async def get_services(request: Request) -> CloudServices:
     return request.app.state.services  # type: ignore[no-any-return]
 
 
 ServicesDep = Annotated[CloudServices, Depends(get_services)]
 
 
-def get_settings(services: ServicesDep) -> CloudSettings:
+async def get_settings(services: ServicesDep) -> CloudSettings:
     return services.settings
 
 
-def get_store(services: ServicesDep) -> Registry:
+async def get_store(services: ServicesDep) -> Registry:
     return services.storage.registry
 
 
-def get_telemetry(services: ServicesDep) -> TelemetryReader:
+async def get_telemetry(services: ServicesDep) -> TelemetryReader:
     return services.storage.telemetry
 
 
-def get_commands(services: ServicesDep) -> CommandService:
+async def get_commands(services: ServicesDep) -> CommandService:
     return services.commands
 
 
-def get_management(services: ServicesDep) -> ManagementService:
+async def get_management(services: ServicesDep) -> ManagementService:
     return services.management
 
 
@@ -54,7 +58,7 @@ CommandsDep = Annotated[CommandService, Depends(get_commands)]
 ManagementDep = Annotated[ManagementService, Depends(get_management)]
 
 
-def require_token(
+async def require_token(
     security_scopes: SecurityScopes,
     request: Request,
     store: StoreDep,
@@ -66,13 +70,19 @@ def require_token(
     if record is None:
         if credentials is None or credentials.scheme.lower() != "bearer":
             raise Unauthorized("missing bearer token (Authorization: Bearer <token>)")
-        record = verify_token(store, credentials.credentials)
-        if record is None:
-            raise Unauthorized("invalid, expired or revoked token")
-        admit(request, record)  # rate limit and metering (cloud/api/limits.py)
+        # The token's lookup and its count may both ask the database: one thread hop for both.
+        record = await run_in_threadpool(_admit_token, request, store, credentials.credentials)
     missing = [s for s in security_scopes.scopes if s not in record.scopes]
     if missing:
         raise Forbidden(f"this token lacks the {' and '.join(missing)} scope")
+    return record
+
+
+def _admit_token(request: Request, store: Registry, token: str) -> TokenRecord:
+    record = verify_token(store, token)
+    if record is None:
+        raise Unauthorized("invalid, expired or revoked token")
+    admit(request, record)  # rate limit and metering (cloud/api/limits.py)
     return record
 
 
