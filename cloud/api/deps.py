@@ -3,6 +3,7 @@ scope check, and the account check of the hub, device or command a path names.""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated
 
 from fastapi import Depends, Request, Security
@@ -58,31 +59,33 @@ CommandsDep = Annotated[CommandService, Depends(get_commands)]
 ManagementDep = Annotated[ManagementService, Depends(get_management)]
 
 
-async def require_token(
-    security_scopes: SecurityScopes,
-    request: Request,
-    store: StoreDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> TokenRecord:
+Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+async def require_token(security_scopes: SecurityScopes, request: Request, store: StoreDep,
+                        credentials: Bearer) -> TokenRecord:
     """The caller's token record: 401 for a missing, unknown, expired or revoked bearer token, 429
     beyond its rate limit, 403 when it lacks a scope the route needs."""
-    record = admitted(request)  # checked once per request, whatever the scopes asked
+    if admitted(request) is not None:  # checked once per request: only the scopes are left
+        return caller_of(request, store, credentials, security_scopes.scopes)
+    # The token's lookup and its count may both ask the database: one thread hop for both.
+    return await run_in_threadpool(caller_of, request, store, credentials, security_scopes.scopes)
+
+
+def caller_of(request: Request, store: Registry, credentials: HTTPAuthorizationCredentials | None,
+              scopes: Sequence[str]) -> TokenRecord:
+    """``require_token``'s checks, run where the caller is (blocking: the database)."""
+    record = admitted(request)
     if record is None:
         if credentials is None or credentials.scheme.lower() != "bearer":
             raise Unauthorized("missing bearer token (Authorization: Bearer <token>)")
-        # The token's lookup and its count may both ask the database: one thread hop for both.
-        record = await run_in_threadpool(_admit_token, request, store, credentials.credentials)
-    missing = [s for s in security_scopes.scopes if s not in record.scopes]
+        record = verify_token(store, credentials.credentials)
+        if record is None:
+            raise Unauthorized("invalid, expired or revoked token")
+        admit(request, record)  # rate limit and metering (cloud/api/limits.py)
+    missing = [s for s in scopes if s not in record.scopes]
     if missing:
         raise Forbidden(f"this token lacks the {' and '.join(missing)} scope")
-    return record
-
-
-def _admit_token(request: Request, store: Registry, token: str) -> TokenRecord:
-    record = verify_token(store, token)
-    if record is None:
-        raise Unauthorized("invalid, expired or revoked token")
-    admit(request, record)  # rate limit and metering (cloud/api/limits.py)
     return record
 
 
@@ -102,9 +105,16 @@ def owned_hub(hub_id: str, caller: ReadDep, store: StoreDep) -> str:
     return hub_id
 
 
-def owned_device(device_id: str, caller: ReadDep, store: StoreDep) -> DeviceRecord:
-    """The path's device when its hub belongs to the caller's account; else 404."""
-    return device_of(store, caller, device_id)
+async def owned_device(device_id: str, request: Request, store: StoreDep,
+                       credentials: Bearer) -> DeviceRecord:
+    """The path's device when its hub belongs to the caller's account; else 404. The token (with
+    the read scope, as ``ReadDep``) is checked in the same thread hop as the device is read: a
+    command waits for one hop, not two."""
+
+    def check() -> DeviceRecord:
+        return device_of(store, caller_of(request, store, credentials, [Scope.READ]), device_id)
+
+    return await run_in_threadpool(check)
 
 
 def device_of(store: Registry, caller: TokenRecord, device_id: str) -> DeviceRecord:

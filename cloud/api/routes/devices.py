@@ -64,7 +64,7 @@ def list_devices(
 
 
 @router.get("/{device_id}", dependencies=[READ], responses=not_found("device"))
-def get_device(device: OwnedDevice) -> DevicePublic:
+async def get_device(device: OwnedDevice) -> DevicePublic:
     return DevicePublic.of(device)
 
 
