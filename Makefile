@@ -45,7 +45,7 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy wire hub cloud device_handlers simulators spoke private_files mqtt_tls spoke_logging
 
 bench: $(STAMP)
-	$(VENV)/bin/python -m bench.roundtrip
+	$(VENV)/bin/python -m bench.command_latency
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -145,6 +145,7 @@ class Rig:
     workdir: Path
     workers: int = 1
     loadgens: int = 2
+    devices: tuple[str, ...] = ("bulb",)  # the hub's virtual devices beside the load generators
     tick: float = 0.05  # seconds between load generator steps (one event per step per device)
     command_ttl: float = 30.0
     command_timeout: float = 5.0  # how long a REST command call waits for the hub's result
@@ -225,7 +226,7 @@ class Rig:
             self._start_hub(*login)
 
     def _start_hub(self, username: str, password: str) -> None:
-        devices = ",".join(["loadgen"] * self.loadgens + ["bulb"])
+        devices = ",".join(["loadgen"] * self.loadgens + list(self.devices))
         self.hub = Service("hub", [SPOKE, "hub", "run", "--radio", "sim"], self._env(
             SPOKE_HUB_ID=self.hub_id, SPOKE_HUB_DATA_DIR=str(self.hub_dir),
             SPOKE_SIM_DEVICES=devices, SPOKE_SIM_SPEED=str(5.0 / self.tick),

@@ -20,7 +20,7 @@ from typing import Any, Literal
 from cloud.errors import CommandFailed, CommandTimedOut, HubOffline, NotFound
 from cloud.metrics import CloudMetrics
 from cloud.settings import CloudSettings
-from cloud.storage.base import CommandRecord, Registry
+from cloud.storage.base import CommandRecord, DeviceRecord, Registry
 from wire.capabilities import validate_command
 from wire.contract import Command, CommandStatus, HubRequest, Topics
 
@@ -57,23 +57,21 @@ class CommandService:
 
     async def execute(
         self, device_id: str, capability: str, command: str, args: dict[str, Any] | None = None,
-        *, command_id: str | None = None,
+        *, command_id: str | None = None, device: DeviceRecord | None = None,
     ) -> CommandRecord:
-        """Run a command on a device and return its succeeded record.
+        """Run a command on a device and return its succeeded record. ``device`` is the device's
+        record when the caller has just read it (the route's account check has).
 
         Raises NotFound, CommandInvalid or HubOffline (before anything is sent), CommandFailed
         (the hub said failed or expired) or CommandTimedOut (no answer within
         ``command_timeout``; the hub may still run it until it expires).
         """
-        device = await asyncio.to_thread(self.registry.get_device, device_id)
+        if device is None or device.id != device_id:
+            device = await asyncio.to_thread(self.registry.get_device, device_id)
         if device is None or device.removed:
             raise NotFound("device", device_id)
         checked = validate_command(capability, command, args or {}, set(device.capabilities),
                                    device.constraints)
-        hub = await asyncio.to_thread(self.registry.get_hub, device.hub_id)
-        if hub is not None and hub.online is False:
-            self.observe.command_ended("hub_offline", None)
-            raise HubOffline(device.hub_id)  # it would only wait for command_timeout
         now = datetime.now(UTC)
         record = CommandRecord(
             id=command_id or new_command_id(),
@@ -87,7 +85,9 @@ class CommandService:
             created_at=now,
             expires_at=now + timedelta(seconds=self.settings.command_ttl),
         )
-        await asyncio.to_thread(self.registry.add_command, record)
+        if not await asyncio.to_thread(self._record, record):
+            self.observe.command_ended("hub_offline", None)
+            raise HubOffline(device.hub_id)  # it would only wait for command_timeout
         message = Command(
             id=record.id,
             hub_id=record.hub_id,
@@ -106,6 +106,15 @@ class CommandService:
             if not self._publish(Topics.commands(record.hub_id), message.to_bytes()):
                 log.warning("cmd=%s could not be queued for publishing", record.id, extra=fields)
             return await self._observed_outcome(record, future, sent)
+
+    def _record(self, record: CommandRecord) -> bool:
+        """Record a command unless its hub's last status says it is offline (False: nothing
+        recorded). One thread hop for both."""
+        hub = self.registry.get_hub(record.hub_id)
+        if hub is not None and hub.online is False:
+            return False
+        self.registry.add_command(record)
+        return True
 
     async def follow(self, command_id: str) -> CommandRecord:
         """Answer for a command sent before (a retry under its idempotency key) as its first

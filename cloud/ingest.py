@@ -419,6 +419,15 @@ class Ingest:
                 applied.live.pairing.add(item.hub_id)
 
     def _committed(self, items: Sequence[_Decoded], applied: _Applied) -> None:
+        # Requests waiting for a command's result first: it is committed, and nothing below (broker
+        # acknowledgements, the hub's LedgerAck, log lines) is theirs to wait for.
+        if self._on_result is not None:
+            for record in applied.commands:
+                try:
+                    self._on_result(record)
+                except Exception:
+                    log.exception("cmd=%s result callback failed", record.id,
+                                  extra={"cmd": record.id, "hub": record.hub_id})
         for item in items:
             self.link.ack(item.inbound)
         for due in applied.acks:
@@ -433,14 +442,9 @@ class Ingest:
         for item, reason, detail in applied.rejected:
             self._reject(item.inbound, reason, detail)
         for record in applied.commands:
-            fields = {"cmd": record.id, "hub": record.hub_id}
             log.info("cmd=%s result %s%s", record.id, record.status,
-                     f" ({record.error_code}: {record.error})" if record.error else "", extra=fields)
-            if self._on_result is not None:
-                try:
-                    self._on_result(record)
-                except Exception:
-                    log.exception("cmd=%s result callback failed", record.id, extra=fields)
+                     f" ({record.error_code}: {record.error})" if record.error else "",
+                     extra={"cmd": record.id, "hub": record.hub_id})
         if self._on_devices is not None and applied.devices:
             try:
                 self._on_devices(applied.devices)

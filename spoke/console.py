@@ -54,6 +54,7 @@ err_console = cast("Console", _FirstUse(stderr_console))
 
 QUIET_LOGGERS = ("zigpy", "bellows", "zigpy_znp", "zigpy_deconz", "aiosqlite", "amqtt",
                  "transitions", "uvicorn.error", "httpx", "zhaquirks", "zha", "alembic")
+PLAIN_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 # The format the command line asked for (--log-format); SPOKE_LOG_FORMAT when it did not.
 _chosen: LogFormat | None = None
 
@@ -76,17 +77,23 @@ def log_format() -> LogFormat:
 
 def setup_logging(verbose: bool = False) -> None:
     """INFO for Spoke, WARNING for the libraries underneath (DEBUG everywhere with --verbose);
-    coloured lines for a person, or one JSON object per line for a log collector."""
+    coloured lines for a person at a terminal, plain lines into a file or the journal, or one JSON
+    object per line for a log collector."""
     handler: logging.Handler
     as_json = log_format() == "json"
     if as_json:
         handler = json_handler(sys.stderr)
-    else:
+    elif sys.stderr.isatty():
         from rich.logging import RichHandler
 
         handler = RichHandler(console=stderr_console(), show_path=False, rich_tracebacks=False,
                               log_time_format="%H:%M:%S")
         handler.setFormatter(logging.Formatter("%(message)s"))
+    else:
+        # A service's log (a file, the journal): one plain line per record. Rich lays each line
+        # out for a screen, ~1 ms a line, which every command's log lines would wait for.
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(PLAIN_FORMAT))
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler],
                         force=True)
     if as_json:

@@ -108,3 +108,29 @@ def test_cloud_and_hub_processes_write_json_lines_with_the_command_id(tmp_path: 
     secrets = [rig.token, rig.hub.env["SPOKE_MQTT_PASSWORD"]]
     for log in (rig.clouds[0].log_path, rig.hub.log_path):
         assert not any(s in log.read_text() for s in secrets)
+
+
+def test_text_lines_off_a_terminal_are_plain_and_whole(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A service whose stderr is a file or the journal writes each record on one plain line (rich
+    lays lines out for a screen: wrapped, padded, ~1 ms each)."""
+    from spoke import console
+
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    quiet = {name: logging.getLogger(name).level for name in console.QUIET_LOGGERS}
+    monkeypatch.setattr(console, "_chosen", "text")
+    try:
+        console.setup_logging()
+        assert not console.err_console.is_terminal  # pytest captures stderr
+        logging.getLogger("cloud.commands").info("cmd=%s %s", "c" * 32, "x" * 300)
+    finally:
+        for handler in root.handlers[:]:
+            root.removeHandler(handler)
+        for handler in saved[0]:
+            root.addHandler(handler)
+        root.setLevel(saved[1])
+        for name, level in quiet.items():
+            logging.getLogger(name).setLevel(level)
+    [line] = [text for text in capsys.readouterr().err.splitlines() if "cloud.commands" in text]
+    assert line.endswith(f"INFO    cloud.commands: cmd={'c' * 32} {'x' * 300}")

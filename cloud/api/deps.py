@@ -3,9 +3,11 @@ scope check, and the account check of the hub, device or command a path names.""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated
 
 from fastapi import Depends, Request, Security
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, SecurityScopes
 
 from cloud.api.limits import admit, admitted
@@ -19,31 +21,34 @@ from cloud.storage.base import DeviceRecord, Registry, TelemetryReader, TokenRec
 
 _bearer = HTTPBearer(auto_error=False, description="an API token from `spoke token create`")
 
+# The getters below are coroutines though they never wait: FastAPI runs a plain function
+# dependency in its thread pool, a thread hop per getter on every request.
 
-def get_services(request: Request) -> CloudServices:
+
+async def get_services(request: Request) -> CloudServices:
     return request.app.state.services  # type: ignore[no-any-return]
 
 
 ServicesDep = Annotated[CloudServices, Depends(get_services)]
 
 
-def get_settings(services: ServicesDep) -> CloudSettings:
+async def get_settings(services: ServicesDep) -> CloudSettings:
     return services.settings
 
 
-def get_store(services: ServicesDep) -> Registry:
+async def get_store(services: ServicesDep) -> Registry:
     return services.storage.registry
 
 
-def get_telemetry(services: ServicesDep) -> TelemetryReader:
+async def get_telemetry(services: ServicesDep) -> TelemetryReader:
     return services.storage.telemetry
 
 
-def get_commands(services: ServicesDep) -> CommandService:
+async def get_commands(services: ServicesDep) -> CommandService:
     return services.commands
 
 
-def get_management(services: ServicesDep) -> ManagementService:
+async def get_management(services: ServicesDep) -> ManagementService:
     return services.management
 
 
@@ -54,15 +59,23 @@ CommandsDep = Annotated[CommandService, Depends(get_commands)]
 ManagementDep = Annotated[ManagementService, Depends(get_management)]
 
 
-def require_token(
-    security_scopes: SecurityScopes,
-    request: Request,
-    store: StoreDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> TokenRecord:
+Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+async def require_token(security_scopes: SecurityScopes, request: Request, store: StoreDep,
+                        credentials: Bearer) -> TokenRecord:
     """The caller's token record: 401 for a missing, unknown, expired or revoked bearer token, 429
     beyond its rate limit, 403 when it lacks a scope the route needs."""
-    record = admitted(request)  # checked once per request, whatever the scopes asked
+    if admitted(request) is not None:  # checked once per request: only the scopes are left
+        return caller_of(request, store, credentials, security_scopes.scopes)
+    # The token's lookup and its count may both ask the database: one thread hop for both.
+    return await run_in_threadpool(caller_of, request, store, credentials, security_scopes.scopes)
+
+
+def caller_of(request: Request, store: Registry, credentials: HTTPAuthorizationCredentials | None,
+              scopes: Sequence[str]) -> TokenRecord:
+    """``require_token``'s checks, run where the caller is (blocking: the database)."""
+    record = admitted(request)
     if record is None:
         if credentials is None or credentials.scheme.lower() != "bearer":
             raise Unauthorized("missing bearer token (Authorization: Bearer <token>)")
@@ -70,7 +83,7 @@ def require_token(
         if record is None:
             raise Unauthorized("invalid, expired or revoked token")
         admit(request, record)  # rate limit and metering (cloud/api/limits.py)
-    missing = [s for s in security_scopes.scopes if s not in record.scopes]
+    missing = [s for s in scopes if s not in record.scopes]
     if missing:
         raise Forbidden(f"this token lacks the {' and '.join(missing)} scope")
     return record
@@ -92,9 +105,16 @@ def owned_hub(hub_id: str, caller: ReadDep, store: StoreDep) -> str:
     return hub_id
 
 
-def owned_device(device_id: str, caller: ReadDep, store: StoreDep) -> DeviceRecord:
-    """The path's device when its hub belongs to the caller's account; else 404."""
-    return device_of(store, caller, device_id)
+async def owned_device(device_id: str, request: Request, store: StoreDep,
+                       credentials: Bearer) -> DeviceRecord:
+    """The path's device when its hub belongs to the caller's account; else 404. The token (with
+    the read scope, as ``ReadDep``) is checked in the same thread hop as the device is read: a
+    command waits for one hop, not two."""
+
+    def check() -> DeviceRecord:
+        return device_of(store, caller_of(request, store, credentials, [Scope.READ]), device_id)
+
+    return await run_in_threadpool(check)
 
 
 def device_of(store: Registry, caller: TokenRecord, device_id: str) -> DeviceRecord:

@@ -64,7 +64,7 @@ def list_devices(
 
 
 @router.get("/{device_id}", dependencies=[READ], responses=not_found("device"))
-def get_device(device: OwnedDevice) -> DevicePublic:
+async def get_device(device: OwnedDevice) -> DevicePublic:
     return DevicePublic.of(device)
 
 
@@ -128,7 +128,7 @@ def get_telemetry(
     responses={**not_found("device"), **HUB_REQUEST, **COMMAND, **BODY},
 )
 async def send_command(
-    device_id: str, _device: OwnedDevice, body: CommandCreate, commands: CommandsDep,
+    device_id: str, device: OwnedDevice, body: CommandCreate, commands: CommandsDep,
     caller: ControlDep, store: StoreDep, request: Request, key: IdempotencyKey = None,
 ) -> CommandPublic:
     """Send a command and wait for the hub's result (at most ``command_timeout`` seconds). A 504
@@ -137,6 +137,6 @@ async def send_command(
 
     async def run(command_id: str | None) -> CommandRecord:
         return await commands.execute(device_id, body.capability, body.command, body.arguments(),
-                                      command_id=command_id)
+                                      command_id=command_id, device=device)
 
     return CommandPublic.of(await command_once(store, commands, caller, key, request, body, run))
