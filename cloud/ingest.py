@@ -338,6 +338,8 @@ class Ingest:
     def _apply(self, items: Sequence[_Decoded]) -> _Applied:
         applied = _Applied(event_times=[], commands=[], rejected=[], devices=set(), acks=[],
                            live=Committed())
+        if self._apply_results(items, applied):
+            return applied
         with self.storage.registry.ingest(item.hub_id for item in items) as tx:
             for run in _runs(items):
                 if run[0].kind is TopicKind.EVENTS:
@@ -349,6 +351,19 @@ class Ingest:
                         self._apply_one(tx, item, applied)
             applied.acks = tx.acks_due()
         return applied
+
+    def _apply_results(self, items: Sequence[_Decoded], applied: _Applied) -> bool:
+        """A batch of command results alone through the registry's short transaction; False
+        when it is not one, or needs the general transaction."""
+        results = [item.message for item in items if isinstance(item.message, CommandResult)]
+        if len(results) != len(items):
+            return False
+        done = self.storage.registry.ingest_results(results)
+        if done is None:
+            return False
+        applied.commands, applied.acks = done
+        applied.results = len(results)
+        return True
 
     def _apply_events(self, tx: IngestTx, run: Sequence[_Decoded], applied: _Applied) -> None:
         evs: list[Event] = []

@@ -271,6 +271,13 @@ class Registry(Protocol):
         (locked up front, in one order, so that concurrent batches do not deadlock)."""
         ...
 
+    def ingest_results(self, results: Sequence[CommandResult]
+                       ) -> tuple[list[CommandRecord], list[AckDue]] | None:
+        """A batch of command results alone, as ``ingest`` would apply it (``command_result`` of
+        each, then ``acks_due``), in fewer statements; None when this batch needs ``ingest``
+        (nothing of it was kept)."""
+        ...
+
     def list_hubs(self, account: str | None = None, *, after: str | None = None,
                   limit: int | None = None) -> list[HubRecord]:
         """All hubs, or those of ``account`` (registered to it), by id: at most ``limit`` of them,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -26,6 +26,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from cloud.storage.base import (
     HUB_OFFLINE_REASON,
     AccountRecord,
+    AckDue,
     Bucket,
     CommandRecord,
     DeviceKey,
@@ -43,6 +44,7 @@ from cloud.storage.migrations import require_head, upgrade_to_head
 from cloud.storage.sql_buckets import sql_buckets
 from cloud.storage.sql_engine import WRITE_LOCK, make_engine, store_errors
 from cloud.storage.sql_ingest import SqlIngestTx, command_record
+from cloud.storage.sql_results import NotPlain, apply_results
 from cloud.storage.sql_schema import (
     DEFAULT_ACCOUNT,
     accounts,
@@ -55,7 +57,7 @@ from cloud.storage.sql_schema import (
     idempotency_keys,
     pairing_events,
 )
-from wire.contract import CommandStatus, Constraints, Limits
+from wire.contract import CommandResult, CommandStatus, Constraints, Limits
 
 log = logging.getLogger(__name__)
 
@@ -194,6 +196,16 @@ class SqlRegistry:
             tx.lock_hubs(hub_ids)
             yield tx
             tx.flush()
+
+    def ingest_results(self, results: Sequence[CommandResult]
+                       ) -> tuple[list[CommandRecord], list[AckDue]] | None:
+        """A batch of command results alone, committed in a few statements (``sql_results``);
+        None when it needs the general ``ingest`` transaction (nothing was kept)."""
+        try:
+            with self._write() as conn:
+                return apply_results(conn, results)
+        except NotPlain:
+            return None
 
     # Hubs and devices -----------------------------------------------------------------------------
     def list_hubs(self, account: str | None = None, *, after: str | None = None,
