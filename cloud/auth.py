@@ -136,9 +136,19 @@ def check_token_strength(token: str) -> None:
 def verify_token(registry: Registry, token: str, now: datetime | None = None
                  ) -> TokenRecord | None:
     """The record of a valid token, or None for an unknown, revoked or expired one."""
+    digest = lookup_hash(token)
+    return valid_token(registry.find_token(digest) if digest else None, now)
+
+
+def lookup_hash(token: str) -> str | None:
+    """The hash to look a presented token up by; None for one that cannot be a token."""
     if not token or len(token) > 256:
         return None
-    record = registry.find_token(hash_token(token))
+    return hash_token(token)
+
+
+def valid_token(record: TokenRecord | None, now: datetime | None = None) -> TokenRecord | None:
+    """The record as read, unless it is revoked or expired (None)."""
     if record is None or record.revoked or record.expired(now or datetime.now(UTC)):
         return None
     return record

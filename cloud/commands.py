@@ -21,6 +21,7 @@ from cloud.errors import CommandFailed, CommandTimedOut, HubOffline, NotFound
 from cloud.metrics import CloudMetrics
 from cloud.settings import CloudSettings
 from cloud.storage.base import CommandRecord, DeviceRecord, Registry
+from cloud.storage.usage import UsageCount
 from wire.capabilities import validate_command
 from wire.contract import Command, CommandStatus, HubRequest, Topics
 
@@ -58,9 +59,11 @@ class CommandService:
     async def execute(
         self, device_id: str, capability: str, command: str, args: dict[str, Any] | None = None,
         *, command_id: str | None = None, device: DeviceRecord | None = None,
+        meter: UsageCount | None = None, metered: Callable[[UsageCount], None] | None = None,
     ) -> CommandRecord:
         """Run a command on a device and return its succeeded record. ``device`` is the device's
-        record when the caller has just read it (the route's account check has).
+        record when the caller has just read it (the route's account check has); ``meter``, the
+        request's count, is written with the command's row, and then ``metered`` is told.
 
         Raises NotFound, CommandInvalid or HubOffline (before anything is sent), CommandFailed
         (the hub said failed or expired) or CommandTimedOut (no answer within
@@ -85,9 +88,12 @@ class CommandService:
             created_at=now,
             expires_at=now + timedelta(seconds=self.settings.command_ttl),
         )
-        if not await asyncio.to_thread(self._record, record):
+        if device.hub_online is False:  # as its hub's last status says, read with the device
             self.observe.command_ended("hub_offline", None)
             raise HubOffline(device.hub_id)  # it would only wait for command_timeout
+        await asyncio.to_thread(self.registry.add_command, record, meter)
+        if meter is not None and metered is not None:
+            metered(meter)
         message = Command(
             id=record.id,
             hub_id=record.hub_id,
@@ -106,15 +112,6 @@ class CommandService:
             if not self._publish(Topics.commands(record.hub_id), message.to_bytes()):
                 log.warning("cmd=%s could not be queued for publishing", record.id, extra=fields)
             return await self._observed_outcome(record, future, sent)
-
-    def _record(self, record: CommandRecord) -> bool:
-        """Record a command unless its hub's last status says it is offline (False: nothing
-        recorded). One thread hop for both."""
-        hub = self.registry.get_hub(record.hub_id)
-        if hub is not None and hub.online is False:
-            return False
-        self.registry.add_command(record)
-        return True
 
     async def follow(self, command_id: str) -> CommandRecord:
         """Answer for a command sent before (a retry under its idempotency key) as its first

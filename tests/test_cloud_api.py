@@ -261,6 +261,9 @@ async def test_hub_failure_is_502_and_expiry_504(cloud: CloudHarness, hub: MqttT
         if command.command == "on":
             return CommandResult(id=command.id, hub_id=HUB, status="failed", error="no ACK",
                                  error_code="nack")
+        if command.command == "toggle":
+            return CommandResult(id=command.id, hub_id=HUB, status="succeeded",
+                                 state={"switch": {"on": True}})
         return CommandResult(id=command.id, hub_id=HUB, status="expired", error="too late")
 
     answer_commands(hub, reply)
@@ -273,6 +276,19 @@ async def test_hub_failure_is_502_and_expiry_504(cloud: CloudHarness, hub: MqttT
     assert response.status_code == 504
     assert response.json()["status"] == "expired"
     assert response.json()["may_still_run"] is False  # the hub said it will never run it
+
+    # Metered by the class each answered: a command counts itself as 2xx when it is recorded,
+    # and is moved once it answers otherwise (no 2xx row is left at zero).
+    template = "/api/v1/devices/{device_id}/commands"
+
+    async def counted() -> dict[str, int]:
+        rows = await cloud.get_json("/api/v1/usage")
+        return {r["status"]: r["requests"] for r in rows if r["route"] == template}
+
+    assert await counted() == {"5xx": 2}
+    response = await cloud.http.post(url, json={"capability": "switch", "command": "toggle"})
+    assert response.status_code == 200, response.text
+    assert await counted() == {"2xx": 1, "5xx": 2}
 
 
 @ON_POSTGRESQL_TOO

@@ -11,7 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, SecurityScopes
 
 from cloud.api.limits import admit, admitted
-from cloud.auth import Scope, verify_token
+from cloud.auth import Scope, lookup_hash, valid_token, verify_token
 from cloud.commands import CommandService
 from cloud.errors import Forbidden, NotFound, Unauthorized
 from cloud.management import ManagementService
@@ -77,12 +77,24 @@ def caller_of(request: Request, store: Registry, credentials: HTTPAuthorizationC
     """``require_token``'s checks, run where the caller is (blocking: the database)."""
     record = admitted(request)
     if record is None:
-        if credentials is None or credentials.scheme.lower() != "bearer":
-            raise Unauthorized("missing bearer token (Authorization: Bearer <token>)")
-        record = verify_token(store, credentials.credentials)
-        if record is None:
-            raise Unauthorized("invalid, expired or revoked token")
-        admit(request, record)  # rate limit and metering (cloud/api/limits.py)
+        record = verify_token(store, presented(credentials))
+    return checked_caller(request, record, scopes)
+
+
+def presented(credentials: HTTPAuthorizationCredentials | None) -> str:
+    """The bearer token presented; 401 without one."""
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthorized("missing bearer token (Authorization: Bearer <token>)")
+    return credentials.credentials
+
+
+def checked_caller(request: Request, record: TokenRecord | None, scopes: Sequence[str]
+                   ) -> TokenRecord:
+    """The caller's valid token record (``valid_token``'s: 401 for None), admitted (rate limit
+    and metering, once per request), with every scope in ``scopes`` (else 403)."""
+    if record is None:
+        raise Unauthorized("invalid, expired or revoked token")
+    admit(request, record)  # rate limit and metering (cloud/api/limits.py)
     missing = [s for s in scopes if s not in record.scopes]
     if missing:
         raise Forbidden(f"this token lacks the {' and '.join(missing)} scope")
@@ -112,7 +124,17 @@ async def owned_device(device_id: str, request: Request, store: StoreDep,
     command waits for one hop, not two."""
 
     def check() -> DeviceRecord:
-        return device_of(store, caller_of(request, store, credentials, [Scope.READ]), device_id)
+        if admitted(request) is not None:
+            return device_of(store, caller_of(request, store, credentials, [Scope.READ]),
+                             device_id)
+        # The token, the device and its hub's account read together: one query, not three.
+        digest = lookup_hash(presented(credentials))
+        token, device, account = (store.find_token_and_device(digest, device_id) if digest
+                                  else (None, None, None))
+        caller = checked_caller(request, valid_token(token), [Scope.READ])
+        if device is None or device.removed or account != caller.account:
+            raise NotFound("device", device_id)
+        return device
 
     return await run_in_threadpool(check)
 

@@ -3,7 +3,9 @@
 The token check (``deps.require_token``) calls ``admit`` once the token is known: it counts the
 request against the token's limit (429 beyond it) and marks the request as the token's. The
 ``UsageMeter`` middleware then counts every such request per token, route template, UTC day and
-status class, just before its response goes out (so a client that reads its usage next sees it).
+status class, just before its response goes out (so a client that reads its usage next sees it);
+a command counts itself as answered 2xx in the transaction that records it, and the middleware
+moves that count should it answer otherwise.
 Requests without a valid token (401) and unauthenticated routes (/healthz) are neither limited nor
 metered.
 """
@@ -21,10 +23,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cloud.rate_limits import RateLimited
 from cloud.storage.base import TokenRecord
+from cloud.storage.usage import UsageCount
 
 log = logging.getLogger(__name__)
 
 _TOKEN = "spoke.token"  # the ASGI scope key of the request's token record
+_COUNTED = "spoke.counted"  # the request's count, written before its answer by its route
 
 
 def admitted(request: Request) -> TokenRecord | None:
@@ -81,6 +85,25 @@ class UsageMeter:
             raise
 
 
+def count_ahead(request: Request, status: int) -> UsageCount | None:
+    """The count of this request as answering ``status``, for a route to write in a transaction
+    of its own before it answers (``counted_ahead`` then); None when it is not metered."""
+    scope = request.scope
+    token: TokenRecord | None = scope.get(_TOKEN)
+    route = scope.get("route")
+    app = scope["app"]
+    if token is None or route is None or not app.state.services.settings.usage_metering:
+        return None
+    return UsageCount(day=datetime.now(UTC).date(), account=token.account, token_id=token.id,
+                      method=scope["method"], route=route_template(app, route),
+                      status=f"{status // 100}xx")
+
+
+def counted_ahead(request: Request, counted: UsageCount) -> None:
+    """``counted`` is committed: the middleware only moves it should the answer differ."""
+    request.scope[_COUNTED] = counted
+
+
 async def _meter(scope: Scope, status: int) -> None:
     token: TokenRecord | None = scope.get(_TOKEN)
     route = scope.get("route")
@@ -90,10 +113,16 @@ async def _meter(scope: Scope, status: int) -> None:
     if not app.state.services.settings.usage_metering:
         return
     template = route_template(app, route)
+    status_class = f"{status // 100}xx"
+    counted: UsageCount | None = scope.get(_COUNTED)
     try:
-        await run_in_threadpool(
-            app.state.services.storage.usage.record, datetime.now(UTC).date(), token.account,
-            token.id, scope["method"], template, f"{status // 100}xx")
+        if counted is None:
+            await run_in_threadpool(
+                app.state.services.storage.usage.record, datetime.now(UTC).date(), token.account,
+                token.id, scope["method"], template, status_class)
+        elif counted.status != status_class:
+            await run_in_threadpool(app.state.services.storage.usage.recount, counted,
+                                    status_class)
     except Exception as exc:  # the answer must not fail because its metering did
         log.warning("could not meter %s %s: %s", scope["method"], template, exc)
 

@@ -12,6 +12,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
+from cloud.storage.usage import UsageCount
 from wire.contract import (
     CommandResult,
     Constraints,
@@ -70,6 +71,7 @@ class DeviceRecord:
     constraints: Constraints = field(default_factory=dict)  # limits the device reports
     updated_at: datetime | None = None
     removed: bool = False
+    hub_online: bool | None = None  # its hub's last status (None: never heard from)
 
 
 @dataclass(frozen=True)
@@ -312,7 +314,10 @@ class Registry(Protocol):
         """The hub's pairing events with an id above ``after``, oldest first, at most ``limit``."""
         ...
 
-    def add_command(self, command: CommandRecord) -> None: ...
+    def add_command(self, command: CommandRecord, meter: UsageCount | None = None) -> None:
+        """Record a command; ``meter``: the request that sent it, counted in the same
+        transaction."""
+        ...
 
     def get_command(self, command_id: str) -> CommandRecord | None: ...
 
@@ -342,6 +347,12 @@ class Registry(Protocol):
     def add_token(self, record: TokenRecord, token_hash: str) -> None: ...
 
     def find_token(self, token_hash: str) -> TokenRecord | None: ...
+
+    def find_token_and_device(self, token_hash: str, device_id: str
+                              ) -> tuple[TokenRecord | None, DeviceRecord | None, str | None]:
+        """``find_token`` and ``get_device`` in one query, with the account the device's hub is
+        registered to (None for a device or hub unknown or never registered)."""
+        ...
 
     def list_tokens(self, account: str | None = None) -> list[TokenRecord]: ...
 

@@ -13,6 +13,7 @@ from sqlalchemy import (
     Connection,
     Engine,
     Row,
+    bindparam,
     case,
     func,
     insert,
@@ -57,6 +58,8 @@ from cloud.storage.sql_schema import (
     idempotency_keys,
     pairing_events,
 )
+from cloud.storage.sql_usage import count_usage
+from cloud.storage.usage import UsageCount
 from wire.contract import CommandResult, CommandStatus, Constraints, Limits
 
 log = logging.getLogger(__name__)
@@ -106,6 +109,7 @@ def _device_record(row: Row[Any]) -> DeviceRecord:
         constraints=_constraints(m["constraints"]),
         updated_at=m["updated_at"],
         removed=m["removed"],
+        hub_online=m["hub_online"],
     )
 
 
@@ -142,6 +146,27 @@ _DEVICE_SELECT = select(
     hubs.c.online.label("hub_online"),
     hubs.c.online_changed_at.label("hub_online_changed_at"),
 ).select_from(devices.outerjoin(hubs, hubs.c.id == devices.c.hub_id))
+
+
+_ADD_COMMAND = insert(commands).values({c.name: bindparam(c.name) for c in commands.c})
+# A token (by its hash) with a device (by id), the device's hub's state and its hub's account: the
+# token and scope check and the account check of a device path in one query.
+_TOKEN_AND_DEVICE = (
+    select(
+        api_tokens.c.id.label("token_id"), api_tokens.c.name.label("token_name"),
+        api_tokens.c.created_at.label("token_created_at"),
+        api_tokens.c.account.label("token_account"), api_tokens.c.scopes.label("token_scopes"),
+        api_tokens.c.expires_at.label("token_expires_at"),
+        api_tokens.c.revoked.label("token_revoked"),
+        *_DEVICE_SELECT.selected_columns,
+        hub_registrations.c.account.label("hub_account"),
+    )
+    .select_from(
+        api_tokens.outerjoin(devices, devices.c.id == bindparam("p_device"))
+        .outerjoin(hubs, hubs.c.id == devices.c.hub_id)
+        .outerjoin(hub_registrations, hub_registrations.c.hub_id == devices.c.hub_id))
+    .where(api_tokens.c.token_hash == bindparam("p_hash"))
+)
 
 
 class SqlRegistry:
@@ -294,10 +319,12 @@ class SqlRegistry:
             return [_pairing_record(r) for r in conn.execute(stmt)]
 
     # Commands -------------------------------------------------------------------------------------
-    def add_command(self, command: CommandRecord) -> None:
+    def add_command(self, command: CommandRecord, meter: UsageCount | None = None) -> None:
         values = {k: getattr(command, k) for k in commands.c.keys()}
         with self._write() as conn:
-            conn.execute(insert(commands).values(**values))
+            conn.execute(_ADD_COMMAND, values)
+            if meter is not None:
+                count_usage(conn, meter)
 
     def get_command(self, command_id: str) -> CommandRecord | None:
         with self._read() as conn:
@@ -373,6 +400,22 @@ class SqlRegistry:
                 id=record.id, name=record.name, token_hash=token_hash,
                 created_at=record.created_at, revoked=False, account=record.account,
                 scopes=" ".join(sorted(record.scopes)), expires_at=record.expires_at))
+
+    def find_token_and_device(self, token_hash: str, device_id: str
+                              ) -> tuple[TokenRecord | None, DeviceRecord | None, str | None]:
+        with self._read() as conn:
+            row = conn.execute(_TOKEN_AND_DEVICE, {"p_hash": token_hash,
+                                                   "p_device": device_id}).first()
+        if row is None:
+            return None, None, None
+        m = row._mapping
+        token = TokenRecord(id=m["token_id"], name=m["token_name"],
+                            created_at=m["token_created_at"], account=m["token_account"],
+                            scopes=frozenset(m["token_scopes"].split()),
+                            expires_at=m["token_expires_at"], revoked=m["token_revoked"])
+        if m["id"] is None:
+            return token, None, None
+        return token, _device_record(row), m["hub_account"]  # type: ignore[arg-type]
 
     def find_token(self, token_hash: str) -> TokenRecord | None:
         with self._read() as conn:

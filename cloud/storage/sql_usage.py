@@ -4,18 +4,56 @@ several cloud processes never lose a count."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, select
+from sqlalchemy import Connection, Engine, bindparam, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError
 
 from cloud.storage.base import StoreUnavailable
 from cloud.storage.sql_schema import api_tokens, api_usage, rate_windows
-from cloud.storage.usage import UsageRecord
+from cloud.storage.usage import UsageCount, UsageRecord
+
+
+@functools.cache
+def _count_usage(dialect: str) -> Any:
+    """Count one request (an upsert), built once per dialect: each use only binds its values."""
+    t = api_usage.c
+    dml = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = dml(api_usage).values(
+        day=bindparam("p_day"), token_id=bindparam("p_token_id"), method=bindparam("p_method"),
+        route=bindparam("p_route"), status=bindparam("p_status"), account=bindparam("p_account"),
+        count=1)
+    return stmt.on_conflict_do_update(index_elements=[t.day, t.token_id, t.method, t.route, t.status],
+                                      set_={"count": t.count + 1})
+
+
+_UNCOUNT = (update(api_usage).where(
+    api_usage.c.day == bindparam("p_day"), api_usage.c.token_id == bindparam("p_token_id"),
+    api_usage.c.method == bindparam("p_method"), api_usage.c.route == bindparam("p_route"),
+    api_usage.c.status == bindparam("p_status"), api_usage.c.count > 0)
+    .values(count=api_usage.c.count - 1))
+
+
+_DROP_EMPTY = delete(api_usage).where(
+    api_usage.c.day == bindparam("p_day"), api_usage.c.token_id == bindparam("p_token_id"),
+    api_usage.c.method == bindparam("p_method"), api_usage.c.route == bindparam("p_route"),
+    api_usage.c.status == bindparam("p_status"), api_usage.c.count <= 0)
+
+
+def _params(counted: UsageCount, status: str | None = None) -> dict[str, Any]:
+    return {"p_day": counted.day, "p_token_id": counted.token_id, "p_method": counted.method,
+            "p_route": counted.route, "p_status": status or counted.status,
+            "p_account": counted.account}
+
+
+def count_usage(conn: Connection, counted: UsageCount) -> None:
+    """Count one metered request in ``conn``'s transaction."""
+    conn.execute(_count_usage(conn.dialect.name), _params(counted))
 
 
 class SqlUsage:
@@ -60,16 +98,15 @@ class SqlUsage:
 
     def record(self, day: date, account: str, token_id: str, method: str, route: str,
                status: str) -> None:
-        t = api_usage.c
-        stmt = self._insert(api_usage).values(
-            day=day, token_id=token_id, method=method, route=route, status=status,
-            account=account, count=1)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[t.day, t.token_id, t.method, t.route, t.status],
-            set_={"count": t.count + 1},
-        )
         with self._write() as conn:
-            conn.execute(stmt)
+            count_usage(conn, UsageCount(day=day, account=account, token_id=token_id,
+                                         method=method, route=route, status=status))
+
+    def recount(self, counted: UsageCount, status: str) -> None:
+        with self._write() as conn:
+            conn.execute(_UNCOUNT, _params(counted))
+            conn.execute(_DROP_EMPTY, _params(counted))  # a class no request ended in stays unlisted
+            conn.execute(_count_usage(conn.dialect.name), _params(counted, status))
 
     def usage(self, account: str, since: date, until: date, token_id: str | None = None
               ) -> list[UsageRecord]:

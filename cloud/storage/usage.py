@@ -21,6 +21,18 @@ class UsageRecord:
     count: int
 
 
+@dataclass(frozen=True, kw_only=True)
+class UsageCount:
+    """One metered request, as counted."""
+
+    day: date
+    account: str
+    token_id: str
+    method: str
+    route: str
+    status: str  # "2xx", "4xx", "5xx"
+
+
 class UsageStore(Protocol):
     def hit(self, token_id: str, kind: str, window_start: int) -> int:
         """Count one request in a rate-limit window atomically; the window's count including it."""
@@ -29,6 +41,11 @@ class UsageStore(Protocol):
     def record(self, day: date, account: str, token_id: str, method: str, route: str,
                status: str) -> None:
         """Count one metered request."""
+        ...
+
+    def recount(self, counted: UsageCount, status: str) -> None:
+        """Move a request counted before its answer (``counted``) to the status class it
+        answered with."""
         ...
 
     def usage(self, account: str, since: date, until: date, token_id: str | None = None

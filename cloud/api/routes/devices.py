@@ -24,6 +24,7 @@ from cloud.api.deps import (
 )
 from cloud.api.errors import invalid
 from cloud.api.idempotency import IdempotencyKey, command_once, request_once
+from cloud.api.limits import count_ahead, counted_ahead
 from cloud.api.pages import PAGE_DEFAULT, PAGED, Cursor, Limit, decode_cursor, encode_cursor, page
 from cloud.api.params import UtcDatetime
 from cloud.api.responses import BODY, COMMAND, HUB_CONFIRMED, HUB_REQUEST, not_found
@@ -136,7 +137,10 @@ async def send_command(
     ``Idempotency-Key`` to get its outcome without running it twice."""
 
     async def run(command_id: str | None) -> CommandRecord:
+        # Counted as answered 200 with its row (one transaction): moved if it answers otherwise.
         return await commands.execute(device_id, body.capability, body.command, body.arguments(),
-                                      command_id=command_id, device=device)
+                                      command_id=command_id, device=device,
+                                      meter=count_ahead(request, 200),
+                                      metered=lambda counted: counted_ahead(request, counted))
 
     return CommandPublic.of(await command_once(store, commands, caller, key, request, body, run))
