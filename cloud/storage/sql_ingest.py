@@ -3,6 +3,7 @@ hub counters, device state, pairing progress, dead letters, and the telemetry ex
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Collection, Iterable, Sequence
@@ -11,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BindParameter,
     Connection,
     Row,
     Table,
@@ -78,6 +80,13 @@ def _next_seqs() -> Any:
 
 
 _NEXT_SEQS = _next_seqs()
+# The rows a transaction reads and locks, by a list of ids (an expanding parameter): built once.
+_IDS: BindParameter[Any] = bindparam("ids", expanding=True)
+_LOCK_HUBS = select(hubs).where(hubs.c.id.in_(_IDS)).order_by(hubs.c.id).with_for_update()
+_LOCK_DEVICES = (select(devices).where(devices.c.id.in_(_IDS)).order_by(devices.c.id)
+                 .with_for_update())
+_LOCK_LEDGERS = (select(ledgers).where(ledgers.c.hub_id.in_(_IDS))
+                 .order_by(ledgers.c.hub_id, ledgers.c.epoch).with_for_update())
 
 
 def command_record(row: Row[Any]) -> CommandRecord:
@@ -165,8 +174,7 @@ class SqlIngestTx:
                 {"id": h, "events_received": 0, "events_stored": 0, "duplicates": 0, "gaps": 0}
                 for h in missing], ("id",))
             for chunk in _chunks(missing):
-                for row in self._conn.execute(select(hubs).where(hubs.c.id.in_(chunk))
-                                              .order_by(hubs.c.id).with_for_update()):
+                for row in self._conn.execute(_LOCK_HUBS, {"ids": list(chunk)}):
                     self._hubs[row.id] = dict(row._mapping)
         for hub_id in wanted:
             self._hub(hub_id)
@@ -410,8 +418,7 @@ class SqlIngestTx:
         """Read (and lock) the rows of the devices not read yet, in one select."""
         missing = sorted(set(device_ids) - self._devices.keys())
         for chunk in _chunks(missing):
-            for row in self._conn.execute(select(devices).where(devices.c.id.in_(chunk))
-                                          .order_by(devices.c.id).with_for_update()):
+            for row in self._conn.execute(_LOCK_DEVICES, {"ids": list(chunk)}):
                 self._devices[row.id] = dict(row._mapping)
         for device_id in missing:
             self._devices.setdefault(device_id, None)
@@ -449,9 +456,7 @@ class SqlIngestTx:
             ("hub_id", "epoch"))
         wanted = set(missing)
         for chunk in _chunks(sorted({hub_id for hub_id, _ in missing})):
-            for row in self._conn.execute(
-                    select(ledgers).where(ledgers.c.hub_id.in_(chunk))
-                    .order_by(ledgers.c.hub_id, ledgers.c.epoch).with_for_update()):
+            for row in self._conn.execute(_LOCK_LEDGERS, {"ids": list(chunk)}):
                 key = (row.hub_id, row.epoch)
                 if key in wanted:
                     self._loaded[key] = (dict(row._mapping), key in made)
@@ -605,10 +610,15 @@ def _insert_ignore_many(conn: Connection, table: Table, rows: Collection[dict[st
             return inserted
     if dialect not in ("sqlite", "postgresql"):
         return {tuple(row[k] for k in keys) for row in rows if _insert_ignore(conn, table, row, keys)}
+    return {tuple(r) for r in conn.execute(_insert_ignore_stmt(dialect, table, keys), list(rows))}
+
+
+@functools.cache
+def _insert_ignore_stmt(dialect: str, table: Table, keys: tuple[str, ...]) -> Any:
+    """Built once per table: each use only binds its rows."""
     dml = sqlite_insert if dialect == "sqlite" else pg_insert
-    stmt = (dml(table).on_conflict_do_nothing(index_elements=keys)
+    return (dml(table).on_conflict_do_nothing(index_elements=keys)
             .returning(*(table.c[k] for k in keys)))  # the rows inserted, skipped ones not
-    return {tuple(r) for r in conn.execute(stmt, list(rows))}
 
 
 def _pg_insert_ignore_arrays(conn: Connection, table: Table, rows: Collection[dict[str, Any]],
@@ -663,7 +673,12 @@ def _update_many(conn: Connection, table: Table, keys: tuple[str, ...],
     for row in rows:  # rows read from the table and rows made here may name their columns apart
         by_columns.setdefault(tuple(sorted(c for c in row if c not in keys)), []).append(row)
     for columns, group in by_columns.items():
-        stmt = (update(table).where(*(table.c[k] == bindparam(f"key_{k}") for k in keys))
-                .values({c: bindparam(f"set_{c}") for c in columns}))
-        conn.execute(stmt, [{**{f"key_{k}": row[k] for k in keys},
+        conn.execute(_update_stmt(table, keys, columns), [{**{f"key_{k}": row[k] for k in keys},
                              **{f"set_{c}": row[c] for c in columns}} for row in group])
+
+
+@functools.lru_cache(maxsize=64)
+def _update_stmt(table: Table, keys: tuple[str, ...], columns: tuple[str, ...]) -> Any:
+    """Built once per table and set of columns: each use only binds its rows."""
+    return (update(table).where(*(table.c[k] == bindparam(f"key_{k}") for k in keys))
+            .values({c: bindparam(f"set_{c}") for c in columns}))
