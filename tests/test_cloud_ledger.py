@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
 
-from cloud.storage.base import EventOutcome
+from cloud.storage.base import CommandRecord, EventOutcome
 from cloud.storage.sql import SqlRegistry
 from cloud.storage.sql_schema import dead_letters
 from tests.common import T0, device, event, status
@@ -161,3 +162,41 @@ def test_batches_of_several_hubs_in_opposite_orders_do_not_deadlock(registry: Sq
     for hub_id, _ in (first, second):
         hub = registry.get_hub(hub_id)
         assert hub is not None and (hub.events_stored, hub.duplicates, hub.gaps) == (2, 0, 0)
+
+
+def _pending(command_id: str) -> CommandRecord:
+    now = datetime.now(UTC)
+    return CommandRecord(id=command_id, hub_id=HUB, device_id=DEV, ieee=IEEE, capability="switch",
+                         command="on", args={}, status="pending", created_at=now,
+                         expires_at=now + timedelta(seconds=30))
+
+
+def test_results_alone_are_applied_and_acknowledged_as_the_general_transaction_does(
+        described: SqlRegistry) -> None:
+    assert ingest(described, *(event(HUB, s, IEEE, value=False, epoch="e1")
+                               for s in (1, 2, 4))) == [S, S, S]
+    for command_id in ("c1", "c2"):
+        described.add_command(_pending(command_id))
+    general = acks(described, CommandResult(id="c1", hub_id=HUB, status="succeeded"))
+    assert general == {HUB: ("e1", 2, ["c1"])}  # the mark stops before the missing seq 3
+
+    done = described.ingest_results([
+        CommandResult(id="c2", hub_id=HUB, status="succeeded", state={"switch": {"on": True}}),
+        CommandResult(id="c1", hub_id=HUB, status="failed")])  # c1 was answered: unchanged
+    assert done is not None
+    records, due = done
+    assert [(r.id, r.status) for r in records] == [("c2", "succeeded"), ("c1", "succeeded")]
+    assert [(a.hub_id, a.epoch, a.seq, a.results) for a in due] == [(HUB, "e1", 2, ["c2", "c1"])]
+    assert on(described)  # the state read back is the device's
+    stored = described.get_command("c2")
+    assert stored is not None and stored.state == {"switch": {"on": True}}
+
+    # An unknown command (kept as a dead letter) or another hub's: the general transaction's,
+    # and nothing of the batch is kept here.
+    hub = described.get_hub(HUB)
+    for result in (CommandResult(id="nope", hub_id=HUB, status="failed"),
+                   CommandResult(id="c2", hub_id="hub-other", status="failed")):
+        assert described.ingest_results([result]) is None
+    assert described.get_hub(HUB) == hub
+    with described.engine.connect() as conn:
+        assert conn.execute(select(dead_letters)).all() == []
