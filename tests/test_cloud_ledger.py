@@ -200,3 +200,12 @@ def test_results_alone_are_applied_and_acknowledged_as_the_general_transaction_d
     assert described.get_hub(HUB) == hub
     with described.engine.connect() as conn:
         assert conn.execute(select(dead_letters)).all() == []
+
+
+def test_results_alone_of_a_hub_without_epochs_are_acknowledged_without_one(
+        described: SqlRegistry) -> None:
+    assert ingest(described, event(HUB, 1, IEEE, value=True)) == [S]  # a hub older than epochs
+    described.add_command(_pending("c1"))
+    done = described.ingest_results([CommandResult(id="c1", hub_id=HUB, status="succeeded")])
+    assert done is not None
+    assert [(a.epoch, a.seq, a.results) for a in done[1]] == [(None, 1, ["c1"])]

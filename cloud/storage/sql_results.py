@@ -67,7 +67,7 @@ def apply_results(conn: Connection, results: Sequence[CommandResult]
             if mark is None:
                 raise NotPlain(f"hub {hub_id} has no ledger for its epoch yet")
         assert mark is not None
-        acks.append(AckDue(hub_id=hub_id, epoch=epoch, seq=mark,
+        acks.append(AckDue(hub_id=hub_id, epoch=epoch or None, seq=mark,  # the legacy "": None
                            results=[r.id for r in results if r.hub_id == hub_id]))
     return records, acks
 
