@@ -202,7 +202,7 @@ class EventOutcome(StrEnum):
 class EventResult:
     outcome: EventOutcome
     gap: int = 0  # sequence numbers found missing before this event
-    point: TelemetryPoint | None = None  # set when stored
+    point: TelemetryPoint | None = None  # set when stored and queued for a telemetry export
 
 
 @dataclass(frozen=True, kw_only=True)
