@@ -368,10 +368,13 @@ class Ingest:
                 evs.extend(batch)
                 owners.extend([item] * len(batch))
                 applied.batched += 1
-                for position, seq, reason in msg.refused:
+                for bad in msg.refused:
+                    kept = bad.seq is not None and tx.invalid_event(
+                        msg.hub_id, msg.epoch, bad.seq, bad.raw)
                     applied.rejected.append(
-                        (item, "invalid_event", f"event #{position}"
-                         f"{'' if seq is None else f' (seq {seq})'} of the batch: {reason}"))
+                        (item, "invalid_event", f"event #{bad.position}"
+                         f"{'' if bad.seq is None else f' (seq {bad.seq})'} of the batch: "
+                         f"{bad.reason}{' (kept as a dead letter)' if kept else ''}"))
             else:
                 assert isinstance(msg, Event)
                 evs.append(msg)

@@ -10,7 +10,9 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
+from cloud.storage.sql_schema import dead_letters
 from hub.app import Hub
 from tests.common import (
     ON_POSTGRESQL_TOO,
@@ -83,9 +85,9 @@ def test_a_malformed_event_of_a_batch_is_left_out_with_its_reason() -> None:
     message = decode_events(json.dumps(payload).encode())
     assert isinstance(message, EventBatch)
     assert [e.seq for e in message.expand()] == [1]
-    assert [(position, seq) for position, seq, _ in message.refused] == [
-        (1, 2), (2, 3), (3, None)]
-    assert "ieee" in message.refused[1][2] and "seq" in message.refused[2][2]
+    assert [(r.position, r.seq) for r in message.refused] == [(1, 2), (2, 3), (3, None)]
+    assert "ieee" in message.refused[1].reason and "seq" in message.refused[2].reason
+    assert json.loads(message.refused[1].raw) == payload["events"][2]
 
 
 @pytest.mark.parametrize(("payload", "reason"), [
@@ -164,6 +166,7 @@ async def test_batches_and_single_events_are_stored_once_and_acknowledged(
 
 async def test_a_malformed_event_of_a_batch_loses_none_of_the_others(
         cloud: CloudHarness, hub: MqttTestClient) -> None:
+    assert await asyncio.to_thread(hub.subscribe, Topics.acks(HUB))
     for message in (status(HUB, epoch=EPOCH, last_seq=0), device(HUB, IEEE)):
         await asyncio.to_thread(hub.publish, message)
     broken = json.loads(batch(1, 2, 3))
@@ -180,7 +183,15 @@ async def test_a_malformed_event_of_a_batch_loses_none_of_the_others(
     assert m["rejected"] == {"invalid_event": 1, "invalid_payload": 1, "mismatch": 1,
                              "too_large": 1}
     hub_row = await cloud.get_json(f"/api/v1/hubs/{HUB}")
-    assert (hub_row["events_stored"], hub_row["gaps"]) == (4, 1)  # seq 2 never came
+    assert (hub_row["events_stored"], hub_row["gaps"]) == (4, 0)
+    # The broken event said where it stood in the ledger: kept as a dead letter, as it came, so
+    # the acknowledgement covers it and the hub does not send it again and again.
+    with cloud.services.storage.registry.engine.connect() as conn:  # type: ignore[attr-defined]
+        kept = conn.execute(select(dead_letters.c.seq, dead_letters.c.reason,
+                                   dead_letters.c.payload)).all()
+    assert [(seq, reason) for seq, reason, _ in kept] == [(2, "invalid_event")]
+    assert json.loads(kept[0][2]) == broken["events"][1]
+    await eventually(lambda: any(a.seq == 5 for a in acks(hub)), what="the ack of seq 5")
 
 
 # ------------------------------------------------------------------------------------ hubs

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import (
     AfterValidator,
@@ -334,6 +334,15 @@ class Event(Message):
     unit: str | None = Field(default=None, max_length=16)
 
 
+class RefusedEvent(NamedTuple):
+    """An event of a batch that broke the contract, left out of it."""
+
+    position: int  # in the batch's events
+    seq: int | None  # its sequence number, when that much of it is readable
+    reason: str
+    raw: str  # the event as JSON text
+
+
 class BatchedEvent(BaseModel):
     """One event inside an ``EventBatch``: an ``Event`` whose hub and epoch are the batch's."""
 
@@ -353,17 +362,17 @@ class EventBatch(Message):
 
     A hub sends batches only to a cloud that advertised it takes them (``LedgerAck.batch_max``).
     An event of the batch that breaks the contract does not spoil the others: ``decode`` keeps the
-    valid ones and lists the refused ones (position, seq when readable, reason) in ``refused``.
+    valid ones and lists the refused ones in ``refused``.
     """
 
     hub_id: HubId
     epoch: Epoch | None = None
     events: list[BatchedEvent] = Field(min_length=1, max_length=MAX_BATCH_EVENTS)
-    _refused: list[tuple[int, int | None, str]] = PrivateAttr(default_factory=list)
+    _refused: list[RefusedEvent] = PrivateAttr(default_factory=list)
 
     @property
-    def refused(self) -> list[tuple[int, int | None, str]]:
-        """Events of the payload left out as invalid: (position, seq or None, reason)."""
+    def refused(self) -> list[RefusedEvent]:
+        """Events of the payload left out as invalid."""
         return self._refused
 
     def expand(self) -> list[Event]:
@@ -423,16 +432,17 @@ def decode_events(payload: bytes) -> Event | EventBatch:
             return Event.from_bytes(payload)  # type: ignore[no-any-return]  # no batch: why
         raise WireError(f"invalid EventBatch: {_first_error(exc)}") from None
     kept: list[BatchedEvent] = []
-    refused: list[tuple[int, int | None, str]] = []
+    refused: list[RefusedEvent] = []
     for position, item in enumerate(loose.events):
+        raw = json.dumps(item)
         try:
             # Through JSON again, so that what only JSON refuses (NaN, 1e999) is refused here too.
-            kept.append(BatchedEvent.model_validate_json(json.dumps(item)))
+            kept.append(BatchedEvent.model_validate_json(raw))
         except (ValidationError, ValueError, RecursionError) as exc:
             seq = item.get("seq") if isinstance(item, dict) else None
             reason = _first_error(exc) if isinstance(exc, ValidationError) else str(exc)
             readable = type(seq) is int and 1 <= seq <= 2**63 - 1
-            refused.append((position, seq if readable else None, reason))
+            refused.append(RefusedEvent(position, seq if readable else None, reason, raw))
     batch = EventBatch.model_construct(hub_id=loose.hub_id, epoch=loose.epoch, events=kept)
     batch._refused = refused
     return batch

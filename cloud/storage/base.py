@@ -236,6 +236,12 @@ class IngestTx(Protocol):
         """``event`` of each, in order (stored together): one result per event."""
         ...
 
+    def invalid_event(self, hub_id: str, epoch: str | None, seq: int, raw: str) -> bool:
+        """Keep an event of a batch that broke the contract, but says its place in the hub's
+        ledger, as a dead letter: committed, so the ledger's mark moves past it and the hub stops
+        sending it again. False when it was kept before, or its seq is implausible."""
+        ...
+
     def command_result(self, result: CommandResult) -> CommandRecord | None: ...
 
     def pairing_event(self, event: PairingEvent) -> bool:

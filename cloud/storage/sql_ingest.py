@@ -329,6 +329,23 @@ class SqlIngestTx:
         point = self._stored(ev, device_id) if self._outbox is not None else None
         return EventResult(outcome=EventOutcome.STORED, gap=gap, point=point)
 
+    def invalid_event(self, hub_id: str, epoch: str | None, seq: int, raw: str) -> bool:
+        self.lock_hubs((hub_id,))
+        epoch = epoch or LEGACY_EPOCH
+        hub = self._hub(hub_id)
+        ledger = self._ledger(hub_id, epoch)
+        if seq > ledger["mark"] + self._max_ahead:
+            ledger["refused"] += 1
+            return False
+        if not self._dead_letter(hub_id, epoch, seq, "event", "invalid_event", raw):
+            return False  # no ieee: never taken for a device's event when one is described
+        last = ledger["last_seq"]
+        self._advance(hub, ledger, seq)
+        if last is not None and seq < last and ledger["gaps"] > 0:
+            ledger["gaps"] -= 1  # it fills a hole counted when the events after it were stored
+            hub["gaps"] = max(0, hub["gaps"] - 1)
+        return True
+
     def _stored(self, ev: Event, device_id: str) -> TelemetryPoint:
         """The point of an event just stored, queued for export when the export is on."""
         point = _point(ev, device_id)
