@@ -5,6 +5,9 @@ database transaction, commits, and then sends the PUBACKs, so a crash before the
 messages with the broker (persistent session) to be delivered again. After the commit it tells
 each hub concerned how far its ledger is committed (``LedgerAck``, retained on the hub's acks
 topic): a hub keeps every event and result until then, and resends what the cloud never got.
+A batch of events (``EventBatch``) is stored as its events would be one message each, in the same
+insert as the single events around it; every acknowledgement tells the hub how many events one
+batch may hold (``event_batch_max``; hubs batch only after hearing it).
 Bad messages are logged on one line, counted by reason and acknowledged; they never stop the worker.
 """
 
