@@ -14,6 +14,9 @@ from sqlalchemy import select
 
 from cloud.storage.sql_schema import dead_letters
 from hub.app import Hub
+from hub.link import HubLink
+from hub.settings import HubSettings
+from hub.store import HubStore
 from tests.common import (
     ON_POSTGRESQL_TOO,
     CloudHarness,
@@ -279,3 +282,36 @@ async def test_batches_lost_on_the_way_are_sent_again(tmp_path: Path,
     finally:
         await hub.stop()
 
+
+
+def test_a_command_result_never_waits_for_a_batch(tmp_path: Path) -> None:
+    """The pump holds back only a last run of events, for more to join it; a command result is
+    never held, and the events before it leave with it."""
+    settings = HubSettings(hub_id=HUB, hub_data_dir=tmp_path, radio="sim", event_batch_delay=1.0)
+    store = HubStore(tmp_path / "outbox.db")
+
+    async def ignore(*_args: object) -> None:
+        return None
+
+    link = HubLink(settings, store, ignore, lambda _session: None)
+    link.batch_max = 3
+    try:
+        def add_event() -> None:
+            store.add_event(Topics.events(HUB), lambda seq: event(
+                HUB, seq, IEEE, epoch=store.epoch).to_bytes())
+
+        for _ in range(4):
+            add_event()
+        store.add_result(Topics.results(HUB), "cmd-1", b'{"v":1}')
+        add_event()
+        messages = link._messages(store.pending_rows(0, 100))
+        assert [(m.topic.rsplit("/", 1)[1], m.rows) for m in messages] == [
+            ("events", 3), ("events", 1), ("results", 1), ("events", 1)]
+        assert isinstance(decode_events(messages[0].payload), EventBatch)
+        assert isinstance(decode_events(messages[1].payload), Event)  # alone: as it was written
+        # Only the newest run of events may wait for more; the result and what came before not.
+        assert [link._open(m) for m in messages] == [False, True, False, True]
+        link.batch_max = 1  # the cloud no longer takes batches: one event per message
+        assert [m.rows for m in link._messages(store.pending_rows(0, 100))] == [1] * 6
+    finally:
+        store.close()
