@@ -63,7 +63,7 @@ def test_a_batch_joined_from_event_payloads_decodes_to_the_same_events() -> None
     singles = [event(HUB, s, IEEE, value=s % 2 == 1, epoch=EPOCH) for s in (1, 2, 3)]
     kind, hub_id, _, message = decode(Topics.events(HUB), batch(1, 2, 3))
     assert (kind, hub_id) == ("events", HUB)
-    assert isinstance(message, EventBatch) and message.refused == []
+    assert isinstance(message, EventBatch) and message.refused == ()
     expanded = message.expand()
     assert [e.seq for e in expanded] == [1, 2, 3]
     for got, sent in zip(expanded, singles, strict=True):

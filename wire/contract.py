@@ -368,10 +368,11 @@ class EventBatch(Message):
     hub_id: HubId
     epoch: Epoch | None = None
     events: list[BatchedEvent] = Field(min_length=1, max_length=MAX_BATCH_EVENTS)
-    _refused: list[RefusedEvent] = PrivateAttr(default_factory=list)
+    # A plain default: a default_factory costs pydantic a look at its signature per batch.
+    _refused: tuple[RefusedEvent, ...] = PrivateAttr(default=())
 
     @property
-    def refused(self) -> list[RefusedEvent]:
+    def refused(self) -> tuple[RefusedEvent, ...]:
         """Events of the payload left out as invalid."""
         return self._refused
 
@@ -444,7 +445,7 @@ def decode_events(payload: bytes) -> Event | EventBatch:
             readable = type(seq) is int and 1 <= seq <= 2**63 - 1
             refused.append(RefusedEvent(position, seq if readable else None, reason, raw))
     batch = EventBatch.model_construct(hub_id=loose.hub_id, epoch=loose.epoch, events=kept)
-    batch._refused = refused
+    batch._refused = tuple(refused)
     return batch
 
 
