@@ -654,7 +654,12 @@ def _bound_columns(conn: Connection, table: Table, rows: Collection[dict[str, An
     for name in names:
         process = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
         values = [row[name] for row in rows]
-        columns.append([process(v) for v in values] if process else values)
+        if process is None:
+            columns.append(values)
+        elif all(v is values[0] for v in values):  # one value for all (the time of receipt)
+            columns.append([process(values[0])] * len(values))
+        else:
+            columns.append([process(v) for v in values])
     for column in defaults:
         process = column.type.dialect_impl(dialect).bind_processor(dialect)
         value = column.default.arg  # type: ignore[union-attr]
