@@ -21,16 +21,18 @@ the cloud advertises batches); the raw subscriber counts the events in each mess
 messages), and each round also runs the cloud on single-event messages from the same publishers, the
 rate batches are measured against. Rates are always events per second.
 
-Columns: ``published``, when the broker had acknowledged the publishers' last event; ``CPU``, the
-share of one core the subscriber (or the cloud process) used, and per message: on a busy machine the
-processes share the cores, so the CPU a message costs decides the rate.
+Columns: ``published``, when the broker had acknowledged the publishers' last event; ``per tx``,
+events per ingest transaction; ``CPU``, the share of one core the subscriber (or the cloud process)
+used, and per event: on a busy machine the processes share the cores, so the CPU an event costs
+decides the rate.
 
 Devices (``--devices``): every hub publishes ``--per-hub`` retained device descriptions once, before
 the rounds; each subscriber then receives all of them as the broker's retained copies when it
 subscribes (what a cloud meets when it starts), timed from the first message until the last one is
 received (raw) or registered (cloud: from its first ingest transaction, by the rows' times).
 
-    .venv/bin/python -m bench.ingest [--hubs 20] [--events 1000] [--rounds 2] [--batch 100]
+    .venv/bin/python -m bench.ingest [--hubs 20] [--events 1000] [--rounds 2]
+        [--batch 100 [--no-singles]] [--ingest-batch MESSAGES]  (SPOKE_INGEST_BATCH_SIZE)
         [--postgres postgresql+psycopg://user:pw@host/db]  (a role that may create databases)
         [--profile DIR]  (py-spy's collapsed stacks of each cloud process while it holds the GIL,
                           one file per phase, when py-spy is installed)
