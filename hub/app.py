@@ -61,7 +61,8 @@ class Hub:
         self.link = HubLink(settings, self.store, self._on_message, self._on_connected)
         self.publisher = Publisher(self.hub_id, self.store, self.link,
                                    resend_after=settings.ledger_resend_after,
-                                   flush_delay=settings.outbox_flush_delay)
+                                   flush_delay=settings.outbox_flush_delay,
+                                   batch_max=settings.event_batch_max)
         self.publisher.status_source = self.status
         self.tracker = DeviceTracker(self.hub_id, self.store, self.publisher,
                                      info_debounce=settings.device_info_debounce)
