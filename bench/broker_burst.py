@@ -33,6 +33,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -231,11 +232,11 @@ class Round:
             engine.dispose()
 
     @staticmethod
-    async def _until(check: object, timeout: float, what: str) -> None:
-        deadline = time.monotonic() + timeout
-        while not check():  # type: ignore[operator]
+    async def _until(check: Callable[[], bool], within: float, what: str) -> None:
+        deadline = time.monotonic() + within
+        while not check():
             if time.monotonic() > deadline:
-                raise TimeoutError(f"not {what} within {timeout:.0f} s")
+                raise TimeoutError(f"not {what} within {within:.0f} s")
             await asyncio.sleep(0.05)
 
 

@@ -14,7 +14,7 @@ selector loop). Phases, in this order:
 - one cloud (fresh SQLite): registration — the hubs publish every status and description with the
   cloud running, timed until the database holds every device; paced — the same round, each event
   stamped with the time it was published: stored counts the hubs' acknowledged marks (the cloud
-  acknowledges only what it committed) and the rows, lag is (time the ingest transaction began −
+  acknowledges only what it committed) and the rows, lag is (time the ingest transaction began -
   the event's time) from the rows, with the share of events over 5 s from the cloud's own
   ``spoke_ingest_lag_seconds`` histogram (measured at commit); drain is the time from the last
   publication until every event is acknowledged; the cloud's CPU (share of one core) and RSS (peak
@@ -24,7 +24,7 @@ selector loop). Phases, in this order:
   round and burst. The ratio is the two processes' burst rate over the one's.
 
 Every round uses a new ledger epoch on every hub, so each counts from seq 1 and rounds never mix.
-Lost = published − stored; duplicates = the clouds' duplicate counters.
+Lost = published - stored; duplicates = the clouds' duplicate counters.
 
     .venv/bin/python -m bench.scale [--hubs 1000] [--per-hub 100] [--rate 2000] [--seconds 60]
         [--burst 30] [--processes 4] [--profile DIR]
@@ -53,7 +53,7 @@ import httpx
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.pool import NullPool
 
-from bench.ingest import Databases, Fleet, _close, _Counter, _count, _cpu_seconds, _raw_subscriber
+from bench.ingest import Databases, Fleet, _close, _count, _Counter, _cpu_seconds, _raw_subscriber
 from bench.rig import MOSQUITTO, SPOKE, Service, free_port, render_mosquitto_conf, wait_port
 from bench.sim_hubs import SimHubs, sim_hubs
 from bench.tls import make_pki
@@ -85,6 +85,7 @@ class Row:
     stored: int = 0
     duplicates: int = 0
     published_rate: float = 0.0  # paced: events/s the hubs published in the window
+    held: float = 0.0  # paced: events/s acknowledged (stored) within the window
     drain: float = 0.0  # paced: from the last publication until all were acknowledged
     lag_p50: float = 0.0
     lag_p99: float = 0.0
@@ -96,6 +97,9 @@ class Row:
 
     @property
     def rate(self) -> float:
+        """register/burst: stored per second until all were; paced: published per second."""
+        if self.phase == "paced":
+            return self.published_rate or self.messages / self.seconds
         return self.stored / self.seconds if self.seconds > 0 else 0.0
 
 
@@ -247,7 +251,8 @@ class Scale:
             while counter.received < published and time.monotonic() < deadline:
                 time.sleep(0.05)
             self.rows.append(Row("raw", "paced", published, self.seconds, stored=counter.received,
-                                 published_rate=published / self.seconds))
+                                 published_rate=published / self.seconds,
+                                 held=counter.received / self.seconds))
             self._epoch()
             total = self.burst * self.fleet.hubs
             counter = _Counter(total)
@@ -319,6 +324,7 @@ class Scale:
         published = hubs.wait_published(self.seconds + 120)
         window = time.perf_counter() - started
         cpu_window = clouds.cpu() - cpu
+        in_window = hubs.acked_now
         ended = time.perf_counter()
         self._until_acked(published, 300)
         drain = time.perf_counter() - ended
@@ -328,7 +334,8 @@ class Scale:
         lags = self._lags(clouds.engine, epoch)
         row = Row(name, "paced", published, window, stored=stored,
                   duplicates=int(after["dup"] - before["dup"]),
-                  published_rate=published / window, drain=drain, cpu=cpu_window / window,
+                  published_rate=published / window, held=in_window / window, drain=drain,
+                  cpu=cpu_window / window,
                   rss_mb=rss, rss_peak_mb=peak)
         if lags:
             row.lag_p50 = statistics.median(lags)
@@ -386,7 +393,7 @@ class Scale:
 
     @staticmethod
     def _lags(engine: Engine, epoch: str) -> list[float]:
-        """(received_at − ts) of every event of the round, sorted."""
+        """(received_at - ts) of every event of the round, sorted."""
         with engine.connect() as conn:
             rows = conn.execute(text("SELECT ts, received_at FROM events WHERE epoch = :e"),
                                 {"e": epoch}).all()
@@ -423,7 +430,7 @@ def run(fleet: Fleet, *, rate: float, seconds: float, burst: int, processes: int
 
 def table(rows: list[Row]) -> str:
     head = (f"{'setup':<9} {'phase':<9} {'messages':>9} {'stored':>9} {'lost':>5} {'dupl':>5} "
-            f"{'seconds':>8} {'rate/s':>8} {'drain s':>7} {'lag p50/p99/max s':>18} {'>5s':>5} "
+            f"{'seconds':>8} {'rate/s':>8} {'held/s':>7} {'drain s':>7} {'lag p50/p99/max s':>18} {'>5s':>5} "
             f"{'CPU':>5} {'RSS MB':>7} {'peak':>6}")
     lines = [head, "-" * len(head)]
     for r in rows:
@@ -433,6 +440,7 @@ def table(rows: list[Row]) -> str:
         lines.append(
             f"{r.setup:<9} {r.phase:<9} {r.messages:>9,} {r.stored:>9,} {lost:>5} "
             f"{r.duplicates if cloud else '':>5} {r.seconds:>8.2f} {r.rate:>8,.0f} "
+            f"{f'{r.held:,.0f}' if r.held else '':>7} "
             f"{f'{r.drain:.2f}' if r.phase == 'paced' and cloud else '':>7} {lag:>18} "
             f"{f'{r.over_limit:.1%}' if r.phase == 'paced' and cloud else '':>5} "
             f"{f'{r.cpu:.0%}' if cloud else '':>5} "
