@@ -27,7 +27,8 @@ Every round uses a new ledger epoch on every hub, so each counts from seq 1 and 
 Lost = published - stored; duplicates = the clouds' duplicate counters.
 
     .venv/bin/python -m bench.scale [--hubs 1000] [--per-hub 100] [--rate 2000] [--seconds 60]
-        [--burst 30] [--processes 4] [--profile DIR]
+        [--burst 30] [--processes 4] [--one] [--profile DIR]
+        [--postgres postgresql+psycopg://user:pw@host/db]  (instead of SQLite)
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ from typing import Any
 
 import httpx
 from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from bench.ingest import Databases, Fleet, _close, _count, _Counter, _cpu_seconds, _raw_subscriber
@@ -167,7 +169,7 @@ class Scale:
 
     @contextlib.contextmanager
     def clouds(self, n: int, databases: Databases) -> Iterator[Clouds]:
-        url = databases.new("sqlite")
+        url = databases.new(databases.backends[0])
         services, ports = [], []
         for i in range(n):
             self._clouds += 1
@@ -408,12 +410,12 @@ class Scale:
 
 def run(fleet: Fleet, *, rate: float, seconds: float, burst: int, processes: int = 4,
         two: bool = True, status_interval: float = 5.0, profile_dir: Path | None = None,
-        workdir: Path | None = None) -> list[Row]:
+        postgres_url: str | None = None, workdir: Path | None = None) -> list[Row]:
     """raw, one cloud, two clouds (unless ``two`` is False), raw again."""
     own_dir = workdir is None
     workdir = workdir or Path(tempfile.mkdtemp(prefix="spoke-bench-scale-"))
     bench = Scale(workdir, fleet, rate, seconds, burst, processes, status_interval, profile_dir)
-    databases = Databases(workdir, None)
+    databases = Databases(workdir, postgres_url, sqlite=postgres_url is None)
     try:
         with bench.running():
             bench.raw()
@@ -462,14 +464,20 @@ def main() -> None:
     parser.add_argument("--burst", type=int, default=30, help="events per hub at once")
     parser.add_argument("--processes", type=int, default=4, help="processes running the hubs")
     parser.add_argument("--one", action="store_true", help="one cloud process only")
+    parser.add_argument("--postgres", metavar="URL",
+                        help="PostgreSQL instead of SQLite (a role that may create databases)")
     parser.add_argument("--profile", metavar="DIR", type=Path, help="py-spy stacks of the clouds")
     args = parser.parse_args()
     fleet = Fleet(hubs=args.hubs, devices_per_hub=args.per_hub)
     rows = run(fleet, rate=args.rate, seconds=args.seconds, burst=args.burst,
-               processes=args.processes, two=not args.one, profile_dir=args.profile)
+               processes=args.processes, two=not args.one, profile_dir=args.profile,
+               postgres_url=args.postgres)
+    shown = [make_url(a).render_as_string(hide_password=True) if a == args.postgres else a
+             for a in sys.argv[1:]]
     print(f"cloud at scale: {fleet.hubs:,} hubs x {fleet.devices_per_hub} devices, paced "
           f"{args.rate:,.0f} events/s for {args.seconds:.0f} s, bursts of {args.burst} events per "
-          f"hub; Mosquitto, SQLite; command: python -m bench.scale {' '.join(sys.argv[1:])}")
+          f"hub; Mosquitto, {'PostgreSQL' if args.postgres else 'SQLite'}; command: "
+          f"python -m bench.scale {' '.join(shown)}")
     print(table(rows))
     bad = [r for r in rows if r.setup != "raw" and (r.stored != r.messages or r.duplicates)]
     if bad:
