@@ -17,8 +17,11 @@ selector loop). Phases, in this order:
   acknowledges only what it committed) and the rows, lag is (time the ingest transaction began -
   the event's time) from the rows, with the share of events over 5 s from the cloud's own
   ``spoke_ingest_lag_seconds`` histogram (measured at commit); drain is the time from the last
-  publication until every event is acknowledged; the cloud's CPU (share of one core) and RSS (peak
-  during the round) from /proc; then the burst, timed until every hub's mark covers it (max rate);
+  publication until every event is acknowledged; held/s is what the hubs saw acknowledged within
+  the publishing window, per second; the cloud's CPU (share of one core in the window, and CPU
+  time per event until all were stored: on a shared machine the cores are shared, and the CPU an
+  event costs decides the rate) and RSS (now and peak) from /proc; then the burst, timed until
+  every hub's mark covers it (the most a setup stores per second);
 - two clouds (``SPOKE_MQTT_SHARED_GROUP``, fresh SQLite shared by both): registration from the
   broker's retained copies (each process reads all of them as it subscribes), then the same paced
   round and burst. The ratio is the two processes' burst rate over the one's.
@@ -94,6 +97,7 @@ class Row:
     lag_max: float = 0.0
     over_limit: float = 0.0  # share of events committed more than 5 s after their time
     cpu: float = 0.0  # share of one core (the clouds together)
+    cpu_us: float = 0.0  # the clouds' CPU time per message, until all were stored (µs)
     rss_mb: float = 0.0  # the largest cloud process's current RSS at the end
     rss_peak_mb: float = 0.0
 
@@ -284,6 +288,7 @@ class Scale:
             self.rows.append(Row(name, "register", self.fleet.devices, seconds,
                                  stored=self.fleet.devices,
                                  cpu=(clouds.cpu() - cpu) / seconds, rss_mb=clouds.rss()[0],
+                                 cpu_us=(clouds.cpu() - cpu) / self.fleet.devices * 1e6,
                                  rss_peak_mb=clouds.rss()[1]))
             self._settle(clouds)
             self.rows.append(self._paced(name, clouds))
@@ -330,6 +335,7 @@ class Scale:
         ended = time.perf_counter()
         self._until_acked(published, 300)
         drain = time.perf_counter() - ended
+        cpu_all = clouds.cpu() - cpu
         after = self._metrics(clouds)
         rss, peak = clouds.rss()
         stored = _count(clouds.engine, "SELECT count(*) FROM events WHERE epoch = :e", e=epoch)
@@ -337,7 +343,7 @@ class Scale:
         row = Row(name, "paced", published, window, stored=stored,
                   duplicates=int(after["dup"] - before["dup"]),
                   published_rate=published / window, held=in_window / window, drain=drain,
-                  cpu=cpu_window / window,
+                  cpu=cpu_window / window, cpu_us=cpu_all / max(1, published) * 1e6,
                   rss_mb=rss, rss_peak_mb=peak)
         if lags:
             row.lag_p50 = statistics.median(lags)
@@ -363,7 +369,8 @@ class Scale:
         rss, peak = clouds.rss()
         return Row(name, "burst", total, seconds, stored=int(after["stored"] - before["stored"]),
                    duplicates=int(after["dup"] - before["dup"]),
-                   cpu=(clouds.cpu() - cpu) / seconds, rss_mb=rss, rss_peak_mb=peak)
+                   cpu=(clouds.cpu() - cpu) / seconds, cpu_us=(clouds.cpu() - cpu) / total * 1e6,
+                   rss_mb=rss, rss_peak_mb=peak)
 
     def _until_acked(self, total: int, timeout: float) -> None:
         assert self.hubs is not None
@@ -433,7 +440,7 @@ def run(fleet: Fleet, *, rate: float, seconds: float, burst: int, processes: int
 def table(rows: list[Row]) -> str:
     head = (f"{'setup':<9} {'phase':<9} {'messages':>9} {'stored':>9} {'lost':>5} {'dupl':>5} "
             f"{'seconds':>8} {'rate/s':>8} {'held/s':>7} {'drain s':>7} {'lag p50/p99/max s':>18} {'>5s':>5} "
-            f"{'CPU':>5} {'RSS MB':>7} {'peak':>6}")
+            f"{'CPU':>5} {'µs/msg':>6} {'RSS MB':>7} {'peak':>6}")
     lines = [head, "-" * len(head)]
     for r in rows:
         lost = r.messages - r.stored
@@ -445,7 +452,7 @@ def table(rows: list[Row]) -> str:
             f"{f'{r.held:,.0f}' if r.held else '':>7} "
             f"{f'{r.drain:.2f}' if r.phase == 'paced' and cloud else '':>7} {lag:>18} "
             f"{f'{r.over_limit:.1%}' if r.phase == 'paced' and cloud else '':>5} "
-            f"{f'{r.cpu:.0%}' if cloud else '':>5} "
+            f"{f'{r.cpu:.0%}' if cloud else '':>5} {f'{r.cpu_us:.0f}' if cloud else '':>6} "
             f"{f'{r.rss_mb:.0f}' if cloud else '':>7} {f'{r.rss_peak_mb:.0f}' if cloud else '':>6}")
     bursts = {r.setup: r.rate for r in rows if r.phase == "burst"}
     raw_bursts = [r.rate for r in rows if r.setup == "raw" and r.phase == "burst"]
