@@ -333,7 +333,7 @@ class Scale:
         cpu_window = clouds.cpu() - cpu
         in_window = hubs.acked_now
         ended = time.perf_counter()
-        self._until_acked(published, 300)
+        self._until_acked(published, 900)
         drain = time.perf_counter() - ended
         cpu_all = clouds.cpu() - cpu
         after = self._metrics(clouds)
@@ -430,6 +430,11 @@ def run(fleet: Fleet, *, rate: float, seconds: float, burst: int, processes: int
             if two:
                 bench.setup(2, databases)
             bench.raw()
+    except BaseException:
+        if own_dir:
+            print(f"kept for a look: {workdir}", file=sys.stderr)
+            own_dir = False
+        raise
     finally:
         databases.close()
         if own_dir:
