@@ -334,6 +334,9 @@ class Ingest:
     def _apply(self, items: Sequence[_Decoded]) -> _Applied:
         applied = _Applied(event_times=[], commands=[], rejected=[], devices=set(), acks=[])
         with self.storage.registry.ingest(item.hub_id for item in items) as tx:
+            statuses = [item.message for item in items if isinstance(item.message, HubStatus)]
+            if statuses:
+                tx.statuses_ahead(statuses)
             for run in _runs(items):
                 if run[0].kind is TopicKind.EVENTS:
                     self._apply_events(tx, run, applied)

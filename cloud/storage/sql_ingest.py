@@ -189,6 +189,12 @@ class SqlIngestTx:
             if status.online:
                 self._asked.add(status.hub_id)  # every status is answered with an ack
 
+    def statuses_ahead(self, statuses: Sequence[HubStatus]) -> None:
+        """The ledgers the statuses name, read in one select (a thousand hubs send a few hundred
+        statuses a second: one query each was a tenth of the ingest's time)."""
+        self._load_ledgers(dict.fromkeys((s.hub_id, s.epoch) for s in statuses
+                                         if s.epoch is not None))
+
     def device_info(self, info: DeviceInfo) -> list[TelemetryPoint]:
         self._hub(info.hub_id)
         device_id = device_id_for(info.hub_id, info.ieee)
