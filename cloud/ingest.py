@@ -354,6 +354,9 @@ class Ingest:
         applied = _Applied(event_times=[], commands=[], rejected=[], devices=set(), acks=[],
                            live=Committed())
         with self.storage.registry.ingest(item.hub_id for item in items) as tx:
+            statuses = [item.message for item in items if isinstance(item.message, HubStatus)]
+            if statuses:
+                tx.statuses_ahead(statuses)
             for run in _runs(items):
                 if run[0].kind is TopicKind.EVENTS:
                     self._apply_events(tx, run, applied)

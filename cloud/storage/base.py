@@ -231,6 +231,10 @@ class IngestTx(Protocol):
 
     def hub_status(self, status: HubStatus) -> None: ...
 
+    def statuses_ahead(self, statuses: Sequence[HubStatus]) -> None:
+        """Read together what these statuses, applied later in this transaction, will need."""
+        ...
+
     def device_info(self, info: DeviceInfo) -> list[TelemetryPoint]:
         """Describe a device; events kept for it while it was unknown are stored now (returned)."""
         ...

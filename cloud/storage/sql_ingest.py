@@ -149,6 +149,8 @@ class SqlIngestTx:
         self._ledgers: dict[tuple[str, str], dict[str, Any]] = {}
         self._dirty_hubs: set[str] = set()
         self._dirty_devices: set[str] = set()
+        # Devices whose state alone (capabilities, state_at) changed: only those columns are written.
+        self._state_devices: set[str] = set()
         self._pairing_hubs: set[str] = set()  # hubs with new pairing events, pruned at flush
         self._asked: set[str] = set()  # hubs whose status asked where their ledger stands
         self._acked_results: dict[str, list[str]] = {}
@@ -190,6 +192,12 @@ class SqlIngestTx:
                 ledger["mark"] = min(status.dropped_upto, status.last_seq or status.dropped_upto)
             if status.online:
                 self._asked.add(status.hub_id)  # every status is answered with an ack
+
+    def statuses_ahead(self, statuses: Sequence[HubStatus]) -> None:
+        """The ledgers the statuses name, read in one select (a thousand hubs send a few hundred
+        statuses a second: one query each was a tenth of the ingest's time)."""
+        self._load_ledgers(dict.fromkeys((s.hub_id, s.epoch) for s in statuses
+                                         if s.epoch is not None))
 
     def device_info(self, info: DeviceInfo) -> list[TelemetryPoint]:
         self._hub(info.hub_id)
@@ -325,7 +333,7 @@ class SqlIngestTx:
         if epoch == hub["epoch"] and (last is None or ev.seq > last):
             device["capabilities"].setdefault(ev.capability, {})[ev.attribute] = ev.value
             device["state_at"] = _later(device["state_at"], ev.ts)
-            self._dirty_devices.add(device_id)
+            self._state_devices.add(device_id)
         point = self._stored(ev, device_id) if self._outbox is not None else None
         return EventResult(outcome=EventOutcome.STORED, gap=gap, point=point)
 
@@ -388,7 +396,7 @@ class SqlIngestTx:
                     for cap, attrs in result.state.items():
                         device["capabilities"].setdefault(cap, {}).update(attrs)
                     device["state_at"] = _later(device["state_at"], result.ts)
-                    self._dirty_devices.add(row.device_id)
+                    self._state_devices.add(row.device_id)
             row = self._conn.execute(select(commands).where(commands.c.id == result.id)).one()
         return command_record(row)
 
@@ -486,6 +494,10 @@ class SqlIngestTx:
             if key not in self._loaded:
                 self._load_ledgers((key,))
             ledger, new = self._loaded.pop(key)
+            # Nothing committed past the mark yet (no holes): then what lies past it is exactly
+            # what this transaction commits, and the mark moves without reading the ledger back.
+            clean = new or (ledger["last_seq"] is not None and ledger["last_seq"] <= ledger["mark"])
+            ledger["_above"] = set() if clean else None
             self._ledgers[key] = ledger
             self._marks_before[key] = ledger["mark"]
             hub = self._hub(hub_id)
@@ -495,6 +507,9 @@ class SqlIngestTx:
 
     def _advance(self, hub: dict[str, Any], ledger: dict[str, Any], seq: int) -> int:
         """Note a newly committed sequence number; returns the numbers it shows missing."""
+        above = ledger.get("_above")
+        if above is not None:
+            above.add(seq)
         last = ledger["last_seq"]
         if last is not None and seq <= last:
             return 0
@@ -521,6 +536,13 @@ class SqlIngestTx:
 
     def _move_mark(self, ledger: dict[str, Any]) -> None:
         """Advance the mark over every sequence number committed right after it."""
+        above = ledger.get("_above")
+        if above is not None:  # all of them are known here: no query per ledger and batch
+            mark = ledger["mark"]
+            while mark + 1 in above:
+                mark += 1
+            ledger["mark"] = mark
+            return
         while True:
             mark = ledger["mark"]
             found = set(self._conn.execute(_NEXT_SEQS, {
@@ -572,6 +594,10 @@ class SqlIngestTx:
         _update_many(self._conn, devices, ("id",), [
             {k: v for k, v in row.items() if not k.startswith("_")}
             for row in changed if row["id"] not in made])
+        _update_many(self._conn, devices, ("id",), [
+            {"id": d, "capabilities": row["capabilities"], "state_at": row["state_at"]}
+            for d in self._state_devices - self._dirty_devices
+            if (row := self._devices[d]) is not None])
         for hub_id in self._pairing_hubs:
             self._prune_pairing(hub_id)
         if self._outbox:
