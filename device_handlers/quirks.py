@@ -293,14 +293,21 @@ def preload(quirks: IndexedQuirks | None = None) -> None:
         threading.Thread(target=target, name="zhaquirks-setup", daemon=True).start()
 
 
+_indexed: IndexedQuirks | None = None  # one per process: what it imported stays imported
+
+
 def quirk_hooks(index_path: Path | None = None) -> dict[str, Any]:
     """Keyword arguments for ``ControllerApplication.new`` that apply zha-quirks: by the index
-    kept in ``index_path`` when given, else with every quirk loaded."""
+    kept in ``index_path`` when given (the process's first one: an index describes the installed
+    packages, wherever it is kept), else with every quirk loaded."""
+    global _indexed
     if index_path is None:
         preload()
         return {"device_resolver": resolve_device,
                 "uninitialized_packet_handler": uninitialized_packet}
-    quirks = IndexedQuirks(index_path)
-    preload(quirks)
+    if _indexed is None:
+        _indexed = IndexedQuirks(index_path)
+        preload(_indexed)
+    quirks = _indexed
     return {"device_resolver": quirks.resolve,
             "uninitialized_packet_handler": quirks.uninitialized_packet}
