@@ -5,8 +5,8 @@ in its NVRAM), permit-join state and simulated time. It persists all of that to 
 restarted hub finds its devices where a real stick would: at once when the radio detaches or a
 backup is set, and at most ``save_delay`` seconds after a device joined, left or was configured
 (writing the whole file on every change made pairing N devices cost O(N²)). A process killed in
-that second loses those changes of the air, as a stick loses what it had not written yet. The radio (simulators.radio) attaches to
-a network by name; nothing here knows the hub or the cloud.
+that second loses those changes of the air, as a stick loses what it had not written yet. The
+radio (simulators.radio) attaches to a network by name; nothing here knows the hub or the cloud.
 
 Faults of the air: ``fail``/``recover`` (the stick stops answering), ``power_off`` (a device no
 longer answers: sends to it fail without a MAC ack), ``fail_sends`` (the radio reports a send as
