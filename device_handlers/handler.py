@@ -97,14 +97,14 @@ class Binding:
     attribute: ZCLAttributeDef  # as the device's cluster class defines it
     depends: tuple[ZCLAttributeDef, ...]  # those of the entry's dependencies the cluster defines
     client: bool
+    endpoint: int = field(init=False)
+    key: tuple[int, str, str] = field(init=False)  # endpoint, capability, field
 
-    @property
-    def endpoint(self) -> int:
-        return int(self.cluster.endpoint.endpoint_id)
-
-    @property
-    def key(self) -> tuple[int, str, str]:
-        return (self.endpoint, self.entry.capability, self.entry.field)
+    def __post_init__(self) -> None:
+        # Looked at on every report: worked out once.
+        endpoint = int(self.cluster.endpoint.endpoint_id)
+        object.__setattr__(self, "endpoint", endpoint)
+        object.__setattr__(self, "key", (endpoint, self.entry.capability, self.entry.field))
 
     def applies(self) -> bool:
         """Supported by the device and, by the cached attributes, meant for it now."""
