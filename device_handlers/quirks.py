@@ -285,12 +285,12 @@ def uninitialized_packet(device: zigpy.device.Device, profile: int, cluster: int
     handle_message_from_uninitialized_sender(device, profile, cluster, src_ep, dst_ep, message)
 
 
-def preload(quirks: IndexedQuirks | None = None) -> None:
-    """Start loading the quirks (or their index) in a background thread, so that the first device
-    to resolve does not hold the event loop for the whole load."""
-    target = quirks.prepare if quirks is not None else ensure_quirks_loaded
-    if quirks is not None or not _setup_done:
-        threading.Thread(target=target, name="zhaquirks-setup", daemon=True).start()
+def preload() -> None:
+    """Start loading every quirk in a background thread, so that the first device to resolve
+    does not hold the event loop for the whole load."""
+    if not _setup_done:
+        threading.Thread(target=ensure_quirks_loaded, name="zhaquirks-setup",
+                         daemon=True).start()
 
 
 _indexed: IndexedQuirks | None = None  # one per process: what it imported stays imported
@@ -299,15 +299,19 @@ _indexed: IndexedQuirks | None = None  # one per process: what it imported stays
 def quirk_hooks(index_path: Path | None = None) -> dict[str, Any]:
     """Keyword arguments for ``ControllerApplication.new`` that apply zha-quirks: by the index
     kept in ``index_path`` when given (the process's first one: an index describes the installed
-    packages, wherever it is kept), else with every quirk loaded."""
+    packages, wherever it is kept), else with every quirk loaded.
+
+    With an index this returns once the index is ready (built first, in a child process, after an
+    upgrade of zha-quirks): call it off the event loop. A device zigpy resolves then never waits
+    for the build, which would hold the loop and let interviews under way time out."""
     global _indexed
     if index_path is None:
         preload()
         return {"device_resolver": resolve_device,
                 "uninitialized_packet_handler": uninitialized_packet}
-    if _indexed is None:
-        _indexed = IndexedQuirks(index_path)
-        preload(_indexed)
-    quirks = _indexed
-    return {"device_resolver": quirks.resolve,
-            "uninitialized_packet_handler": quirks.uninitialized_packet}
+    with _setup_lock:
+        if _indexed is None:
+            _indexed = IndexedQuirks(index_path)
+    _indexed.prepare()
+    return {"device_resolver": _indexed.resolve,
+            "uninitialized_packet_handler": _indexed.uninitialized_packet}
