@@ -135,6 +135,11 @@ class HubSettings(BaseSettings):
         return self.hub_data_dir / "outbox.db"
 
     @property
+    def quirk_index(self) -> Path:
+        """Which zha-quirks module holds the quirks of which model (device_handlers.quirks)."""
+        return self.hub_data_dir / "zha-quirks-index.json"
+
+    @property
     def sim_state(self) -> Path:
         return self.hub_data_dir / "sim-network.json"
 
