@@ -8,7 +8,8 @@ per device in turn) is fed, in the same run and on copies of the same paired net
 - the Spoke hub: zigpy, the device handlers, the ledger (outbox) and the MQTT link to a real
   Mosquitto, until a cloud acknowledged every event (LedgerAck). The acknowledging cloud is
   bench.ledger_acker in its own process: it acknowledges exactly as the cloud does (highest
-  contiguous sequence number of the hub's epoch, retained, and on every status) but stores
+  contiguous sequence number of the hub's epoch, retained, and on every status), advertises event
+  batches as the cloud does by default (so the hub sends up to 100 events per message), but stores
   nothing, so the figure is the hub's and not the cloud's database's.
 
 A hub's rate counts from the first frame fed until the cloud acknowledged the last event. Frames
