@@ -1,6 +1,8 @@
 """Resident memory of a `spoke hub run --radio sim` process with simulated devices paired and
-reporting, beside the floor measured in the same run: a bare Python process that imports zigpy and
-loads zha-quirks (``zhaquirks.setup()``), which any zigpy hub with quirks pays before it has a device.
+reporting, beside two floors measured in the same run: a bare Python process that imports zigpy,
+and one that also loads every zha-quirk (``zhaquirks.setup()``), which a zigpy hub that loads its
+quirks the usual way pays before it has a device. The hub loads the quirks by their index
+(device_handlers.quirks): the modules of the models it has; the load generators have no quirk.
 
 For each size a real Mosquitto and bench.ledger_acker (the acknowledging cloud) run, the hub pairs
 that many load generators (each reports every ``--tick`` seconds), and its RSS is sampled from
@@ -31,6 +33,7 @@ from bench.rig import REPO, SPOKE
 from hub.control import ControlError, request
 
 FLOOR = "import zigpy.application, zhaquirks; zhaquirks.setup()"
+ZIGPY = "import zigpy.application"
 
 
 def memory(pid: int | str = "self") -> tuple[float, float]:
@@ -41,10 +44,11 @@ def memory(pid: int | str = "self") -> tuple[float, float]:
     return rss / 1024, hwm / 1024
 
 
-def floor() -> tuple[float, float]:
-    """RSS and peak of a bare process that imports zigpy and loads zha-quirks."""
+def floor(setup: str = FLOOR) -> tuple[float, float]:
+    """RSS and peak of a bare process that runs ``setup`` (by default: imports zigpy and loads
+    every zha-quirk)."""
     # Nothing else imported: the figure must not include this benchmark's own modules.
-    code = (f"{FLOOR}\nimport re\nstatus = open('/proc/self/status').read()\n"
+    code = (f"{setup}\nimport re\nstatus = open('/proc/self/status').read()\n"
             "print(*(int(re.search(k + r':\\s+(\\d+)', status).group(1)) / 1024 "
             "for k in ('VmRSS', 'VmHWM')))")
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
@@ -129,28 +133,33 @@ def measure_hub(workdir: Path, broker: Broker, devices: int, seconds: float, tic
         log.close()
 
 
-def table(base: tuple[float, float], samples: list[Sample], command: str) -> str:
+def table(base: tuple[float, float], samples: list[Sample], command: str,
+          zigpy: tuple[float, float] | None = None) -> str:
     lines = [f"$ {command}",
              f"floor (python: {FLOOR}): {base[0]:.0f} MiB RSS, {base[1]:.0f} MiB peak",
+             *([f"zigpy alone (python: {ZIGPY}): {zigpy[0]:.0f} MiB RSS, {zigpy[1]:.0f} MiB peak"]
+               if zigpy is not None else []),
              f"{'devices':>7} {'steady MiB':>10} {'peak MiB':>8} {'above floor':>11} "
-             f"{'reporting after':>15} {'events acked':>12}"]
+             f"{'above zigpy':>11} {'reporting after':>15} {'events acked':>12}"]
     for s in samples:
+        above_zigpy = f"{s.steady - zigpy[0]:>11.0f}" if zigpy is not None else f"{'':>11}"
         lines.append(f"{s.devices:>7} {s.steady:>10.0f} {s.peak:>8.0f} {s.steady - base[0]:>11.0f} "
-                     f"{s.pair_seconds:>14.0f}s {s.events:>12}")
+                     f"{above_zigpy} {s.pair_seconds:>14.0f}s {s.events:>12}")
     return "\n".join(lines)
 
 
 def main(devices: list[int], seconds: float, tick: float, speed: float, within: float,
-         workdir: Path) -> tuple[tuple[float, float], list[Sample]]:
-    base = floor()
+         workdir: Path) -> tuple[tuple[float, float], tuple[float, float], list[Sample]]:
+    base, zigpy = floor(), floor(ZIGPY)
     samples = []
     with mosquitto(workdir) as broker, acker(broker):
         for n in devices:
             samples.append(measure_hub(workdir, broker, n, seconds, tick, speed, within))
-    return base, samples
+    return base, zigpy, samples
 
 
-def cli(argv: list[str] | None = None) -> tuple[tuple[float, float], list[Sample]]:
+def cli(argv: list[str] | None = None
+        ) -> tuple[tuple[float, float], tuple[float, float], list[Sample]]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--devices", default="50,200,500", help="comma-separated device counts")
     parser.add_argument("--seconds", type=float, default=20.0, help="measured while reporting")
@@ -160,12 +169,12 @@ def cli(argv: list[str] | None = None) -> tuple[tuple[float, float], list[Sample
     parser.add_argument("--timeout", type=float, default=300.0, help="for pairing, per size")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="spoke-hub-memory-") as tmp:
-        base, samples = main([int(n) for n in args.devices.split(",")], args.seconds, args.tick,
-                             args.speed, args.timeout, Path(tmp))
+        base, zigpy, samples = main([int(n) for n in args.devices.split(",")], args.seconds,
+                                    args.tick, args.speed, args.timeout, Path(tmp))
     command = " ".join(["python -m bench.hub_memory",
                         *(argv if argv is not None else sys.argv[1:])])
-    print(table(base, samples, command))
-    return base, samples
+    print(table(base, samples, command, zigpy))
+    return base, zigpy, samples
 
 
 if __name__ == "__main__":

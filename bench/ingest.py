@@ -16,9 +16,15 @@ thread per hub). Rounds alternate, so that drift and the other load on the machi
 Events (default): every hub first publishes its devices' retained descriptions (the cloud registers
 them from the broker's retained copies before the timed part), then ``--events`` events each.
 
-Columns: ``published``, when the broker had acknowledged the publishers' last event; ``CPU``, the
-share of one core the subscriber (or the cloud process) used, and per message: on a busy machine the
-processes share the cores, so the CPU a message costs decides the rate.
+Batches (``--batch N``): the hubs publish their events N to a message (``EventBatch``, as hubs do once
+the cloud advertises batches); the raw subscriber counts the events in each message (not the
+messages), and each round also runs the cloud on single-event messages from the same publishers, the
+rate batches are measured against. Rates are always events per second.
+
+Columns: ``published``, when the broker had acknowledged the publishers' last event; ``per tx``,
+events per ingest transaction; ``CPU``, the share of one core the subscriber (or the cloud process)
+used, and per event: on a busy machine the processes share the cores, so the CPU an event costs
+decides the rate.
 
 Devices (``--devices``): every hub publishes ``--per-hub`` retained device descriptions once, before
 the rounds; each subscriber then receives all of them as the broker's retained copies when it
@@ -26,6 +32,7 @@ subscribes (what a cloud meets when it starts), timed from the first message unt
 received (raw) or registered (cloud: from its first ingest transaction, by the rows' times).
 
     .venv/bin/python -m bench.ingest [--hubs 20] [--events 1000] [--rounds 2]
+        [--batch 100 [--no-singles]] [--ingest-batch MESSAGES]  (SPOKE_INGEST_BATCH_SIZE)
         [--postgres postgresql+psycopg://user:pw@host/db]  (a role that may create databases)
         [--profile DIR]  (py-spy's collapsed stacks of each cloud process while it holds the GIL,
                           one file per phase, when py-spy is installed)
@@ -49,7 +56,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from multiprocessing.synchronize import Event as MpEvent
 from pathlib import Path
@@ -67,7 +74,7 @@ from bench.tls import make_pki
 from cloud.broker_accounts import HubAccount, write_dynsec_config
 from cloud.broker_credentials import cloud_password, ensure_broker_secret, hub_password
 from cloud.broker_rules import CLOUD_USERNAME
-from wire.contract import DeviceInfo, Event, Topics, hub_client_id
+from wire.contract import BatchedEvent, DeviceInfo, Event, EventBatch, Topics, hub_client_id
 
 EPOCH = "bench"
 _POLL = 0.05  # seconds between looks at the cloud's database
@@ -82,6 +89,7 @@ class Fleet:
     hubs: int
     devices_per_hub: int
     events_per_hub: int = 0
+    batch: int = 1  # events per message (EventBatch when above 1)
 
     @property
     def hub_ids(self) -> list[str]:
@@ -116,6 +124,16 @@ class Fleet:
         topic = Topics.events(hub_id)
         start = datetime.now(UTC)
         out = []
+        if self.batch > 1:
+            for first in range(1, self.events_per_hub + 1, self.batch):
+                last = min(first + self.batch, self.events_per_hub + 1)
+                batch = EventBatch(hub_id=hub_id, epoch=EPOCH, events=[
+                    BatchedEvent(seq=seq, ts=start + timedelta(milliseconds=seq),
+                                 ieee=self.ieee(hub, seq % self.devices_per_hub),
+                                 capability="power", attribute="power", value=float(seq % 3000),
+                                 unit="W") for seq in range(first, last)])
+                out.append((topic, batch.to_bytes()))
+            return out
         for seq in range(1, self.events_per_hub + 1):
             ev = Event(hub_id=hub_id, epoch=EPOCH, seq=seq, ts=start + timedelta(milliseconds=seq),
                        ieee=self.ieee(hub, seq % self.devices_per_hub), capability="power",
@@ -242,16 +260,17 @@ def publishers(port: int, fleet: Fleet, passwords: dict[str, str]) -> Iterator[P
 @dataclass
 class _Counter:
     expected: int
+    batches: bool = False  # count the events in each message, not the messages
     received: int = 0
     first: float = 0.0
     last: float = 0.0
     finished: threading.Event = field(default_factory=threading.Event)
 
-    def on_message(self, _client: Any, _userdata: Any, _msg: Any) -> None:
+    def on_message(self, _client: Any, _userdata: Any, msg: Any) -> None:
         now = time.perf_counter()
         if not self.received:
             self.first = now
-        self.received += 1
+        self.received += msg.payload.count(b'"seq":') if self.batches else 1
         if self.received >= self.expected:
             self.last = now
             self.finished.set()
@@ -346,6 +365,13 @@ class Phase:
     cpu_seconds: float = 0.0  # the cloud process's CPU time (user + system) in the timed part
     published_seconds: float = 0.0  # until the broker acknowledged the publishers' last event
     broker_cpu_seconds: float = 0.0
+    per_message: int = 1  # events per MQTT message
+
+    @property
+    def path(self) -> str:
+        """What was measured: the subscriber or the cloud on a backend, and the batching."""
+        what = "bare paho subscriber" if self.what == "raw" else f"spoke cloud ({self.what})"
+        return what if self.per_message == 1 else f"{what}, {self.per_message}/msg"
 
     @property
     def rate(self) -> float:
@@ -407,7 +433,7 @@ class Bench:
                 _close(client)
             return Phase("raw", rnd, counter.received, counter.last - counter.first,
                          cpu_seconds=cpu)
-        counter = _Counter(self.fleet.events)
+        counter = _Counter(self.fleet.events, batches=self.fleet.batch > 1)
         client = _raw_subscriber(self.port, self.secret, _filter("events"), counter)
         try:
             with publishers(self.port, self.fleet, self.passwords) as pub:
@@ -420,10 +446,14 @@ class Bench:
         finally:
             _close(client)
         return Phase("raw", rnd, counter.received, counter.last - started, cpu_seconds=cpu,
-                     published_seconds=pub.took.value)
+                     published_seconds=pub.took.value, per_message=self.fleet.batch)
 
     # cloud -----------------------------------------------------------------------------------
-    def cloud(self, backend: str, rnd: int, databases: Databases) -> Phase:
+    def cloud(self, backend: str, rnd: int, databases: Databases, batch: int | None = None
+              ) -> Phase:
+        """The cloud on a fresh database of ``backend``; ``batch``: events per message, when not
+        the fleet's own."""
+        fleet = self.fleet if batch is None else replace(self.fleet, batch=batch)
         url = databases.new(backend)
         self._cloud_runs += 1
         api_port = free_port()
@@ -443,16 +473,17 @@ class Bench:
         with contextlib.ExitStack() as stack:
             # the publishers connect while the cloud starts
             pub = None if self.devices_mode else stack.enter_context(
-                publishers(self.port, self.fleet, self.passwords))
+                publishers(self.port, fleet, self.passwords))
             cloud.start()
             stack.callback(cloud.stop)
             self._wait_ready(cloud, api_port)
             assert cloud.proc is not None
-            profiler = self._profile(cloud.proc.pid, f"{backend}-round{rnd}")
+            profiler = self._profile(cloud.proc.pid, f"{backend}-{fleet.batch}permsg-round{rnd}")
             if pub is None:
                 phase = self._register_devices(engine, backend, rnd, cloud.proc.pid)
             else:
                 phase = self._store_events(engine, pub, backend, rnd, cloud.proc.pid)
+                phase.per_message = fleet.batch
             phase.dead_letters = _count(engine, "SELECT count(*) FROM dead_letters")
             phase.batches = self._batches(api_port)
         if pub is not None:  # the publishers' process has ended: its figure is final
@@ -536,7 +567,7 @@ class Bench:
 
 def run(fleet: Fleet, *, rounds: int, devices_mode: bool = False, postgres_url: str | None = None,
         profile_dir: Path | None = None, env: dict[str, str] | None = None,
-        workdir: Path | None = None, sqlite: bool = True) -> list[Phase]:
+        workdir: Path | None = None, sqlite: bool = True, singles: bool = True) -> list[Phase]:
     """Every phase of the benchmark, rounds interleaved: raw, then the cloud on each backend."""
     own_dir = workdir is None
     workdir = workdir or Path(tempfile.mkdtemp(prefix="spoke-bench-ingest-"))
@@ -550,6 +581,8 @@ def run(fleet: Fleet, *, rounds: int, devices_mode: bool = False, postgres_url: 
             phases.append(bench.measured(bench.raw, rnd))
             for backend in databases.backends:
                 phases.append(bench.measured(bench.cloud, backend, rnd, databases))
+                if fleet.batch > 1 and singles:  # the same events one to a message: the gain
+                    phases.append(bench.measured(bench.cloud, backend, rnd, databases, 1))
     finally:
         bench.stop()
         databases.close()
@@ -561,8 +594,9 @@ def run(fleet: Fleet, *, rounds: int, devices_mode: bool = False, postgres_url: 
 def table(phases: list[Phase], unit: str) -> str:
     """Each round's rates with the cloud's share of the raw rate of the same round; medians."""
     raw_of = {p.round: p.rate for p in phases if p.what == "raw"}
-    lines = [f"{'round':>5}  {'path':<24} {'messages':>9} {'seconds':>8} {unit + '/s':>12} "
-             f"{'of raw':>7} {'published':>9} {'per batch':>9} {'CPU':>5} {'CPU/msg':>8} "
+    width = max(24, *(len(p.path) for p in phases))
+    lines = [f"{'round':>5}  {'path':<{width}} {unit:>9} {'seconds':>8} {unit + '/s':>12} "
+             f"{'of raw':>7} {'published':>9} {'per tx':>9} {'CPU':>5} {'CPU/' + unit[:-1]:>8} "
              f"{'broker CPU':>10}"]
     for p in phases:
         share = f"{p.rate / raw_of[p.round]:7.0%}" if p.what != "raw" else " " * 7
@@ -572,17 +606,14 @@ def table(phases: list[Phase], unit: str) -> str:
             per_batch += (f" {p.cpu_seconds / p.seconds:5.0%} "
                           f"{p.cpu_seconds / p.messages * 1e6:6.0f}µs")
         per_batch += f" {p.broker_cpu_seconds:9.2f}s"
-        path = "bare paho subscriber" if p.what == "raw" else f"spoke cloud ({p.what})"
-        lines.append(f"{p.round:>5}  {path:<24} {p.messages:>9,} {p.seconds:>8.2f} "
+        lines.append(f"{p.round:>5}  {p.path:<{width}} {p.messages:>9,} {p.seconds:>8.2f} "
                      f"{p.rate:>12,.0f} {share} {per_batch}")
-    kinds = list(dict.fromkeys(p.what for p in phases))
     raw_median = statistics.median(raw_of.values())
-    for what in kinds:
-        rates = [p.rate for p in phases if p.what == what]
-        med = statistics.median(rates)
-        path = "bare paho subscriber" if what == "raw" else f"spoke cloud ({what})"
-        share = f"{med / raw_median:7.0%}" if what != "raw" else ""
-        lines.append(f"{'median':>5}  {path:<24} {'':>9} {'':>8} {med:>12,.0f} {share}")
+    for path in dict.fromkeys(p.path for p in phases):
+        same = [p for p in phases if p.path == path]
+        med = statistics.median(p.rate for p in same)
+        share = f"{med / raw_median:7.0%}" if same[0].what != "raw" else ""
+        lines.append(f"{'median':>5}  {path:<{width}} {'':>9} {'':>8} {med:>12,.0f} {share}")
     return "\n".join(lines)
 
 
@@ -596,17 +627,22 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=None, help="2 (events) or 1 (--devices)")
     parser.add_argument("--postgres", metavar="URL", help="also on this PostgreSQL server")
     parser.add_argument("--profile", metavar="DIR", type=Path, help="py-spy stacks of the cloud")
-    parser.add_argument("--batch", type=int, help="the cloud's SPOKE_INGEST_BATCH_SIZE")
+    parser.add_argument("--batch", type=int, default=1, metavar="N",
+                        help="events per message (EventBatch); the cloud is also run on single "
+                             "events in each round")
+    parser.add_argument("--no-singles", action="store_true",
+                        help="with --batch: skip the cloud's runs on single events")
+    parser.add_argument("--ingest-batch", type=int, help="the cloud's SPOKE_INGEST_BATCH_SIZE")
     args = parser.parse_args()
     if args.devices:
         fleet = Fleet(hubs=args.hubs or 1000, devices_per_hub=args.per_hub)
     else:
         fleet = Fleet(hubs=args.hubs or 20, devices_per_hub=args.devices_per_hub,
-                      events_per_hub=args.events)
+                      events_per_hub=args.events, batch=args.batch)
     rounds = args.rounds or (1 if args.devices else 2)
-    env = {"SPOKE_INGEST_BATCH_SIZE": str(args.batch)} if args.batch else {}
+    env = {"SPOKE_INGEST_BATCH_SIZE": str(args.ingest_batch)} if args.ingest_batch else {}
     phases = run(fleet, rounds=rounds, devices_mode=args.devices, postgres_url=args.postgres,
-                 profile_dir=args.profile, env=env)
+                 profile_dir=args.profile, env=env, singles=not args.no_singles)
     for p in phases:
         expected = fleet.devices if args.devices else fleet.events
         if p.what != "raw" and (p.stored != expected or p.dead_letters):

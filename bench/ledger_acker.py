@@ -4,7 +4,9 @@ without storing them, so a benchmark measures the hub and not the cloud's databa
 It keeps the contract the hub relies on: a LedgerAck (retained, on the hub's acks topic) carries
 the highest *contiguous* sequence number seen for the hub's current epoch, sent at most every
 ``--every`` seconds while it moved, and again whenever the hub publishes its status (the hub asks
-where the cloud stands that way before it resends). Run as its own process, as the cloud is:
+where the cloud stands that way before it resends). Like the cloud, it advertises that it takes
+event batches (``--batch-max``, 0 to have the hub send one event per message) and counts the events
+of a batch one by one. Run as its own process, as the cloud is:
 
     python -m bench.ledger_acker --port 1883 --secret-file broker-secret --hub-id bench-hub
 
@@ -25,12 +27,14 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from cloud.broker_credentials import cloud_password, load_broker_secret
 from cloud.broker_rules import CLOUD_USERNAME
+from cloud.settings import CloudSettings
 from wire.contract import LedgerAck, Topics
 
 
 class Acker:
-    def __init__(self, hub_id: str) -> None:
+    def __init__(self, hub_id: str, batch_max: int = 0) -> None:
         self.hub_id = hub_id
+        self.batch_max = batch_max
         self.epoch: str | None = None
         self.mark = 0  # highest contiguous sequence number of ``epoch``
         self.ahead: set[int] = set()  # seen beyond a gap
@@ -40,14 +44,13 @@ class Acker:
 
     def event(self, payload: bytes) -> None:
         data = json.loads(payload)
-        seq, epoch = int(data["seq"]), data.get("epoch")
+        epoch = data.get("epoch")
+        seqs = [int(e["seq"]) for e in data["events"]] if "events" in data else [int(data["seq"])]
         with self.lock:
-            self.events += 1
+            self.events += len(seqs)
             if epoch != self.epoch:  # a new ledger (the hub's store was made anew)
                 self.epoch, self.mark, self.ahead, self.sent = epoch, 0, set(), -1
-            if seq <= self.mark:
-                return  # a copy of one already counted
-            self.ahead.add(seq)
+            self.ahead.update(seq for seq in seqs if seq > self.mark)  # copies are counted once
             while self.mark + 1 in self.ahead:
                 self.mark += 1
                 self.ahead.discard(self.mark)
@@ -57,7 +60,8 @@ class Acker:
             if self.epoch is None or (self.mark == self.sent and not force):
                 return None
             self.sent = self.mark
-            return LedgerAck(hub_id=self.hub_id, epoch=self.epoch, seq=self.mark).to_bytes()
+            return LedgerAck(hub_id=self.hub_id, epoch=self.epoch, seq=self.mark,
+                             batch_max=self.batch_max).to_bytes()
 
 
 def main() -> None:
@@ -67,9 +71,12 @@ def main() -> None:
     parser.add_argument("--secret-file", required=True, help="the broker secret (cloud login)")
     parser.add_argument("--hub-id", required=True)
     parser.add_argument("--every", type=float, default=0.01, help="seconds between acks")
+    parser.add_argument("--batch-max", type=int,
+                        default=CloudSettings.model_fields["event_batch_max"].default,
+                        help="events per batch advertised to the hub (0: single events)")
     args = parser.parse_args()
 
-    acker = Acker(args.hub_id)
+    acker = Acker(args.hub_id, args.batch_max)
     events, status, acks = (Topics.events(args.hub_id), Topics.status(args.hub_id),
                             Topics.acks(args.hub_id))
     subscribed = threading.Event()

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from amqtt.broker import Broker
 from amqtt.contexts import Action, BaseContext
 from amqtt.errors import AMQTTError, BrokerError, MQTTError, NoDataError
 from amqtt.mqtt.connack import NOT_AUTHORIZED, ConnackPacket
+from amqtt.mqtt.constants import QOS_1, QOS_2
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
 from amqtt.session import Session
@@ -76,13 +78,41 @@ class _Subscriptions(dict[str, list[tuple[Session, int]]]):
     """amqtt 0.12.1 walks its subscriptions while awaiting (access checks, queueing for absent
     sessions): a client subscribing meanwhile ended the walk with "dictionary changed size during
     iteration", and the message never reached the subscribers not yet walked. The walk goes over a
-    snapshot instead."""
+    snapshot instead.
+
+    It also walked every topic filter of every client for each message (and formatted a debug
+    line for each that did not match): with a few hundred hubs, three filters each, most of the
+    broker's time. The filters with wildcards are kept apart, so a message meets its exact filter
+    by lookup and only the wildcard filters (the cloud's) by matching."""
+
+    def __init__(self, initial: dict[str, list[tuple[Session, int]]] | None = None) -> None:
+        super().__init__()
+        self.wildcards: set[str] = set()
+        for topic_filter, subs in (initial or {}).items():
+            self[topic_filter] = subs
+
+    def __setitem__(self, topic_filter: str, subs: list[tuple[Session, int]]) -> None:
+        if "+" in topic_filter or "#" in topic_filter:
+            self.wildcards.add(topic_filter)
+        super().__setitem__(topic_filter, subs)
+
+    def __delitem__(self, topic_filter: str) -> None:
+        self.wildcards.discard(topic_filter)
+        super().__delitem__(topic_filter)
 
     def items(self) -> list[tuple[str, list[tuple[Session, int]]]]:  # type: ignore[override]
         return [(topic, list(subs)) for topic, subs in super().items()]
 
     def __iter__(self) -> Iterator[str]:
         return iter(list(super().keys()))
+
+    def matching(self, topic: str, matches: Callable[[str, str], bool]
+                 ) -> list[tuple[str, list[tuple[Session, int]]]]:
+        """A snapshot of the subscriptions whose filter matches ``topic``."""
+        found = [(topic, list(self[topic]))] if topic in self and topic not in self.wildcards \
+            else []
+        found.extend((f, list(self[f])) for f in list(self.wildcards) if matches(topic, f))
+        return found
 
 
 class SpokeBroker(Broker):
@@ -169,6 +199,29 @@ class SpokeBroker(Broker):
                 log.info("disconnecting %r: its account changed", session.client_id)
                 session.will_flag = False
                 await handler.handle_connection_closed()
+
+    async def _run_broadcast(self, running_tasks: deque[asyncio.Task[Any]]) -> None:
+        """amqtt 0.12.1's own, walking only the subscriptions that match the message's topic."""
+        broadcast = await self._broadcast_queue.get()
+        topic = broadcast["topic"]
+        for _filter, subscriptions in self._subscriptions.matching(topic, self._matches):
+            for target_session, sub_qos in subscriptions:
+                qos = broadcast.get("qos", sub_qos)
+                if not await self._topic_filtering(target_session, topic=topic,
+                                                   action=Action.RECEIVE):
+                    continue
+                connected = target_session.transitions.state == "connected"
+                # Kept for a session that is away, as amqtt does (MQTT 3.1.2.4).
+                if (not connected and not target_session.clean_session
+                        and qos in (QOS_1, QOS_2) and not target_session.is_anonymous):
+                    await self._retain_broadcast_message(broadcast, qos, target_session)
+                    continue
+                if not connected:
+                    continue
+                handler = self._get_handler(target_session)
+                if handler:
+                    running_tasks.append(asyncio.ensure_future(
+                        handler.mqtt_publish(topic, broadcast["data"], qos, retain=False)))
 
     async def _publish_retained_messages_for_subscription(self, subscription: tuple[str, int],
                                                           session: Session) -> None:

@@ -5,6 +5,9 @@ database transaction, commits, and then sends the PUBACKs, so a crash before the
 messages with the broker (persistent session) to be delivered again. After the commit it tells
 each hub concerned how far its ledger is committed (``LedgerAck``, retained on the hub's acks
 topic): a hub keeps every event and result until then, and resends what the cloud never got.
+A batch of events (``EventBatch``) is stored as its events would be one message each, in the same
+insert as the single events around it; every acknowledgement tells the hub how many events one
+batch may hold (``event_batch_max``; hubs batch only after hearing it).
 Bad messages are logged on one line, counted by reason and acknowledged; they never stop the worker.
 """
 
@@ -40,6 +43,7 @@ from wire.contract import (
     CommandResult,
     DeviceInfo,
     Event,
+    EventBatch,
     HubStatus,
     LedgerAck,
     Message,
@@ -48,6 +52,7 @@ from wire.contract import (
     Topics,
     WireError,
     decode,
+    decode_events,
 )
 
 log = logging.getLogger(__name__)
@@ -67,13 +72,16 @@ class IngestMetrics:
     """Counters since the process started (thread-safe); /metrics reads them at each scrape."""
 
     # Every reason a message is refused for (a bounded label of spoke_ingest_messages_rejected).
+    # invalid_event: one event of a batch broke the contract (the batch's other events are kept).
     REJECT_REASONS = ("bad_topic", "too_large", "not_json", "invalid_payload", "mismatch",
                       "unexpected_topic", "unknown_device", "implausible_seq", "unknown_command",
-                      "store_error")
+                      "store_error", "invalid_event")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.received = 0
+        self.events = 0  # events received: one per single-event message, several per batch
+        self.event_batches = 0  # messages that were batches of events
         self.stored = 0
         self.duplicates = 0
         self.gaps = 0
@@ -96,6 +104,8 @@ class IngestMetrics:
         with self._lock:
             return {
                 "received": self.received,
+                "events": self.events,
+                "event_batches": self.event_batches,
                 "stored": self.stored,
                 "duplicates": self.duplicates,
                 "gaps": self.gaps,
@@ -117,7 +127,10 @@ def reject_reason(topic: str, payload: bytes) -> str:
     if len(payload) > MAX_PAYLOAD_BYTES:
         return "too_large"
     try:
-        PAYLOAD_MODELS[kind].from_bytes(payload)
+        if kind is TopicKind.EVENTS:
+            decode_events(payload)
+        else:
+            PAYLOAD_MODELS[kind].from_bytes(payload)
     except WireError:
         try:
             json.loads(payload)
@@ -150,6 +163,8 @@ class _Applied:
     """What one batch did, gathered inside the transaction and published after the commit."""
 
     stored: int = 0
+    events: int = 0  # events received in the batch's messages
+    batched: int = 0  # messages that were batches of events
     duplicates: int = 0
     gaps: int = 0
     results: int = 0
@@ -341,6 +356,9 @@ class Ingest:
         if self._apply_results(items, applied):
             return applied
         with self.storage.registry.ingest(item.hub_id for item in items) as tx:
+            statuses = [item.message for item in items if isinstance(item.message, HubStatus)]
+            if statuses:
+                tx.statuses_ahead(statuses)
             for run in _runs(items):
                 if run[0].kind is TopicKind.EVENTS:
                     self._apply_events(tx, run, applied)
@@ -366,11 +384,29 @@ class Ingest:
         return True
 
     def _apply_events(self, tx: IngestTx, run: Sequence[_Decoded], applied: _Applied) -> None:
+        """A run of event messages, single events and batches alike, as one list of events."""
         evs: list[Event] = []
+        owners: list[_Decoded] = []  # the message each event came in
         for item in run:
-            assert isinstance(item.message, Event)
-            evs.append(item.message)
-        for item, ev, result in zip(run, evs, tx.events(evs), strict=True):
+            msg = item.message
+            if isinstance(msg, EventBatch):
+                batch = msg.expand()
+                evs.extend(batch)
+                owners.extend([item] * len(batch))
+                applied.batched += 1
+                for bad in msg.refused:
+                    kept = bad.seq is not None and tx.invalid_event(
+                        msg.hub_id, msg.epoch, bad.seq, bad.raw)
+                    applied.rejected.append(
+                        (item, "invalid_event", f"event #{bad.position}"
+                         f"{'' if bad.seq is None else f' (seq {bad.seq})'} of the batch: "
+                         f"{bad.reason}{' (kept as a dead letter)' if kept else ''}"))
+            else:
+                assert isinstance(msg, Event)
+                evs.append(msg)
+                owners.append(item)
+        applied.events += len(evs)
+        for item, ev, result in zip(owners, evs, tx.events(evs), strict=True):
             applied.gaps += result.gap
             if result.outcome is EventOutcome.STORED:
                 applied.stored += 1
@@ -448,10 +484,12 @@ class Ingest:
         for due in applied.acks:
             for start in range(0, max(1, len(due.results)), _ACK_RESULTS):
                 ack = LedgerAck(hub_id=due.hub_id, epoch=due.epoch, seq=due.seq,
-                                results=due.results[start:start + _ACK_RESULTS])
+                                results=due.results[start:start + _ACK_RESULTS],
+                                batch_max=self.settings.event_batch_max)
                 if self.link.publish(Topics.acks(due.hub_id), ack.to_bytes(), retain=True):
                     self.metrics.add(acks=1)
-        self.metrics.add(stored=applied.stored, duplicates=applied.duplicates, gaps=applied.gaps,
+        self.metrics.add(stored=applied.stored, events=applied.events,
+                         event_batches=applied.batched, duplicates=applied.duplicates, gaps=applied.gaps,
                          results=applied.results, pairing_events=applied.pairing_events,
                          batches=1)
         for item, reason, detail in applied.rejected:

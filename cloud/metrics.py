@@ -52,6 +52,8 @@ COMMAND_STATUSES = (*COMMAND_OUTCOMES, "hub_offline")
 # (metric name without _total, IngestMetrics field, help)
 _INGEST_COUNTERS = (
     ("spoke_ingest_messages_received", "received", "MQTT messages taken from the broker"),
+    ("spoke_ingest_events_received", "events", "Events received, single or in batches"),
+    ("spoke_ingest_event_batches", "event_batches", "Messages that carried a batch of events"),
     ("spoke_ingest_events_stored", "stored", "Events stored (including ones kept for a device "
      "until it was described)"),
     ("spoke_ingest_events_duplicate", "duplicates", "Events received again and not stored twice"),

@@ -18,6 +18,7 @@ from pydantic_settings import (
 )
 
 from cloud.rate_limits import Rate, parse_rate
+from wire.contract import MAX_BATCH_EVENTS
 
 CONFIG_ENV = "SPOKE_CONFIG"
 DEFAULT_CONFIG_FILE = "spoke.toml"
@@ -98,6 +99,9 @@ class CloudSettings(BaseSettings):
     influx_export_interval: float = Field(default=0.5, gt=0)
     influx_export_max_backoff: float = Field(default=10.0, gt=0)
     ingest_batch_size: int = Field(default=500, ge=1)
+    # The most events a hub may put in one EventBatch, advertised to hubs in every acknowledgement
+    # (LedgerAck.batch_max); 0: advertise none, so hubs send single events (batches are still read).
+    event_batch_max: int = Field(default=500, ge=0, le=MAX_BATCH_EVENTS)
     # Seconds the ingest may hold received messages without storing any before /readyz says it is
     # stalled (a worker stuck on a database lock, or storage refusing writes).
     ingest_stall_after: float = Field(default=30.0, gt=0)

@@ -9,6 +9,7 @@ those attributes with the value and re-derives the reading when one of them chan
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -42,16 +43,28 @@ def is_non_value(attribute: ZCLAttributeDef, value: Any) -> bool:
         return True
     if isinstance(value, float) and math.isnan(value):
         return True
-    try:
-        non_value = foundation.DataType.from_type_id(attribute.zcl_type).non_value
-    except (KeyError, ValueError, TypeError):
-        return False
-    if non_value is None or (isinstance(non_value, float) and math.isnan(non_value)):
+    non_value = _integer_non_value(attribute.zcl_type)
+    if non_value is None:
         return False
     try:
-        return int(value) == int(non_value)
+        return int(value) == non_value
     except (TypeError, ValueError):
         return False
+
+
+@functools.cache
+def _integer_non_value(zcl_type: Any) -> int | None:
+    """The non-value of a ZCL data type as an integer; None when it has none to compare with."""
+    try:
+        non_value = foundation.DataType.from_type_id(zcl_type).non_value
+    except (KeyError, ValueError, TypeError):
+        return None
+    if non_value is None or (isinstance(non_value, float) and math.isnan(non_value)):
+        return None
+    try:
+        return int(non_value)
+    except (TypeError, ValueError):
+        return None
 
 
 def plain(value: Any) -> Value:

@@ -97,14 +97,14 @@ class Binding:
     attribute: ZCLAttributeDef  # as the device's cluster class defines it
     depends: tuple[ZCLAttributeDef, ...]  # those of the entry's dependencies the cluster defines
     client: bool
+    endpoint: int = field(init=False)
+    key: tuple[int, str, str] = field(init=False)  # endpoint, capability, field
 
-    @property
-    def endpoint(self) -> int:
-        return int(self.cluster.endpoint.endpoint_id)
-
-    @property
-    def key(self) -> tuple[int, str, str]:
-        return (self.endpoint, self.entry.capability, self.entry.field)
+    def __post_init__(self) -> None:
+        # Looked at on every report: worked out once.
+        endpoint = int(self.cluster.endpoint.endpoint_id)
+        object.__setattr__(self, "endpoint", endpoint)
+        object.__setattr__(self, "key", (endpoint, self.entry.capability, self.entry.field))
 
     def applies(self) -> bool:
         """Supported by the device and, by the cached attributes, meant for it now."""
@@ -214,6 +214,33 @@ class TableDeviceHandler:
                 self._bindings.append(Binding(entry, cluster, attr, deps, table.client))
         self._assumed = AssumedStates(self._tables)
         self._notify: ReadingsCallback | None = None
+        self._route()
+
+    def _route(self) -> None:
+        """What ``readings_for_update`` looks at for one attribute, worked out once (it runs for
+        every report): per cluster, the bindings an attribute concerns or feeds, in binding
+        order; per binding, the bindings that win over it when they apply; per capability, the
+        endpoints it may have, lowest first."""
+        self._by_name: dict[int, dict[str, list[Binding]]] = {}
+        self._by_id: dict[int, dict[int, list[Binding]]] = {}
+        for b in self._bindings:
+            names = self._by_name.setdefault(id(b.cluster), {})
+            ids = self._by_id.setdefault(id(b.cluster), {})
+            for attr in (b.attribute, *b.depends):
+                if b not in names.setdefault(attr.name, []):
+                    names[attr.name].append(b)
+                if b not in ids.setdefault(attr.id, []):
+                    ids[attr.id].append(b)
+        self._rivals: dict[Binding, tuple[Binding, ...]] = {
+            b: tuple(r for r in self._bindings
+                     if r.key == b.key and r.entry.priority > b.entry.priority)
+            for b in self._bindings}
+        self._by_capability: dict[str, list[Binding]] = {}
+        for b in sorted(self._bindings, key=lambda b: b.endpoint):
+            self._by_capability.setdefault(b.entry.capability, []).append(b)
+        self._assumed_endpoints: dict[str, int] = {}
+        for cap, endpoint in self._assumed.endpoints():
+            self._assumed_endpoints[cap] = min(self._assumed_endpoints.get(cap, endpoint), endpoint)
 
     # --- what the device is ----------------------------------------------------------------
 
@@ -299,7 +326,7 @@ class TableDeviceHandler:
 
     # --- readings ----------------------------------------------------------------------------
 
-    def _reading(self, b: Binding, raw: Any, primaries: Mapping[str, int]) -> Reading | None:
+    def _reading(self, b: Binding, raw: Any, primary: int) -> Reading | None:
         if raw is None or (is_non_value(b.attribute, raw) and not b.entry.non_value_is_value):
             return None
         try:
@@ -316,7 +343,7 @@ class TableDeviceHandler:
             endpoint=b.endpoint,
             cluster=int(b.cluster.cluster_id),
             capability=cap,
-            instance=instance_name(cap, b.endpoint, primaries[cap]),
+            instance=instance_name(cap, b.endpoint, primary),
             attribute=b.entry.field,
             value=value,
             unit=b.entry.unit,
@@ -328,7 +355,8 @@ class TableDeviceHandler:
         readings = []
         for b in active:
             if wanted(b):
-                reading = self._reading(b, b.cluster.get(b.attribute.name), primaries)
+                reading = self._reading(b, b.cluster.get(b.attribute.name),
+                                        primaries[b.entry.capability])
                 if reading is not None:
                     readings.append(reading)
         return readings
@@ -343,23 +371,40 @@ class TableDeviceHandler:
         self, cluster: Cluster, attribute_id: int, attribute_name: str | None, value: Any
     ) -> list[Reading]:
         """Readings derived from one attribute change of one cluster: the entries for that
-        attribute, and those whose conversion depends on it (re-derived from the cache)."""
-        active = self._active()
-        primaries = self._primaries(active)
+        attribute, and those whose conversion depends on it (re-derived from the cache); the
+        same as ``_active`` and ``_primaries`` give, looking only at the bindings concerned."""
+        if attribute_name is not None:
+            routed = self._by_name.get(id(cluster), {}).get(attribute_name, ())
+        else:
+            routed = self._by_id.get(id(cluster), {}).get(attribute_id, ())
         readings = []
-        for b in active:
-            if b.cluster is not cluster:
+        for b in routed:
+            if b.cluster is not cluster or not self._is_active(b):
                 continue
             if b.concerns(attribute_id, attribute_name):
                 raw = value
-            elif b.depends_on(attribute_id, attribute_name):
-                raw = cluster.get(b.attribute.name)
             else:
-                continue
-            reading = self._reading(b, raw, primaries)
+                raw = cluster.get(b.attribute.name)
+            reading = self._reading(b, raw, self._primary(b))
             if reading is not None:
                 readings.append(reading)
         return readings
+
+    def _is_active(self, b: Binding) -> bool:
+        """As ``_active`` decides: it applies, and no binding of its key with a higher priority
+        applies."""
+        return b.applies() and not any(r.applies() for r in self._rivals[b])
+
+    def _primary(self, b: Binding) -> int:
+        """The primary endpoint of an active binding's capability, as ``_primaries`` gives it."""
+        cap = b.entry.capability
+        lowest = self._assumed_endpoints.get(cap, b.endpoint)
+        for other in self._by_capability[cap]:
+            if other.endpoint >= min(lowest, b.endpoint):
+                break
+            if self._is_active(other):
+                return other.endpoint
+        return min(lowest, b.endpoint)
 
     def attach(self, on_readings: ReadingsCallback) -> Callable[[], None]:
         undo: list[Callable[[], None]] = [self._assumed.close]

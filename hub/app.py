@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 from collections.abc import Awaitable
@@ -61,7 +62,8 @@ class Hub:
         self.link = HubLink(settings, self.store, self._on_message, self._on_connected)
         self.publisher = Publisher(self.hub_id, self.store, self.link,
                                    resend_after=settings.ledger_resend_after,
-                                   flush_delay=settings.outbox_flush_delay)
+                                   flush_delay=settings.outbox_flush_delay,
+                                   batch_max=settings.event_batch_max)
         self.publisher.status_source = self.status
         self.tracker = DeviceTracker(self.hub_id, self.store, self.publisher,
                                      info_debounce=settings.device_info_debounce)
@@ -139,6 +141,10 @@ class Hub:
             joined = await self.controls.start(self.wait_adopted)
         if not joined and self.settings.state_refresh_on_start:
             self._spawn(self._refresh_all())
+        # What start-up made (zigpy's devices and clusters, the loaded modules: some 400,000
+        # objects) lives as long as the hub: the collector stops walking it on every full
+        # collection, which the allocations of a stream of reports trigger every few seconds.
+        gc.freeze()
 
     async def stop(self) -> None:
         background = [*self._loops, *self._tasks]

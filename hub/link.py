@@ -1,8 +1,11 @@
 """The hub's MQTT link: paho-mqtt with a last will, a persistent session and the outbox pump.
 
-The pump publishes outbox rows in order, at most a window of them unacknowledged by the broker at a
-time. A broker acknowledgement only frees room in the window: rows leave the outbox when the cloud
-acknowledges them (hub.publisher). paho runs its network loop in its own thread; everything it
+The pump publishes outbox rows in order, at most a window of messages unacknowledged by the broker
+at a time. A broker acknowledgement only frees room in the window: rows leave the outbox when the
+cloud acknowledges them (hub.publisher). Once the cloud said it takes batches (``batch_max``),
+consecutive event rows leave as one ``EventBatch`` message, joined without parsing them; a batch not
+full waits up to ``event_batch_delay`` after its first event for more, and whatever comes before a
+command result goes with it at once. paho runs its network loop in its own thread; everything it
 reports is handed to the asyncio loop with call_soon_threadsafe, so the rest of the hub stays
 single-threaded.
 """
@@ -13,22 +16,37 @@ import asyncio
 import contextlib
 import logging
 import socket
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from hub.mqtt_security import secure
 from hub.settings import HubSettings
-from hub.store import HubStore
-from wire.contract import HubStatus, Topics, hub_client_id
+from hub.store import HubStore, OutboxRow
+from wire.contract import MAX_PAYLOAD_BYTES, EventBatcher, HubStatus, Topics, hub_client_id
 
 LOGGER = logging.getLogger(__name__)
 INFLIGHT_WINDOW = 100
 
 MessageHandler = Callable[[str, bytes, bool], Awaitable[None]]  # topic, payload, retained
 ConnectedHandler = Callable[[bool], None]  # the broker kept our session
+
+
+@dataclass(frozen=True, slots=True)
+class _Outgoing:
+    """One message of the outbox: a row as it is, or a batch of consecutive event rows."""
+
+    payload: bytes
+    topic: str
+    retain: bool
+    last_id: int  # the newest outbox row it carries
+    rows: int
+    first_created: float  # when its oldest row was written
+    joinable: bool = False  # events that may still be joined by more
 
 
 def _no_delay(client: mqtt.Client, userdata: object, sock: object) -> None:
@@ -50,7 +68,11 @@ class HubLink:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.connected = asyncio.Event()
         self._wake = asyncio.Event()
-        self._inflight: dict[int, int] = {}  # paho mid -> outbox row id
+        self._inflight: dict[int, int] = {}  # paho mid -> outbox rows it carries
+        self._batcher = EventBatcher(self.hub_id, store.epoch)
+        # Events per message: 1 until the cloud's acknowledgement says it takes batches.
+        self.batch_max = 1
+        self._hold: asyncio.TimerHandle | None = None  # wakes the pump for a batch held back
         # Broker acknowledgements (paho mids) from paho's thread, handed to the loop in batches:
         # one loop wake-up per batch, not one per message.
         self._acked_mids: deque[int] = deque()
@@ -95,6 +117,8 @@ class HubLink:
                                        retain=True)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.to_thread(info.wait_for_publish, 2), 3)
+        if self._hold is not None:
+            self._hold.cancel()
         if self._pump_task is not None:
             self._pump_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -133,29 +157,86 @@ class HubLink:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            if not self.connected.is_set():
+            if self.connected.is_set():
+                self._send()
+
+    def _send(self) -> None:
+        room = INFLIGHT_WINDOW - len(self._inflight)
+        if room <= 0:
+            return
+        limit = room * self.batch_max
+        rows = self.store.pending_rows(self._sent_upto, limit)
+        messages = self._messages(rows)
+        more = len(rows) == limit  # rows left behind once acks make room
+        if messages and not more and self._open(messages[-1]):
+            held = messages.pop()
+            wait = held.first_created + self.settings.event_batch_delay - time.time()
+            if self._hold is not None:
+                self._hold.cancel()
+            self._hold = asyncio.get_running_loop().call_later(max(0.0, wait), self._wake.set)
+        for message in messages[:room]:
+            info = self.client.publish(message.topic, message.payload, qos=1,
+                                       retain=message.retain)
+            if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                # Not handed to the socket: leave it in the outbox and retry on reconnect.
+                self.last_error = mqtt.error_string(info.rc)
+                return
+            self._inflight[info.mid] = message.rows
+            self._sent_upto = message.last_id
+        if more:
+            self._wake.set()  # more waiting once acks make room
+
+    def _open(self, message: _Outgoing) -> bool:
+        """A batch that could take more events, whose first event has not waited its delay."""
+        return (message.joinable and message.rows < self.batch_max
+                and time.time() - message.first_created < self.settings.event_batch_delay)
+
+    def _messages(self, rows: list[OutboxRow]) -> list[_Outgoing]:
+        """The rows as messages: runs of consecutive events of the current ledger joined in
+        batches of at most ``batch_max`` events and ``MAX_PAYLOAD_BYTES``; other rows alone."""
+        out: list[_Outgoing] = []
+        run: list[OutboxRow] = []
+        items: list[bytes] = []
+        size = 0
+
+        def close_run() -> None:
+            if len(run) == 1:
+                out.append(self._alone(run[0], joinable=True))
+            elif run:
+                out.append(_Outgoing(self._batcher.join(items), run[0].topic, False, run[-1].id,
+                                     len(run), run[0].created, joinable=True))
+            run.clear()
+            items.clear()
+
+        for row in rows:
+            item = (self._batcher.item(row.payload)
+                    if self.batch_max > 1 and row.kind == "event" and not row.retain else None)
+            if item is None:
+                close_run()
+                out.append(self._alone(row))
                 continue
-            room = INFLIGHT_WINDOW - len(self._inflight)
-            if room <= 0:
-                continue
-            rows = self.store.pending_rows(self._sent_upto, room)
-            for row in rows:
-                info = self.client.publish(row.topic, row.payload, qos=1, retain=row.retain)
-                if info.rc != mqtt.MQTT_ERR_SUCCESS:
-                    # Not handed to the socket: leave it in the outbox and retry on reconnect.
-                    self.last_error = mqtt.error_string(info.rc)
-                    break
-                self._inflight[info.mid] = row.id
-                self._sent_upto = row.id
-            if rows and len(rows) == room:
-                self._wake.set()  # more waiting once acks make room
+            if run and (len(run) >= self.batch_max or size + len(item)
+                        + self._batcher.overhead(len(run) + 1) > MAX_PAYLOAD_BYTES):
+                close_run()
+            if not run:
+                size = 0
+            run.append(row)
+            items.append(item)
+            size += len(item)
+        close_run()
+        return out
+
+    @staticmethod
+    def _alone(row: OutboxRow, joinable: bool = False) -> _Outgoing:
+        return _Outgoing(row.payload, row.topic, row.retain, row.id, 1, row.created, joinable)
 
     def _acked(self) -> None:
         self._acks_handed = False  # before draining: a mid appended from now on is handed again
         mids = self._acked_mids
         while mids:
-            if self._inflight.pop(mids.popleft(), None) is not None:
-                self.published += 1
+            rows = self._inflight.pop(mids.popleft(), None)
+            if rows is not None:
+                self.published += rows
         self._wake.set()
 
     # ------------------------------------------------------------------ paho callbacks (thread)

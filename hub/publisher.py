@@ -11,6 +11,10 @@ status with an acknowledgement). If the cloud answers and its mark has not moved
 mark was lost on the way (a broker that died before saving its queue, a broker that dropped
 messages) and the hub sends it again; the cloud drops the copies it already has. A hub never
 resends blindly into a broker while the cloud is away.
+
+Every acknowledgement also says whether the cloud takes batches of events (``batch_max``); the link
+batches events only while the latest one allows it, so a hub never sends a batch to a cloud that
+predates them (and a batch such a cloud refused is sent again as single events, as above).
 """
 
 from __future__ import annotations
@@ -39,8 +43,10 @@ LOGGER = logging.getLogger(__name__)
 
 class Publisher:
     def __init__(self, hub_id: str, store: HubStore, link: HubLink, *,
-                 resend_after: float = 10.0, flush_delay: float = 0.005) -> None:
+                 resend_after: float = 10.0, flush_delay: float = 0.005,
+                 batch_max: int = 1) -> None:
         self.hub_id = hub_id
+        self.batch_max = batch_max  # events per message at most, when the cloud takes batches
         self.store = store
         self.link = link
         self.resend_after = resend_after
@@ -145,6 +151,8 @@ class Publisher:
         if ack.hub_id != self.hub_id or ack.epoch not in (None, self.store.epoch):
             return  # another ledger's mark (this hub's store was replaced)
         self.acks += 1
+        # Batches only to a cloud that said it takes them (one before batches says nothing: 0).
+        self.link.batch_max = max(1, min(self.batch_max, ack.batch_max))
         now = time.monotonic()
         self._answered_at = now
         before = self.store.acked_seq

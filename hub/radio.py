@@ -140,7 +140,8 @@ async def start_zigbee(settings: HubSettings, controls: RadioControls | None = N
         config[conf.CONF_NWK][conf.CONF_NWK_CHANNEL] = 15  # no energy scan without real air
     # As ZHA does: load zigpy's database first, then start the radio, so a radio that fails to
     # start can be shut down together with the database (no thread left behind).
-    app = await cls.new(config=config, auto_form=True, start_radio=False, **_quirks_kwargs())
+    quirks = await asyncio.to_thread(_quirks_kwargs, settings)  # the index may be built first
+    app = await cls.new(config=config, auto_form=True, start_radio=False, **quirks)
     try:
         async with asyncio.timeout(settings.radio_connect_timeout):
             await app.startup(auto_form=True)
@@ -155,13 +156,14 @@ async def start_zigbee(settings: HubSettings, controls: RadioControls | None = N
     return Zigbee(app=app, radio=radio)
 
 
-def _quirks_kwargs() -> dict[str, Any]:
-    """zha-quirks, applied the way ZHA applies them (zigpy's device resolver hook)."""
+def _quirks_kwargs(settings: HubSettings) -> dict[str, Any]:
+    """zha-quirks, applied the way ZHA applies them (zigpy's device resolver hook), loaded by
+    their index: only the quirk modules of the models the hub has are imported."""
     try:
         from device_handlers.quirks import quirk_hooks
     except ImportError:
         return {}
-    return quirk_hooks()
+    return quirk_hooks(settings.quirk_index)
 
 
 def serial_path(settings: HubSettings) -> str:

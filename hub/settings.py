@@ -19,6 +19,8 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from wire.contract import MAX_BATCH_EVENTS
+
 CONFIG_ENV = "SPOKE_CONFIG"
 DEFAULT_CONFIG_FILE = "spoke.toml"
 RadioType = Literal["sim", "ezsp", "znp", "deconz", "auto"]
@@ -97,6 +99,12 @@ class HubSettings(BaseSettings):
     # Events are committed to the outbox in groups, at most this many seconds after they happened
     # (one transaction per burst of reports instead of one per event); published once committed.
     outbox_flush_delay: float = Field(default=0.005, ge=0, le=1.0)
+    # When the cloud takes batches of events (it says so in its acknowledgements), consecutive
+    # events leave in one message of at most this many (1: always one event per message); a batch
+    # not full waits at most event_batch_delay seconds after its first event for more. Command
+    # results never wait: they go at once, and so do the events before them.
+    event_batch_max: int = Field(default=100, ge=1, le=MAX_BATCH_EVENTS)
+    event_batch_delay: float = Field(default=0.02, ge=0, le=1.0)
     # On a clean stop, wait this long for the cloud to acknowledge what is still in the outbox.
     shutdown_drain: float = Field(default=5.0, ge=0)
     # The retained status is published again when its counters changed, at most this often
@@ -125,6 +133,11 @@ class HubSettings(BaseSettings):
     @property
     def outbox_db(self) -> Path:
         return self.hub_data_dir / "outbox.db"
+
+    @property
+    def quirk_index(self) -> Path:
+        """Which zha-quirks module holds the quirks of which model (device_handlers.quirks)."""
+        return self.hub_data_dir / "zha-quirks-index.json"
 
     @property
     def sim_state(self) -> Path:

@@ -61,6 +61,8 @@ class OutboxRow:
     topic: str
     payload: bytes
     retain: bool
+    kind: RowKind = "event"
+    created: float = 0.0  # when it was written (epoch seconds)
 
 
 def new_epoch() -> str:
@@ -220,9 +222,9 @@ class HubStore:
     def pending_rows(self, after: int, limit: int) -> list[OutboxRow]:
         self.flush()
         rows = self.db.execute(
-            "SELECT id, topic, payload, retain FROM outbox WHERE id > ? ORDER BY id LIMIT ?",
-            (after, limit)).fetchall()
-        return [OutboxRow(r[0], r[1], bytes(r[2]), bool(r[3])) for r in rows]
+            "SELECT id, topic, payload, retain, kind, created FROM outbox WHERE id > ? "
+            "ORDER BY id LIMIT ?", (after, limit)).fetchall()
+        return [OutboxRow(r[0], r[1], bytes(r[2]), bool(r[3]), r[4], r[5]) for r in rows]
 
     def ack(self, seq: int, results: Sequence[str] = ()) -> int:
         """The cloud committed every event up to ``seq`` and the given results: let them go.

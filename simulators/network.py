@@ -2,8 +2,11 @@
 
 A SimNetwork holds the virtual devices, the coordinator's network settings (what a real stick keeps
 in its NVRAM), permit-join state and simulated time. It persists all of that to a JSON file so a
-restarted hub finds its devices where a real stick would. The radio (simulators.radio) attaches to
-a network by name; nothing here knows the hub or the cloud.
+restarted hub finds its devices where a real stick would: at once when the radio detaches or a
+backup is set, and at most ``save_delay`` seconds after a device joined, left or was configured
+(writing the whole file on every change made pairing N devices cost O(N²)). A process killed in
+that second loses those changes of the air, as a stick loses what it had not written yet. The
+radio (simulators.radio) attaches to a network by name; nothing here knows the hub or the cloud.
 
 Faults of the air: ``fail``/``recover`` (the stick stops answering), ``power_off`` (a device no
 longer answers: sends to it fail without a MAC ack), ``fail_sends`` (the radio reports a send as
@@ -79,6 +82,7 @@ class SimNetwork:
         tick: float = 1.0,
         latency: float = 0.002,
         seed: int | None = None,
+        save_delay: float = 1.0,
     ) -> None:
         self.name = name
         self.state_path = state_path  # the air: virtual devices and their state
@@ -102,6 +106,8 @@ class SimNetwork:
         self._send_failure: tuple[BaseException, int] | None = None  # (error, frames let through)
         self.sniffer: list[t.ZigbeePacket] | None = None
         self._dirty = False
+        self.save_delay = save_delay
+        self._save_timer: asyncio.TimerHandle | None = None
         self.last_traffic = time.monotonic()  # when a frame last went over the air
         if state_path is not None and state_path.exists():
             self._load()
@@ -145,6 +151,8 @@ class SimNetwork:
         self.save()
 
     def close(self) -> None:
+        if self._save_timer is not None:
+            self.save()
         _NETWORKS.pop(self.name, None)
 
     def permit(self, seconds: float) -> None:
@@ -212,7 +220,7 @@ class SimNetwork:
             self._left(device)
         elif device.config_changed:
             device.config_changed = False
-            self.save()
+            self.changed()
 
     def _to_coordinator(self, packet: t.ZigbeePacket) -> None:
         self.last_traffic = time.monotonic()
@@ -350,7 +358,7 @@ class SimNetwork:
         LOGGER.info("sim network %s: %s (%s) joins as 0x%04x", self.name, device.kind,
                     device.ieee, device.nwk)
         self.app.handle_join(nwk=device.nwk, ieee=device.ieee, parent_nwk=t.NWK(0x0000))
-        self.save()
+        self.changed()
 
     def wake(self, ieee: t.EUI64) -> None:
         """Let a device send now what it sends on its own now and then (its heartbeat), as if
@@ -386,7 +394,7 @@ class SimNetwork:
 
     def _left(self, device: VirtualDevice) -> None:
         self.devices.pop(device.ieee, None)
-        self.save()
+        self.changed()
         if self.app is not None:
             self.app.handle_leave(device.nwk, device.ieee)
 
@@ -394,7 +402,7 @@ class SimNetwork:
         device = self.devices.pop(ieee, None)
         if device is not None:
             device.joined = False
-            self.save()
+            self.changed()
 
     # ------------------------------------------------------------------ persistence
     def set_backup(self, backup: zigpy.backups.NetworkBackup | None) -> None:
@@ -408,7 +416,21 @@ class SimNetwork:
             return None
         return zigpy.backups.NetworkBackup.from_open_coordinator_json(self.backup)
 
+    def changed(self) -> None:
+        """The air changed: save within ``save_delay`` (at once without an event loop)."""
+        if self.state_path is None or self._save_timer is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.save()
+            return
+        self._save_timer = loop.call_later(self.save_delay, self.save)
+
     def save(self) -> None:
+        if self._save_timer is not None:
+            self._save_timer.cancel()
+            self._save_timer = None
         if self.state_path is None:
             return
         state = {

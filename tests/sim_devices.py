@@ -53,9 +53,10 @@ class SimZigbee:
         self.sent: list[t.ZigbeePacket] = network.sniff()
 
     @classmethod
-    async def start(cls) -> SimZigbee:
+    async def start(cls, **network_options: Any) -> SimZigbee:
         # No latency and no physics: a frame arrives in the next loop turns.
-        network = SimNetwork(f"tests-{next(_networks)}", latency=0.0, tick=3600.0)
+        network = SimNetwork(f"tests-{next(_networks)}", latency=0.0, tick=3600.0,
+                             **network_options)
         config = {
             conf.CONF_DEVICE: {conf.CONF_DEVICE_PATH: network.path},
             conf.CONF_DATABASE: None,

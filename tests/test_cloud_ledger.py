@@ -164,6 +164,19 @@ def test_batches_of_several_hubs_in_opposite_orders_do_not_deadlock(registry: Sq
         assert hub is not None and (hub.events_stored, hub.duplicates, hub.gaps) == (2, 0, 0)
 
 
+def test_the_mark_follows_events_out_of_order_within_and_across_batches(
+        described: SqlRegistry) -> None:
+    ingest(described, event(HUB, 3, IEEE, epoch="o"), event(HUB, 1, IEEE, epoch="o"),
+           event(HUB, 2, IEEE, epoch="o"), event(HUB, 6, IEEE, epoch="o"))
+    assert acks(described, status(HUB, epoch="o", last_seq=6))[HUB][:2] == ("o", 3)
+    ingest(described, event(HUB, 5, IEEE, epoch="o"))  # still a hole at 4
+    assert acks(described, status(HUB, epoch="o", last_seq=6))[HUB][:2] == ("o", 3)
+    ingest(described, event(HUB, 4, IEEE, epoch="o"), event(HUB, 7, IEEE, epoch="o"))
+    assert acks(described, status(HUB, epoch="o", last_seq=7))[HUB][:2] == ("o", 7)
+    ingest(described, event(HUB, 9, IEEE, epoch="o"), event(HUB, 8, IEEE, epoch="o"))
+    assert acks(described, status(HUB, epoch="o", last_seq=9))[HUB][:2] == ("o", 9)
+
+
 def _pending(command_id: str) -> CommandRecord:
     now = datetime.now(UTC)
     return CommandRecord(id=command_id, hub_id=HUB, device_id=DEV, ieee=IEEE, capability="switch",

@@ -22,7 +22,7 @@ from cloud.storage.base import device_id_for
 from tests.common import MqttTestClient, device, event, eventually, status
 from tests.conftest import BrokerAddress
 from tests.stack import Stack, running_stack
-from wire.contract import Command, CommandResult, CommandStatus, Topics
+from wire.contract import Command, CommandResult, CommandStatus, EventBatcher, Topics
 
 PLUG = "00:00:00:00:00:00:00:01"
 SENSOR = "00:00:00:00:00:00:00:02"
@@ -30,8 +30,8 @@ SENSOR = "00:00:00:00:00:00:00:02"
 COUNTERS = {
     "spoke_ingest_messages_received", "spoke_ingest_events_stored", "spoke_ingest_events_duplicate",
     "spoke_ingest_event_gaps", "spoke_ingest_command_results", "spoke_ingest_pairing_events",
-    "spoke_ingest_batches", "spoke_ingest_acks_sent",
-    "spoke_ingest_messages_rejected", "spoke_mqtt_reconnects", "spoke_commands",
+    "spoke_ingest_batches", "spoke_ingest_acks_sent", "spoke_ingest_events_received",
+    "spoke_ingest_event_batches", "spoke_ingest_messages_rejected", "spoke_mqtt_reconnects", "spoke_commands",
 }
 HISTOGRAMS = {"spoke_ingest_lag_seconds", "spoke_ingest_batch_commit_seconds",
               "spoke_command_duration_seconds"}
@@ -110,8 +110,12 @@ async def test_metrics_count_events_and_commands_with_bounded_labels(
             # Ten live events (stamped now), one resent, one not JSON; then a command answered.
             now = datetime.now(UTC)
             events = [event(hub_id, seq, PLUG, value=seq % 2 == 0, ts=now) for seq in range(1, 11)]
-            for message in [*events, events[-1]]:
+            for message in [*events[:6], events[-1]]:
                 await asyncio.to_thread(hub.publish, message)
+            # Seqs 7 to 10 in one batch, the form hubs send once the cloud takes batches.
+            batcher = EventBatcher(hub_id, None)
+            await asyncio.to_thread(hub.publish_raw, Topics.events(hub_id), batcher.join(
+                [item for ev in events[6:] if (item := batcher.item(ev.to_bytes())) is not None]))
             await asyncio.to_thread(hub.publish_raw, Topics.events(hub_id), b"{not json")
             answer_commands(hub, hub_id)
             plug_id = device_id_for(hub_id, PLUG)
@@ -129,6 +133,8 @@ async def test_metrics_count_events_and_commands_with_bounded_labels(
             hub.close()
         after = await scrape(stack)
         assert value(after, "spoke_ingest_events_stored") == 10
+        assert value(after, "spoke_ingest_events_received") == 11  # with the one sent twice
+        assert value(after, "spoke_ingest_event_batches") == 1
         assert value(after, "spoke_commands", status="succeeded") == 1
         assert value(after, "spoke_commands", status="timeout") == 0
         assert value(after, "spoke_command_duration_seconds", outcome="succeeded") == 1

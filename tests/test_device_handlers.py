@@ -519,3 +519,60 @@ async def test_remote_on_with_timed_off_turns_off_again(sim: SimZigbee) -> None:
     assert remote.get(OnOff.AttributeDefs.on_off.name) == t.Bool.true  # never turned off
     assert [r.value for r in got] == [True, False, True]
     # (the sim fixture also fails the test if a timer is left running)
+
+
+# --- the report path ----------------------------------------------------------------------------
+
+
+def _readings_by_scan(h: TableDeviceHandler, c: Cluster, attribute_id: int, name: str | None,
+                      value: Any) -> list[Reading]:
+    """What a report gives, derived the long way: every active binding of the device looked at."""
+    active = h._active()
+    primaries = h._primaries(active)
+    found = []
+    for b in active:
+        if b.cluster is not c:
+            continue
+        if b.concerns(attribute_id, name):
+            raw = value
+        elif b.depends_on(attribute_id, name):
+            raw = c.get(b.attribute.name)
+        else:
+            continue
+        if (reading := h._reading(b, raw, primaries[b.entry.capability])) is not None:
+            found.append(reading)
+    return found
+
+
+async def test_a_report_gives_what_a_scan_of_every_binding_gives(sim: SimZigbee) -> None:
+    device = (await sim.join({
+        1: ([Basic, ElectricalMeasurement, Metering, IasZone], []),
+        2: ([OnOff, TemperatureMeasurement, Color, LevelControl], []),
+        3: ([OnOff, ElectricalMeasurement], []),
+    })).device
+    h = handler_for(device)
+    em = device.endpoints[1].in_clusters[ElectricalMeasurement.cluster_id]
+    em.update_attribute(ElectricalMeasurement.AttributeDefs.ac_power_divisor.id, 10)
+
+    def compare() -> int:
+        checked = 0
+        for b in h._bindings:
+            for attr in (b.attribute, *b.depends):
+                for name in (attr.name, None):
+                    value = b.cluster.get(attr.name, 42) or 42
+                    assert (h.readings_for_update(b.cluster, attr.id, name, value)
+                            == _readings_by_scan(h, b.cluster, attr.id, name, value))
+                    checked += 1
+        return checked
+
+    assert compare() > 20
+    # Rivals: the meter's demand stands in for power once active_power is unsupported.
+    em.add_unsupported_attribute(ElectricalMeasurement.AttributeDefs.active_power)
+    compare()
+    # Primaries: with endpoint 2's switch unsupported, endpoint 3's switch is the first one.
+    device.endpoints[2].on_off.add_unsupported_attribute(OnOff.AttributeDefs.on_off)
+    compare()
+    # A condition on the cache: the zone type decides what the IAS zone is.
+    device.endpoints[1].ias_zone.update_attribute(IasZone.AttributeDefs.zone_type.id,
+                                                  IasZone.ZoneType.Contact_Switch)
+    compare()

@@ -8,17 +8,20 @@ anything that changes the meaning of an existing field bumps ``WIRE_VERSION`` (a
 
 from __future__ import annotations
 
+import json
 import re
 import sys
-from datetime import UTC, datetime
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     ValidationInfo,
     model_validator,
@@ -29,6 +32,8 @@ TOPIC_ROOT = f"spoke/v{WIRE_VERSION}"
 
 # Largest payload either side accepts; bigger messages are rejected unread.
 MAX_PAYLOAD_BYTES = 64 * 1024
+# Most events one EventBatch may carry (the payload bound applies as well).
+MAX_BATCH_EVENTS = 1000
 
 # Hub ids appear in topics, so they are restricted to characters that are safe in MQTT topic levels.
 HUB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
@@ -53,11 +58,16 @@ def _finite_from_json(value: float, info: ValidationInfo) -> float:
     return value
 
 
+_NO_OFFSET = timedelta(0)
+
+
 def _utc(value: datetime) -> datetime:
     """A timestamp without a zone is UTC (as storage takes it), so that every timestamp compares;
     one that cannot be expressed in UTC (year 1 at +01:00) is refused."""
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
+    if value.utcoffset() == _NO_OFFSET:  # already UTC (what hubs send): nothing can overflow
+        return value
     try:
         value.astimezone(UTC)
     except OverflowError:
@@ -324,6 +334,153 @@ class Event(Message):
     unit: str | None = Field(default=None, max_length=16)
 
 
+class RefusedEvent(NamedTuple):
+    """An event of a batch that broke the contract, left out of it."""
+
+    position: int  # in the batch's events
+    seq: int | None  # its sequence number, when that much of it is readable
+    reason: str
+    raw: str  # the event as JSON text
+
+
+class BatchedEvent(BaseModel):
+    """One event inside an ``EventBatch``: an ``Event`` whose hub and epoch are the batch's."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    seq: int = Field(ge=1, le=2**63 - 1)
+    ts: Timestamp
+    ieee: Ieee
+    capability: str = Field(min_length=1, max_length=64)
+    attribute: str = Field(min_length=1, max_length=64)
+    value: Value
+    unit: str | None = Field(default=None, max_length=16)
+
+
+class EventBatch(Message):
+    """Several events of one hub and epoch in one message, on the same events topic as ``Event``.
+
+    A hub sends batches only to a cloud that advertised it takes them (``LedgerAck.batch_max``).
+    An event of the batch that breaks the contract does not spoil the others: ``decode`` keeps the
+    valid ones and lists the refused ones in ``refused``.
+    """
+
+    hub_id: HubId
+    epoch: Epoch | None = None
+    events: list[BatchedEvent] = Field(min_length=1, max_length=MAX_BATCH_EVENTS)
+    # A plain default: a default_factory costs pydantic a look at its signature per batch.
+    _refused: tuple[RefusedEvent, ...] = PrivateAttr(default=())
+
+    @property
+    def refused(self) -> tuple[RefusedEvent, ...]:
+        """Events of the payload left out as invalid."""
+        return self._refused
+
+    def expand(self) -> list[Event]:
+        """The batch's events as single events, not checked again (they were, as batch items).
+
+        Built as ``Event.model_construct`` builds a model, without its per-field look-ups for
+        defaults (every field is given): that look-up was the largest part of storing a batch."""
+        envelope = {"v": self.v, "hub_id": self.hub_id, "epoch": self.epoch}
+        new, put = Event.__new__, object.__setattr__
+        out: list[Event] = []
+        for item in self.events:
+            ev = new(Event)
+            put(ev, "__dict__", envelope | item.__dict__)
+            put(ev, "__pydantic_fields_set__", _EVENT_FIELDS)
+            put(ev, "__pydantic_extra__", None)
+            put(ev, "__pydantic_private__", None)
+            out.append(ev)
+        return out
+
+
+_EVENT_FIELDS = frozenset(Event.model_fields)
+
+
+class _LooseBatch(Message):
+    """A batch's envelope, its events not looked at yet (to keep the valid ones of a bad batch)."""
+
+    hub_id: HubId
+    epoch: Epoch | None = None
+    events: list[Any] = Field(min_length=1, max_length=MAX_BATCH_EVENTS)
+
+
+def _first_error(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first.get("loc", ())) or "payload"
+    return f"{where}: {first.get('msg')}"
+
+
+def decode_events(payload: bytes) -> Event | EventBatch:
+    """An events-topic payload: one ``Event``, or an ``EventBatch`` of the valid events it holds
+    (those refused are in its ``refused``). Raises WireError for a payload that is neither."""
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise WireError(f"payload too large ({len(payload)} bytes > {MAX_PAYLOAD_BYTES})")
+    # Parsed once, as what it looks like. The look is a hint only: a string value cannot hold
+    # '"events"' (its quotes are escaped), an unknown field named so would fail and go on below.
+    looks_batched = b'"events"' in payload
+    for model in (EventBatch, Event) if looks_batched else (Event,):
+        try:
+            return model.model_validate_json(payload)
+        except ValidationError:
+            pass  # invalid: below, say why in the terms of what it meant to be
+    try:
+        loose = _LooseBatch.model_validate_json(payload)
+    except ValidationError as exc:
+        errors = exc.errors()
+        if any(e["loc"] in ((), ("events",)) and e["type"] in ("missing", "json_invalid",
+                                                               "model_type") for e in errors):
+            return Event.from_bytes(payload)  # type: ignore[no-any-return]  # no batch: why
+        raise WireError(f"invalid EventBatch: {_first_error(exc)}") from None
+    kept: list[BatchedEvent] = []
+    refused: list[RefusedEvent] = []
+    for position, item in enumerate(loose.events):
+        raw = json.dumps(item)
+        try:
+            # Through JSON again, so that what only JSON refuses (NaN, 1e999) is refused here too.
+            kept.append(BatchedEvent.model_validate_json(raw))
+        except (ValidationError, ValueError, RecursionError) as exc:
+            seq = item.get("seq") if isinstance(item, dict) else None
+            reason = _first_error(exc) if isinstance(exc, ValidationError) else str(exc)
+            readable = type(seq) is int and 1 <= seq <= 2**63 - 1
+            refused.append(RefusedEvent(position, seq if readable else None, reason, raw))
+    batch = EventBatch.model_construct(hub_id=loose.hub_id, epoch=loose.epoch, events=kept)
+    batch._refused = tuple(refused)
+    return batch
+
+
+def _event_prefix(hub_id: str, epoch: str | None) -> bytes:
+    """How ``Event.to_bytes`` starts for this hub and epoch, up to the first field of its own."""
+    sample = Event(hub_id=hub_id, epoch=epoch, seq=1, ts=datetime(2000, 1, 1, tzinfo=UTC),
+                   ieee="00:00:00:00:00:00:00:00", capability="c", attribute="a",
+                   value=None).to_bytes()
+    return sample[:sample.index(b'"seq":')]
+
+
+class EventBatcher:
+    """Joins ``Event`` payloads of one hub and epoch (as ``Event.to_bytes`` made them) into
+    ``EventBatch`` payloads without parsing them: each event loses the fields the batch holds."""
+
+    def __init__(self, hub_id: str, epoch: str | None) -> None:
+        self._prefix = _event_prefix(hub_id, epoch)
+        self.head = self._prefix + b'"events":['
+        self.tail = b"]}"
+
+    def item(self, payload: bytes) -> bytes | None:
+        """The payload as an item of a batch; None when it is not an event of this hub and epoch
+        (it then travels alone)."""
+        if not payload.startswith(self._prefix):
+            return None
+        return b"{" + payload[len(self._prefix):]
+
+    def overhead(self, count: int) -> int:
+        """Bytes of a batch of ``count`` events that are not the events' own."""
+        return len(self.head) + len(self.tail) + max(0, count - 1)
+
+    def join(self, items: Sequence[bytes]) -> bytes:
+        return self.head + b",".join(items) + self.tail
+
+
 class CommandStatus(StrEnum):
     PENDING = "pending"  # accepted by the cloud, not yet answered by the hub
     SUCCEEDED = "succeeded"
@@ -385,6 +542,9 @@ class LedgerAck(Message):
     results: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
         default_factory=list, max_length=1000)
     ts: Timestamp = Field(default_factory=utcnow)
+    # The most events this cloud takes in one EventBatch; 0 (clouds before batches send none):
+    # single events only. A hub batches only after an acknowledgement that allows it.
+    batch_max: int = Field(default=0, ge=0, le=MAX_BATCH_EVENTS)
 
 
 PairingStep = Literal[
@@ -437,12 +597,17 @@ def decode(topic: str, payload: bytes) -> tuple[TopicKind, str, str | None, Mess
     """Parse a topic and its payload and check that they agree.
 
     Returns (kind, hub_id, ieee, message); message is None for an empty retained device payload,
-    which means the device was removed. Raises WireError for anything that breaks the contract.
+    which means the device was removed; on the events topic it is an ``Event`` or an
+    ``EventBatch``. Raises WireError for anything that breaks the contract.
     """
     kind, hub_id, ieee = Topics.parse(topic)
     if kind is TopicKind.DEVICE and payload == b"":
         return kind, hub_id, ieee, None
-    message = PAYLOAD_MODELS[kind].from_bytes(payload)
+    message: Any
+    if kind is TopicKind.EVENTS:
+        message = decode_events(payload)
+    else:
+        message = PAYLOAD_MODELS[kind].from_bytes(payload)
     if getattr(message, "hub_id", hub_id) != hub_id:
         raise WireError(f"hub_id {message.hub_id!r} in payload does not match topic {topic!r}")
     if ieee is not None and getattr(message, "ieee", ieee) != ieee:

@@ -215,7 +215,7 @@ class EventOutcome(StrEnum):
 class EventResult:
     outcome: EventOutcome
     gap: int = 0  # sequence numbers found missing before this event
-    point: TelemetryPoint | None = None  # set when stored
+    point: TelemetryPoint | None = None  # set when stored and queued for a telemetry export
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -233,6 +233,10 @@ class IngestTx(Protocol):
 
     def hub_status(self, status: HubStatus) -> None: ...
 
+    def statuses_ahead(self, statuses: Sequence[HubStatus]) -> None:
+        """Read together what these statuses, applied later in this transaction, will need."""
+        ...
+
     def device_info(self, info: DeviceInfo) -> list[TelemetryPoint]:
         """Describe a device; events kept for it while it was unknown are stored now (returned)."""
         ...
@@ -247,6 +251,12 @@ class IngestTx(Protocol):
 
     def events(self, events: Sequence[Event]) -> list[EventResult]:
         """``event`` of each, in order (stored together): one result per event."""
+        ...
+
+    def invalid_event(self, hub_id: str, epoch: str | None, seq: int, raw: str) -> bool:
+        """Keep an event of a batch that broke the contract, but says its place in the hub's
+        ledger, as a dead letter: committed, so the ledger's mark moves past it and the hub stops
+        sending it again. False when it was kept before, or its seq is implausible."""
         ...
 
     def command_result(self, result: CommandResult) -> CommandRecord | None: ...
