@@ -54,11 +54,15 @@ class Publisher:
         self._answered_at = 0.0  # the cloud last answered (any acknowledgement)
         self._asked_at = 0.0  # the hub last asked the cloud where it stands
         self._task: asyncio.Task[None] | None = None
+        self._stopped = False
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._watch(), name="ledger-watch")
 
     async def stop(self) -> None:
+        """Commit what is queued and leave no timer behind: the store closes next. An event that
+        still comes is committed at once (no timer), so nothing accepted is lost."""
+        self._stopped = True
         if self._flush_timer is not None:
             self._flush_timer.cancel()
             self._flush_timer = None
@@ -104,7 +108,9 @@ class Publisher:
                          unit=unit).to_bytes()
 
         seq = self.store.add_event(Topics.events(self.hub_id), build)
-        if not self.store.queued:
+        if self._stopped:
+            self.store.flush()
+        elif not self.store.queued:
             self.link.kick()  # a full queue was committed at once
         elif self._flush_timer is None:
             self._flush_timer = asyncio.get_running_loop().call_later(self.flush_delay, self._flush)
@@ -112,6 +118,8 @@ class Publisher:
 
     def _flush(self) -> None:
         self._flush_timer = None
+        if self._stopped:
+            return  # stop() committed the queue; the store may be closed by now
         try:
             self.store.flush()
         except Exception:  # e.g. a full disk: the events stay queued and are tried again
