@@ -161,11 +161,16 @@ class Hub:
             await self.metrics_server.stop()
         await asyncio.gather(*background, return_exceptions=True)
         self.tracker.close()
-        if self._ran and self.store.pending and not await self.publisher.drain(self.settings.shutdown_drain):
+        drain = self.settings.shutdown_drain
+        if self._ran and self.store.pending and not await self.publisher.drain(drain):
             LOGGER.warning("stopping with %d messages the cloud has not acknowledged; they are "
                            "kept and sent after the next start", self.store.pending)
         await self.link.stop(self.status(online=False, reason="hub stopped"))
         await self._stop_radio()
+        late = list(self._tasks)  # spawned by zigpy while stopping (an interview that ended)
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
         await self.publisher.stop()
         self.store.close()
         if self._ran:
