@@ -133,12 +133,18 @@ class Publisher:
         self.store.add_result(Topics.results(self.hub_id), command_id, payload)
         self.link.kick()
 
-    async def drain(self, within: float) -> bool:
+    async def drain(self, within: float, *, silence: float = 2.0) -> bool:
         """Wait (at most ``within`` seconds, while connected) until the cloud has acknowledged
-        everything in the outbox; True when it has. A clean stop leaves nothing behind."""
-        deadline = time.monotonic() + within
+        everything in the outbox; True when it has. A clean stop leaves nothing behind. The
+        cloud answers every status, so a cloud silent for ``silence`` seconds after being asked
+        is gone (stopped first, unreachable): what is left is kept for the next start."""
+        start = time.monotonic()
+        deadline = start + within
+        self.status()  # ask where the cloud stands
         while self.store.pending and time.monotonic() < deadline:
             if not self.link.connected.is_set():
+                return False
+            if time.monotonic() - max(start, self._answered_at) >= silence:
                 return False
             await asyncio.sleep(0.05)
         return not self.store.pending
