@@ -7,9 +7,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sqlite3
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from tests.common import eventually
 from tests.conftest import MOSQUITTO, BrokerAddress, _free_port
 from tests.stack import running_stack
 
+SPOKE = Path(sys.executable).with_name("spoke")
 STOP_BOUND = 60.0  # seconds; generous: a liveness bound on a loaded machine, not a speed figure
 
 
@@ -170,3 +173,31 @@ async def test_stop_while_the_cloud_acknowledges_leaves_nothing_behind(
         assert seqs == list(range(last - len(seqs) + 1, last + 1))  # the unacknowledged tail
         errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
         assert not errors, [r.getMessage() for r in errors]
+
+
+def test_sigint_stops_a_hub_started_with_sigint_ignored(tmp_path: Path) -> None:
+    """A program started in the background by a shell inherits SIGINT ignored; the hub still
+    stops on it (as on SIGTERM), here with no broker to reach."""
+    log_path = tmp_path / "hub.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SPOKE_")}
+    env.update(SPOKE_MQTT_HOST="127.0.0.1", SPOKE_MQTT_PORT=str(_free_port()),
+               SPOKE_HUB_ID="hub-ignored", SPOKE_SIM_DEVICES="loadgen",
+               SPOKE_CONFIG=str(tmp_path / "none.toml"))
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [str(SPOKE), "hub", "run", "--radio", "sim", "--data-dir", str(tmp_path / "hub")],
+            env=env, stdout=log, stderr=subprocess.STDOUT,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    try:
+        deadline = time.monotonic() + STOP_BOUND * 2
+        while "virtual devices joined" not in log_path.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(STOP_BOUND)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert code == 0, log_path.read_text()[-3000:]
+    assert "hub hub-ignored stopped" in log_path.read_text()
