@@ -12,6 +12,8 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
+import signal
 import time
 from collections.abc import Awaitable
 from datetime import UTC, datetime
@@ -51,6 +53,7 @@ LOGGER = logging.getLogger(__name__)
 VERSION = "0.1.0"
 STATUS_HEARTBEAT = 60.0  # the status is published this often even when nothing in it changed
 JOURNAL_DAYS = 7
+RADIO_STOP_TIMEOUT = 10.0  # seconds a stopping hub waits for zigpy to let go of the radio
 
 
 class Hub:
@@ -99,6 +102,7 @@ class Hub:
         self.adopted = asyncio.Event()  # set each time a device finishes adoption
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loops: list[asyncio.Task[Any]] = []
+        self._ran = False  # the radio started: there is a running hub to stop
 
     @property
     def app(self) -> Any:
@@ -121,6 +125,7 @@ class Hub:
         except BaseException:
             self._close_controls()
             raise
+        self._ran = True
         self.watchdog.running()
         LOGGER.info("hub %s: %d paired devices loaded from zigpy's database (ledger epoch %s)",
                     self.hub_id, len(self.tracker.devices), self.store.epoch,
@@ -147,6 +152,10 @@ class Hub:
         gc.freeze()
 
     async def stop(self) -> None:
+        """Stop in the order that loses nothing and never waits on what is gone: the background
+        work first, then (bounded) the cloud's acknowledgements, the link (no more commands or
+        acknowledgements in), the radio (no more events), and last the outbox: what is still
+        queued is committed before the store closes, and no timer is left to touch it after."""
         background = [*self._loops, *self._tasks]
         for task in background:
             task.cancel()
@@ -158,16 +167,32 @@ class Hub:
             await self.metrics_server.stop()
         await asyncio.gather(*background, return_exceptions=True)
         self.tracker.close()
-        if self.store.pending and not await self.publisher.drain(self.settings.shutdown_drain):
+        drain = self.settings.shutdown_drain
+        if self._ran and self.store.pending and not await self.publisher.drain(drain):
             LOGGER.warning("stopping with %d messages the cloud has not acknowledged; they are "
                            "kept and sent after the next start", self.store.pending)
-        await self.publisher.stop()
         await self.link.stop(self.status(online=False, reason="hub stopped"))
-        if self.zigbee is not None:
-            await self.zigbee.app.shutdown()
-        self._close_controls()
+        await self._stop_radio()
+        late = list(self._tasks)  # spawned by zigpy while stopping (an interview that ended)
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
+        await self.publisher.stop()
         self.store.close()
-        LOGGER.info("hub %s stopped", self.hub_id, extra={"hub": self.hub_id})
+        if self._ran:
+            LOGGER.info("hub %s stopped", self.hub_id, extra={"hub": self.hub_id})
+
+    async def _stop_radio(self) -> None:
+        """Shut zigpy down (its frames are what make events); a radio that hangs is left behind
+        after RADIO_STOP_TIMEOUT rather than holding the hub's stop."""
+        zigbee, self.zigbee = self.zigbee, None
+        if zigbee is not None:
+            zigbee.app.remove_listener(self)
+            try:
+                await asyncio.wait_for(zigbee.app.shutdown(), RADIO_STOP_TIMEOUT)
+            except Exception as exc:
+                LOGGER.warning("the radio did not shut down cleanly: %r", exc)
+        self._close_controls()
 
     async def _serve_metrics(self) -> None:
         """Serve /metrics when configured; a hub that cannot (port taken, weak token) goes on
@@ -380,22 +405,70 @@ class Hub:
             self.store.trim()  # age bound of the outbox, also while no events arrive
 
 
-async def run_hub(settings: HubSettings, *, ready: asyncio.Event | None = None) -> None:
-    """Run a hub until cancelled (Ctrl-C), then shut it down cleanly."""
-    hub = Hub(settings)
+async def run_hub(settings: HubSettings, *, ready: asyncio.Event | None = None,
+                  stop: asyncio.Event | None = None) -> None:
+    """Run a hub until ``stop`` is set or the task is cancelled, then shut it down cleanly."""
+    await serve_hub(Hub(settings), ready=ready, stop=stop)
+
+
+async def serve_hub(hub: Hub, *, ready: asyncio.Event | None = None,
+                    stop: asyncio.Event | None = None) -> None:
+    """Start ``hub``, run it until ``stop`` is set or the task is cancelled, then stop it; a stop
+    asked for while the hub is still starting cuts the start short and stops what had started."""
+    stop = stop or asyncio.Event()
     try:
-        await hub.start()
-    except BaseException:
-        hub.store.close()
-        raise
-    if ready is not None:
-        ready.set()
-    try:
-        await asyncio.Event().wait()
+        starting = asyncio.ensure_future(hub.start())
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            if not starting.done():
+                starting.cancel()
+                # zigpy may finish its step before it sees the cancellation: wait for either.
+                await asyncio.wait({starting})
+        if not starting.cancelled():
+            starting.result()  # a failed start (a radio that does not answer) is raised here
+        if ready is not None and not stop.is_set():
+            ready.set()
+        await stop.wait()
     finally:
-        # Finish the shutdown even if cancelled again (a second Ctrl-C, a cancelling parent):
-        # a half-stopped hub would leave the radio and its database open.
-        stopping = asyncio.ensure_future(hub.stop())
-        while not stopping.done():
+        # Finish the shutdown even if cancelled again (a cancelling parent): a half-stopped hub
+        # would leave the radio and its database open.
+        closing = asyncio.ensure_future(hub.stop())
+        while not closing.done():
             with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.shield(stopping)
+                await asyncio.shield(closing)
+        closing.result()
+
+
+def run_hub_process(settings: HubSettings) -> None:
+    """Run a hub as this process until SIGINT or SIGTERM, then stop it cleanly. A second signal
+    exits at once, after committing the events still queued: the outbox is SQLite in WAL mode, so
+    every committed transaction survives the exit."""
+    asyncio.run(_run_until_signalled(settings))
+
+
+async def _run_until_signalled(settings: HubSettings) -> None:
+    loop = asyncio.get_running_loop()
+    hub = Hub(settings)
+    stop = asyncio.Event()
+
+    def on_signal(signum: signal.Signals) -> None:
+        if not stop.is_set():
+            LOGGER.info("%s: stopping the hub (once more to exit at once)", signum.name)
+            stop.set()
+            return
+        LOGGER.warning("%s again: exiting without finishing the stop", signum.name)
+        with contextlib.suppress(Exception):  # the store may be closed already
+            hub.store.flush()
+        logging.shutdown()
+        os._exit(128 + signum)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        await serve_hub(hub, stop=stop)
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -31,6 +32,7 @@ from wire.contract import MAX_PAYLOAD_BYTES, EventBatcher, HubStatus, Topics, hu
 
 LOGGER = logging.getLogger(__name__)
 INFLIGHT_WINDOW = 100
+LOOP_STOP_TIMEOUT = 5.0  # seconds a stopping hub waits for paho's network thread to end
 
 MessageHandler = Callable[[str, bytes, bool], Awaitable[None]]  # topic, payload, retained
 ConnectedHandler = Callable[[bool], None]  # the broker kept our session
@@ -55,6 +57,34 @@ def _no_delay(client: mqtt.Client, userdata: object, sock: object) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # type: ignore[attr-defined]
 
 
+async def _joined(fn: Callable[[], object], within: float) -> None:
+    """Run a blocking call in a daemon thread and wait for it at most ``within`` seconds: unlike
+    the loop's executor, a thread that hangs (a socket that never answers) does not hold the
+    process at exit."""
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+
+    def run() -> None:
+        try:
+            fn()
+        except Exception as exc:  # e.g. not connected: nothing to wait for
+            LOGGER.debug("%s: %r", getattr(fn, "__name__", fn), exc)
+        finally:
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(finished)
+
+    def finished() -> None:
+        if not done.done():
+            done.set_result(None)
+
+    threading.Thread(target=run, name="mqtt-stop", daemon=True).start()
+    try:
+        await asyncio.wait_for(done, within)
+    except TimeoutError:
+        LOGGER.warning("MQTT: %s did not finish within %.0f s; going on without it",
+                       getattr(fn, "__name__", "a call"), within)
+
+
 class HubLink:
     """Publishes the outbox in order, retained state directly, and delivers commands."""
 
@@ -66,6 +96,7 @@ class HubLink:
         self._on_message = on_message
         self._on_connected = on_connected
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopped = False
         self.connected = asyncio.Event()
         self._wake = asyncio.Event()
         self._inflight: dict[int, int] = {}  # paho mid -> outbox rows it carries
@@ -115,18 +146,20 @@ class HubLink:
         if status is not None and self.connected.is_set():
             info = self.client.publish(Topics.status(self.hub_id), status.to_bytes(), qos=1,
                                        retain=True)
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(asyncio.to_thread(info.wait_for_publish, 2), 3)
+            await _joined(lambda: info.wait_for_publish(2), 3)
         if self._hold is not None:
             self._hold.cancel()
         if self._pump_task is not None:
             self._pump_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._pump_task
+        self._stopped = True  # what paho's thread hands over from now on is dropped
         for task in list(self._tasks):
             task.cancel()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=LOOP_STOP_TIMEOUT)
         self.client.disconnect()
-        await asyncio.to_thread(self.client.loop_stop)
+        await _joined(self.client.loop_stop, LOOP_STOP_TIMEOUT)
 
     # ------------------------------------------------------------------ publishing
     def publish_retained(self, topic: str, payload: bytes) -> None:
@@ -241,8 +274,14 @@ class HubLink:
 
     # ------------------------------------------------------------------ paho callbacks (thread)
     def _call(self, fn: Callable[..., object], *args: object) -> None:
-        if self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(fn, *args)
+        if self._loop is not None and not self._loop.is_closed() and not self._stopped:
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                self._loop.call_soon_threadsafe(self._unless_stopped, fn, *args)
+
+    def _unless_stopped(self, fn: Callable[..., object], *args: object) -> None:
+        """Handed over before the link stopped, run after: a stopped hub takes nothing in."""
+        if not self._stopped:
+            fn(*args)
 
     def _paho_connect(self, client: mqtt.Client, userdata: object, flags: object,
                       reason_code: object, properties: object) -> None:

@@ -60,11 +60,15 @@ class Publisher:
         self._answered_at = 0.0  # the cloud last answered (any acknowledgement)
         self._asked_at = 0.0  # the hub last asked the cloud where it stands
         self._task: asyncio.Task[None] | None = None
+        self._stopped = False
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._watch(), name="ledger-watch")
 
     async def stop(self) -> None:
+        """Commit what is queued and leave no timer behind: the store closes next. An event that
+        still comes is committed at once (no timer), so nothing accepted is lost."""
+        self._stopped = True
         if self._flush_timer is not None:
             self._flush_timer.cancel()
             self._flush_timer = None
@@ -110,7 +114,9 @@ class Publisher:
                          unit=unit).to_bytes()
 
         seq = self.store.add_event(Topics.events(self.hub_id), build)
-        if not self.store.queued:
+        if self._stopped:
+            self.store.flush()
+        elif not self.store.queued:
             self.link.kick()  # a full queue was committed at once
         elif self._flush_timer is None:
             self._flush_timer = asyncio.get_running_loop().call_later(self.flush_delay, self._flush)
@@ -118,6 +124,8 @@ class Publisher:
 
     def _flush(self) -> None:
         self._flush_timer = None
+        if self._stopped:
+            return  # stop() committed the queue; the store may be closed by now
         try:
             self.store.flush()
         except Exception:  # e.g. a full disk: the events stay queued and are tried again
@@ -131,12 +139,18 @@ class Publisher:
         self.store.add_result(Topics.results(self.hub_id), command_id, payload)
         self.link.kick()
 
-    async def drain(self, within: float) -> bool:
+    async def drain(self, within: float, *, silence: float = 2.0) -> bool:
         """Wait (at most ``within`` seconds, while connected) until the cloud has acknowledged
-        everything in the outbox; True when it has. A clean stop leaves nothing behind."""
-        deadline = time.monotonic() + within
+        everything in the outbox; True when it has. A clean stop leaves nothing behind. The
+        cloud answers every status, so a cloud silent for ``silence`` seconds after being asked
+        is gone (stopped first, unreachable): what is left is kept for the next start."""
+        start = time.monotonic()
+        deadline = start + within
+        self.status()  # ask where the cloud stands
         while self.store.pending and time.monotonic() < deadline:
             if not self.link.connected.is_set():
+                return False
+            if time.monotonic() - max(start, self._answered_at) >= silence:
                 return False
             await asyncio.sleep(0.05)
         return not self.store.pending

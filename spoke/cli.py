@@ -160,7 +160,7 @@ def hub_run(
     """Run the edge hub: zigpy with the radio, MQTT to the cloud."""
     from pydantic import ValidationError
 
-    from hub.app import run_hub
+    from hub.app import run_hub_process
     from hub.radio import RadioError
     from hub.settings import HubSettings
 
@@ -175,7 +175,7 @@ def hub_run(
         first = exc.errors()[0]
         fail(f"invalid hub setting {'.'.join(map(str, first['loc']))}: {first['msg']}")
     try:
-        _run(run_hub(settings))
+        run_hub_process(settings)  # SIGINT or SIGTERM stops it cleanly, a second one at once
     except RadioError as exc:
         fail(str(exc), code=2)
 
