@@ -21,7 +21,6 @@ from sqlalchemy import (
     func,
     insert,
     select,
-    tuple_,
     union_all,
     update,
 )
@@ -525,12 +524,15 @@ class SqlIngestTx:
             {"hub_id": hub_id, "epoch": epoch, "mark": 0, "first_seen": self._now, "stored": 0,
              "duplicates": 0, "gaps": 0, "refused": 0} for hub_id, epoch in new],
             ("hub_id", "epoch")) if new else set()
-        key_columns = tuple_(ledgers.c.hub_id, ledgers.c.epoch)
-        for chunk in _chunks(keys):
+        wanted = set(keys)
+        # By hub (the primary key's first column): SQLite scans the table for (hub, epoch) IN.
+        for chunk in _chunks(sorted({hub_id for hub_id, _ in keys})):
             for row in self._conn.execute(
-                    select(ledgers).where(key_columns.in_(chunk))
+                    select(ledgers).where(ledgers.c.hub_id.in_(chunk))
                     .order_by(ledgers.c.hub_id, ledgers.c.epoch).with_for_update()):
                 key = (row.hub_id, row.epoch)
+                if key not in wanted:
+                    continue
                 self._loaded[key] = (dict(row._mapping), key in made)
                 self._ledgers_read[key] = dict(row._mapping)
                 self._known.ledgers.add(key)
