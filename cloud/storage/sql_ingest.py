@@ -66,6 +66,11 @@ _OPEN_STATUSES = (CommandStatus.PENDING.value, CommandStatus.TIMEOUT.value)
 _IN_CHUNK = 500  # ids per IN (...) list: far below every database's limit on bound parameters
 _EVENT_KEY = ("hub_id", "epoch", "seq")
 _LEDGER_KEY = ("hub_id", "epoch")
+# The columns an ingest reads: a hub's status is only ever replaced whole, and a device's
+# description only by a new one (written whole), so neither is decoded for every event.
+_HUB_READ = tuple(c for c in hubs.c if c.name != "status")
+_DEVICE_READ = tuple(devices.c[name] for name in (
+    "id", "hub_id", "available", "availability_changed_at", "capabilities", "state_at", "removed"))
 
 
 def _next_seqs() -> Any:
@@ -210,11 +215,12 @@ class SqlIngestTx:
                 {"id": h, "events_received": 0, "events_stored": 0, "duplicates": 0, "gaps": 0}
                 for h in new], ("id",))
         for chunk in _chunks(hub_ids):
-            for row in self._conn.execute(select(hubs).where(hubs.c.id.in_(chunk))
-                                          .order_by(hubs.c.id).with_for_update()):
-                self._hubs[row.id] = dict(row._mapping)
-                self._hubs_read[row.id] = dict(row._mapping)
-                self._known.hubs.add(row.id)
+            for row in _dicts(self._conn.execute(
+                    select(*_HUB_READ).where(hubs.c.id.in_(chunk))
+                    .order_by(hubs.c.id).with_for_update())):
+                self._hubs[row["id"]] = row
+                self._hubs_read[row["id"]] = dict(row)
+                self._known.hubs.add(row["id"])
 
     # Ingest operations ---------------------------------------------------------------------------
     def hub_status(self, status: HubStatus) -> None:
@@ -480,9 +486,10 @@ class SqlIngestTx:
         """Read (and lock) the rows of the devices not read yet, in one select."""
         missing = sorted(set(device_ids) - self._devices.keys())
         for chunk in _chunks(missing):
-            for row in self._conn.execute(select(devices).where(devices.c.id.in_(chunk))
-                                          .order_by(devices.c.id).with_for_update()):
-                self._devices[row.id] = dict(row._mapping)
+            for row in _dicts(self._conn.execute(
+                    select(*_DEVICE_READ).where(devices.c.id.in_(chunk))
+                    .order_by(devices.c.id).with_for_update())):
+                self._devices[row["id"]] = row
         for device_id in missing:
             self._devices.setdefault(device_id, None)
 
@@ -527,14 +534,14 @@ class SqlIngestTx:
         wanted = set(keys)
         # By hub (the primary key's first column): SQLite scans the table for (hub, epoch) IN.
         for chunk in _chunks(sorted({hub_id for hub_id, _ in keys})):
-            for row in self._conn.execute(
+            for row in _dicts(self._conn.execute(
                     select(ledgers).where(ledgers.c.hub_id.in_(chunk))
-                    .order_by(ledgers.c.hub_id, ledgers.c.epoch).with_for_update()):
-                key = (row.hub_id, row.epoch)
+                    .order_by(ledgers.c.hub_id, ledgers.c.epoch).with_for_update())):
+                key = (row["hub_id"], row["epoch"])
                 if key not in wanted:
                     continue
-                self._loaded[key] = (dict(row._mapping), key in made)
-                self._ledgers_read[key] = dict(row._mapping)
+                self._loaded[key] = (row, key in made)
+                self._ledgers_read[key] = dict(row)
                 self._known.ledgers.add(key)
 
     def _ledger(self, hub_id: str, epoch: str) -> dict[str, Any]:
@@ -688,6 +695,12 @@ def _insert_ignore(
         return False
     conn.execute(insert(table).values(**values))
     return True
+
+
+def _dicts(result: Any) -> list[dict[str, Any]]:
+    """The rows as dicts (the result's keys read once, not once per row)."""
+    keys = list(result.keys())
+    return [dict(zip(keys, row, strict=True)) for row in result]
 
 
 def _chunks(items: Sequence[Any], size: int = _IN_CHUNK) -> Iterable[Sequence[Any]]:
