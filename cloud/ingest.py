@@ -5,6 +5,8 @@ database transaction, commits, and then sends the PUBACKs, so a crash before the
 messages with the broker (persistent session) to be delivered again. After the commit it tells
 each hub concerned how far its ledger is committed (``LedgerAck``, retained on the hub's acks
 topic): a hub keeps every event and result until then, and resends what the cloud never got.
+An acknowledgement that only moves a mark waits until ``ack_interval`` has passed since the hub's
+last one, and goes out as the latest mark; results and answers to a status go out at once.
 A batch of events (``EventBatch``) is stored as its events would be one message each, in the same
 insert as the single events around it; every acknowledgement tells the hub how many events one
 batch may hold (``event_batch_max``; hubs batch only after hearing it).
@@ -229,6 +231,10 @@ class Ingest:
         self._idle = True  # the worker waits on an empty queue: nothing can be stuck
         self._busy = 0  # messages the worker holds (taken from the queue, not yet finished)
         self._moved_at = time.monotonic()  # when the worker last took or finished a batch
+        # Acknowledgements that only move a mark, held until their hub's interval has passed (the
+        # latest per hub), and when each hub was last sent one; the worker thread's alone.
+        self._held: dict[str, AckDue] = {}
+        self._acked_at: dict[str, float] = {}
         self.link = MqttLink(settings, ingest_subscriptions(settings.mqtt_shared_group),
                              self._queue.put)
 
@@ -276,10 +282,16 @@ class Ingest:
     def _run(self) -> None:
         while True:
             self._idle = True
-            first = self._queue.get()
+            try:
+                first = (self._queue.get(timeout=self.settings.ack_interval) if self._held
+                         else self._queue.get())
+            except queue.Empty:
+                self._send_held(time.monotonic())
+                continue
             self._moved_at = time.monotonic()  # before _idle: a reader never sees an old time
             self._idle = False
             if first is _STOP:
+                self._send_held(None)
                 return
             batch: list[Inbound] = [first]
             stop = False
@@ -300,6 +312,7 @@ class Ingest:
             self._moved_at = time.monotonic()
             self._busy = 0
             if stop:
+                self._send_held(None)
                 return
 
     def _process(self, batch: list[Inbound]) -> None:
@@ -481,13 +494,16 @@ class Ingest:
                                   extra={"cmd": record.id, "hub": record.hub_id})
         for item in items:
             self.link.ack(item.inbound)
+        now = time.monotonic()
+        interval = self.settings.ack_interval
         for due in applied.acks:
-            for start in range(0, max(1, len(due.results)), _ACK_RESULTS):
-                ack = LedgerAck(hub_id=due.hub_id, epoch=due.epoch, seq=due.seq,
-                                results=due.results[start:start + _ACK_RESULTS],
-                                batch_max=self.settings.event_batch_max)
-                if self.link.publish(Topics.acks(due.hub_id), ack.to_bytes(), retain=True):
-                    self.metrics.add(acks=1)
+            if (due.results or due.asked
+                    or now - self._acked_at.get(due.hub_id, -interval) >= interval):
+                self._held.pop(due.hub_id, None)  # this one is newer
+                self._send_ack(due, now)
+            else:
+                self._held[due.hub_id] = due
+        self._send_held(now)
         self.metrics.add(stored=applied.stored, events=applied.events,
                          event_batches=applied.batched, duplicates=applied.duplicates, gaps=applied.gaps,
                          results=applied.results, pairing_events=applied.pairing_events,
@@ -509,6 +525,28 @@ class Ingest:
                 self.live.committed(applied.live)
             except Exception:
                 log.exception("live feed failed")
+
+    def _send_ack(self, due: AckDue, now: float) -> None:
+        """Tell the hub its committed mark (and results), retained: it reads it when it comes back."""
+        self._acked_at[due.hub_id] = now
+        sent = 0
+        for start in range(0, max(1, len(due.results)), _ACK_RESULTS):
+            ack = LedgerAck(hub_id=due.hub_id, epoch=due.epoch, seq=due.seq,
+                            results=due.results[start:start + _ACK_RESULTS],
+                            batch_max=self.settings.event_batch_max)
+            sent += self.link.publish(Topics.acks(due.hub_id), ack.to_bytes(), retain=True)
+        if sent:
+            self.metrics.add(acks=sent)
+
+    def _send_held(self, now: float | None) -> None:
+        """Send the held acknowledgements whose hub's interval has passed (all of them: None)."""
+        if not self._held:
+            return
+        interval = self.settings.ack_interval
+        for hub_id, due in list(self._held.items()):
+            if now is None or now - self._acked_at.get(hub_id, -interval) >= interval:
+                del self._held[hub_id]
+                self._send_ack(due, time.monotonic() if now is None else now)
 
     def _reject(self, inbound: Inbound, reason: str, detail: str, exc_info: bool = False) -> None:
         self.metrics.reject(reason)

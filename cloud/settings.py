@@ -102,6 +102,12 @@ class CloudSettings(BaseSettings):
     # The most events a hub may put in one EventBatch, advertised to hubs in every acknowledgement
     # (LedgerAck.batch_max); 0: advertise none, so hubs send single events (batches are still read).
     event_batch_max: int = Field(default=500, ge=0, le=MAX_BATCH_EVENTS)
+    # Seconds between two acknowledgements that only move a hub's mark: the marks committed in
+    # between go out as one, the latest (a thousand hubs, each in nearly every batch, cost one
+    # publish per hub per batch otherwise; a hub sending two events a second is acknowledged once
+    # a second). Answers to a status and acknowledgements of command results go out at once.
+    # Far below the hubs' resend timer (10 s); 0: every batch acknowledges at once.
+    ack_interval: float = Field(default=1.0, ge=0, le=3.0)
     # Seconds the ingest may hold received messages without storing any before /readyz says it is
     # stalled (a worker stuck on a database lock, or storage refusing writes).
     ingest_stall_after: float = Field(default=30.0, gt=0)

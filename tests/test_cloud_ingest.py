@@ -23,7 +23,7 @@ from tests.common import (
     status,
 )
 from tests.conftest import BrokerAddress
-from wire.contract import MAX_PAYLOAD_BYTES, Topics
+from wire.contract import MAX_PAYLOAD_BYTES, LedgerAck, Topics
 
 HUB = "hub-1"
 IEEE = "00:12:4b:00:01:02:03:04"
@@ -219,3 +219,24 @@ async def test_amqtt_is_spoken_to_in_mqtt_311(tmp_path: Path, amqtt_broker: Brok
     async with running_cloud(cloud_settings(tmp_path, amqtt_broker)) as cloud:
         assert cloud.services.ingest.link.protocol == "3.1.1"
         assert isinstance(cloud.services, CloudServices)
+
+
+@ON_POSTGRESQL_TOO
+async def test_marks_are_acknowledged_after_the_interval_with_the_latest_one(
+        tmp_path: Path, mqtt_broker: BrokerAddress, database: str, hub: MqttTestClient):
+    settings = cloud_settings(tmp_path, mqtt_broker, database_url=database, ack_interval=3.0)
+    async with running_cloud(settings) as cloud:
+        assert await asyncio.to_thread(hub.subscribe, Topics.acks(HUB))
+
+        def marks() -> list[int]:
+            return [LedgerAck.from_bytes(p).seq for t, p in hub.received if t == Topics.acks(HUB)]
+
+        await publish(hub, status(HUB, epoch="e1", last_seq=0), device(HUB, IEEE))
+        await eventually(lambda: marks() == [0], what="the status answered")
+        await publish(hub, *(event(HUB, seq, IEEE, epoch="e1") for seq in range(1, 7)))
+        await eventually(lambda: metrics(cloud)["stored"] == 6, what="six events stored")
+        # Held until the hub's interval passed, then sent although no message came after them.
+        await eventually(lambda: marks()[-1:] == [6], what="the latest mark acknowledged")
+        assert marks() == sorted(marks())
+        hub_row = await cloud.get_json(f"/api/v1/hubs/{HUB}")
+        assert (hub_row["events_stored"], hub_row["last_seq"], hub_row["gaps"]) == (6, 6, 0)

@@ -226,6 +226,7 @@ class AckDue:
     epoch: str | None  # None: the hub has no epoch (it predates ledger epochs)
     seq: int
     results: list[str] = field(default_factory=list)
+    asked: bool = False  # the hub's status asked where its ledger stands: answered without delay
 
 
 class IngestTx(Protocol):

@@ -44,7 +44,7 @@ from cloud.storage.base import (
 from cloud.storage.migrations import require_head, upgrade_to_head
 from cloud.storage.sql_buckets import sql_buckets
 from cloud.storage.sql_engine import WRITE_LOCK, make_engine, store_errors
-from cloud.storage.sql_ingest import SqlIngestTx, command_record
+from cloud.storage.sql_ingest import KnownRows, SqlIngestTx, command_record
 from cloud.storage.sql_results import NotPlain, apply_results
 from cloud.storage.sql_schema import (
     DEFAULT_ACCOUNT,
@@ -177,6 +177,7 @@ class SqlRegistry:
         """Bring the database to this Spoke's schema (``migrate``), or refuse one that is not."""
         self.engine = engine
         self.export_telemetry = export_telemetry  # queue each stored event's point for export
+        self._known = KnownRows()  # hub and ledger rows seen to exist, shared by transactions
         try:
             if migrate:
                 upgrade_to_head(engine)
@@ -217,7 +218,7 @@ class SqlRegistry:
     @contextmanager
     def ingest(self, hub_ids: Iterable[str] = ()) -> Iterator[SqlIngestTx]:
         with self._write() as conn:
-            tx = SqlIngestTx(conn, export_telemetry=self.export_telemetry)
+            tx = SqlIngestTx(conn, export_telemetry=self.export_telemetry, known=self._known)
             tx.lock_hubs(hub_ids)
             yield tx
             tx.flush()

@@ -67,6 +67,12 @@ _MARK_STEP = 1000  # sequence numbers read per query while advancing a mark
 _OPEN_STATUSES = (CommandStatus.PENDING.value, CommandStatus.TIMEOUT.value)
 _IN_CHUNK = 500  # ids per IN (...) list: far below every database's limit on bound parameters
 _EVENT_KEY = ("hub_id", "epoch", "seq")
+_LEDGER_KEY = ("hub_id", "epoch")
+# The columns an ingest reads: a hub's status is only ever replaced whole, and a device's
+# description only by a new one (written whole), so neither is decoded for every event.
+_HUB_READ = tuple(c for c in hubs.c if c.name != "status")
+_DEVICE_READ = tuple(devices.c[name] for name in (
+    "id", "hub_id", "available", "availability_changed_at", "capabilities", "state_at", "removed"))
 
 
 def _next_seqs() -> Any:
@@ -83,8 +89,9 @@ def _next_seqs() -> Any:
 _NEXT_SEQS = _next_seqs()
 # The rows a transaction reads and locks, by a list of ids (an expanding parameter): built once.
 _IDS: BindParameter[Any] = bindparam("ids", expanding=True)
-_LOCK_HUBS = select(hubs).where(hubs.c.id.in_(_IDS)).order_by(hubs.c.id).with_for_update()
-_LOCK_DEVICES = (select(devices).where(devices.c.id.in_(_IDS)).order_by(devices.c.id)
+_LOCK_HUBS = (select(*_HUB_READ).where(hubs.c.id.in_(_IDS)).order_by(hubs.c.id)
+              .with_for_update())
+_LOCK_DEVICES = (select(*_DEVICE_READ).where(devices.c.id.in_(_IDS)).order_by(devices.c.id)
                  .with_for_update())
 _LOCK_LEDGERS = (select(ledgers).where(ledgers.c.hub_id.in_(_IDS))
                  .order_by(ledgers.c.hub_id, ledgers.c.epoch).with_for_update())
@@ -140,6 +147,31 @@ def _outbox_row(point: TelemetryPoint, queued_at: datetime) -> dict[str, Any]:
             "value_json": json.dumps(point.value), "unit": point.unit, "queued_at": queued_at}
 
 
+class KnownRows:
+    """Keys of hub and ledger rows seen to exist: their transactions skip inserting them. Only a
+    hint (rows are never deleted, but a transaction that made one may roll back, and other
+    processes share the database): every row is still read, and one that is missing is made then.
+    """
+
+    def __init__(self) -> None:
+        self.hubs: set[str] = set()
+        self.ledgers: set[tuple[str, str]] = set()
+
+
+def _changed(row: dict[str, Any], read: dict[str, Any] | None, keys: tuple[str, ...]
+             ) -> dict[str, Any] | None:
+    """The row's keys and the columns that differ from what was read (all of them when nothing
+    was), None when none differ."""
+    if read is None:
+        return {k: v for k, v in row.items() if not k.startswith("_")}
+    changed = {k: v for k, v in row.items()
+               if not k.startswith("_") and k not in keys and read.get(k) != v}
+    if not changed:
+        return None
+    changed.update((k, row[k]) for k in keys)
+    return changed
+
+
 class SqlIngestTx:
     """One ingest transaction on one connection; hub and device rows are cached and written once.
 
@@ -148,8 +180,12 @@ class SqlIngestTx:
     """
 
     def __init__(self, conn: Connection, *, max_ahead: int = MAX_AHEAD,
-                 export_telemetry: bool = False) -> None:
+                 export_telemetry: bool = False, known: KnownRows | None = None) -> None:
         self._conn = conn
+        self._known = known if known is not None else KnownRows()
+        # The hub and ledger rows as read, so that flush writes only the columns that changed.
+        self._hubs_read: dict[str, dict[str, Any]] = {}
+        self._ledgers_read: dict[tuple[str, str], dict[str, Any]] = {}
         self._outbox: list[dict[str, Any]] | None = [] if export_telemetry else None
         self._now = datetime.now(UTC)
         self._max_ahead = max_ahead
@@ -176,14 +212,23 @@ class SqlIngestTx:
         wanted = sorted(set(hub_ids))
         missing = [h for h in wanted if h not in self._hubs]
         if missing:
-            _insert_ignore_many(self._conn, hubs, [
-                {"id": h, "events_received": 0, "events_stored": 0, "duplicates": 0, "gaps": 0}
-                for h in missing], ("id",))
-            for chunk in _chunks(missing):
-                for row in self._conn.execute(_LOCK_HUBS, {"ids": list(chunk)}):
-                    self._hubs[row.id] = dict(row._mapping)
+            self._read_hubs(missing, [h for h in missing if h not in self._known.hubs])
+            if lost := [h for h in missing if h not in self._hubs]:  # known, yet not there
+                self._read_hubs(lost, lost)
         for hub_id in wanted:
             self._hub(hub_id)
+
+    def _read_hubs(self, hub_ids: Sequence[str], new: Sequence[str]) -> None:
+        """Make the rows of the ``new`` hubs where they are missing, then read (and lock) all."""
+        if new:
+            _insert_ignore_many(self._conn, hubs, [
+                {"id": h, "events_received": 0, "events_stored": 0, "duplicates": 0, "gaps": 0}
+                for h in new], ("id",))
+        for chunk in _chunks(hub_ids):
+            for row in _dicts(self._conn.execute(_LOCK_HUBS, {"ids": list(chunk)})):
+                self._hubs[row["id"]] = row
+                self._hubs_read[row["id"]] = dict(row)
+                self._known.hubs.add(row["id"])
 
     # Ingest operations ---------------------------------------------------------------------------
     def hub_status(self, status: HubStatus) -> None:
@@ -449,8 +494,8 @@ class SqlIngestTx:
         """Read (and lock) the rows of the devices not read yet, in one select."""
         missing = sorted(set(device_ids) - self._devices.keys())
         for chunk in _chunks(missing):
-            for row in self._conn.execute(_LOCK_DEVICES, {"ids": list(chunk)}):
-                self._devices[row.id] = dict(row._mapping)
+            for row in _dicts(self._conn.execute(_LOCK_DEVICES, {"ids": list(chunk)})):
+                self._devices[row["id"]] = row
         for device_id in missing:
             self._devices.setdefault(device_id, None)
 
@@ -478,19 +523,30 @@ class SqlIngestTx:
     def _load_ledgers(self, keys: Iterable[tuple[str, str]]) -> None:
         """Read (and lock) the ledgers not read yet, making those never seen before, in one insert
         and one select per hub; ``_ledger`` puts each to use when its first message comes."""
-        missing = [k for k in keys if k not in self._ledgers and k not in self._loaded]
+        missing = sorted(k for k in keys if k not in self._ledgers and k not in self._loaded)
         if not missing:
             return
+        self._read_ledgers(missing, [k for k in missing if k not in self._known.ledgers])
+        if lost := [k for k in missing if k not in self._loaded]:  # known, yet not there
+            self._read_ledgers(lost, lost)
+
+    def _read_ledgers(self, keys: Sequence[tuple[str, str]],
+                      new: Sequence[tuple[str, str]]) -> None:
+        """Make the ``new`` ledgers where they are missing, then read (and lock) all the keys."""
         made = _insert_ignore_many(self._conn, ledgers, [
             {"hub_id": hub_id, "epoch": epoch, "mark": 0, "first_seen": self._now, "stored": 0,
-             "duplicates": 0, "gaps": 0, "refused": 0} for hub_id, epoch in sorted(missing)],
-            ("hub_id", "epoch"))
-        wanted = set(missing)
-        for chunk in _chunks(sorted({hub_id for hub_id, _ in missing})):
-            for row in self._conn.execute(_LOCK_LEDGERS, {"ids": list(chunk)}):
-                key = (row.hub_id, row.epoch)
-                if key in wanted:
-                    self._loaded[key] = (dict(row._mapping), key in made)
+             "duplicates": 0, "gaps": 0, "refused": 0} for hub_id, epoch in new],
+            ("hub_id", "epoch")) if new else set()
+        wanted = set(keys)
+        # By hub (the primary key's first column): SQLite scans the table for (hub, epoch) IN.
+        for chunk in _chunks(sorted({hub_id for hub_id, _ in keys})):
+            for row in _dicts(self._conn.execute(_LOCK_LEDGERS, {"ids": list(chunk)})):
+                key = (row["hub_id"], row["epoch"])
+                if key not in wanted:
+                    continue
+                self._loaded[key] = (row, key in made)
+                self._ledgers_read[key] = dict(row)
+                self._known.ledgers.add(key)
 
     def _ledger(self, hub_id: str, epoch: str) -> dict[str, Any]:
         key = (hub_id, epoch)
@@ -581,7 +637,8 @@ class SqlIngestTx:
                 ledger["_moved"] = True
             due.append(AckDue(hub_id=hub_id, epoch=epoch or None,
                               seq=ledger["mark"] if ledger is not None else 0,
-                              results=self._acked_results.get(hub_id, [])))
+                              results=self._acked_results.get(hub_id, []),
+                              asked=hub_id in self._asked))
         return due
 
     def flush(self) -> None:
@@ -589,9 +646,11 @@ class SqlIngestTx:
         (executemany), whatever the number of rows."""
         self._move_marks()
         _update_many(self._conn, ledgers, ("hub_id", "epoch"), [
-            {k: v for k, v in ledger.items() if not k.startswith("_")}
-            for ledger in self._ledgers.values()])
-        _update_many(self._conn, hubs, ("id",), [self._hubs[h] for h in self._dirty_hubs])
+            row for key, ledger in self._ledgers.items()
+            if (row := _changed(ledger, self._ledgers_read.get(key), _LEDGER_KEY)) is not None])
+        _update_many(self._conn, hubs, ("id",), [
+            row for h in sorted(self._dirty_hubs)
+            if (row := _changed(self._hubs[h], self._hubs_read.get(h), ("id",))) is not None])
         changed = [row for d in self._dirty_devices if (row := self._devices[d]) is not None]
         new = [{k: v for k, v in row.items() if not k.startswith("_")}
                for row in changed if row.get("_new")]
@@ -640,6 +699,12 @@ def _insert_ignore(
         return False
     conn.execute(insert(table).values(**values))
     return True
+
+
+def _dicts(result: Any) -> list[dict[str, Any]]:
+    """The rows as dicts (the result's keys read once, not once per row)."""
+    keys = list(result.keys())
+    return [dict(zip(keys, row, strict=True)) for row in result]
 
 
 def _chunks(items: Sequence[Any], size: int = _IN_CHUNK) -> Iterable[Sequence[Any]]:
@@ -795,6 +860,11 @@ def _update_many(conn: Connection, table: Table, keys: tuple[str, ...],
     for row in rows:  # rows read from the table and rows made here may name their columns apart
         by_columns.setdefault(tuple(sorted(c for c in row if c not in keys)), []).append(row)
     for columns, group in by_columns.items():
+        if not columns:
+            continue  # nothing to set
+        if conn.dialect.name == "sqlite":
+            _sqlite_update(conn, table, keys, columns, group)
+            continue
         conn.execute(_update_stmt(table, keys, columns), [{**{f"key_{k}": row[k] for k in keys},
                              **{f"set_{c}": row[c] for c in columns}} for row in group])
 
@@ -804,3 +874,21 @@ def _update_stmt(table: Table, keys: tuple[str, ...], columns: tuple[str, ...]) 
     """Built once per table and set of columns: each use only binds its rows."""
     return (update(table).where(*(table.c[k] == bindparam(f"key_{k}") for k in keys))
             .values({c: bindparam(f"set_{c}") for c in columns}))
+
+
+def _sqlite_update(conn: Connection, table: Table, keys: tuple[str, ...], columns: tuple[str, ...],
+                   rows: Sequence[dict[str, Any]]) -> None:
+    """SQLite: one prepared UPDATE run by the driver for every row, the values bound column by
+    column as ``_bound_columns`` does (SQLAlchemy's per-row parameter processing was most of the
+    time of writing a thousand hubs' counters)."""
+    dialect = conn.dialect
+    names = (*columns, *keys)
+    bound: list[list[Any]] = []
+    for name in names:
+        process = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+        values = [row[name] for row in rows]
+        bound.append([process(v) for v in values] if process is not None else values)
+    quote = dialect.identifier_preparer.quote
+    conn.exec_driver_sql(
+        f"UPDATE {quote(table.name)} SET {', '.join(f'{quote(c)} = ?' for c in columns)} "
+        f"WHERE {' AND '.join(f'{quote(k)} = ?' for k in keys)}", list(zip(*bound, strict=True)))
