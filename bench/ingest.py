@@ -69,10 +69,14 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
-from bench.rig import MOSQUITTO, SPOKE, Service, free_port, render_mosquitto_conf, wait_port
-from bench.tls import make_pki
-from cloud.broker_accounts import HubAccount, write_dynsec_config
-from cloud.broker_credentials import cloud_password, ensure_broker_secret, hub_password
+from bench.rig import (
+    SPOKE,
+    Service,
+    free_port,
+    hub_accounts_broker,
+    wait_port,
+)
+from cloud.broker_credentials import cloud_password
 from cloud.broker_rules import CLOUD_USERNAME
 from wire.contract import BatchedEvent, DeviceInfo, Event, EventBatch, Topics, hub_client_id
 
@@ -393,17 +397,8 @@ class Bench:
     _cloud_runs: int = 0
 
     def start(self) -> None:
-        self.secret = ensure_broker_secret(self.workdir / "broker-secret")
-        self.passwords = {h: hub_password(self.secret, h, 1) for h in self.fleet.hub_ids}
-        dynsec = self.workdir / "broker-dynsec.json"
-        write_dynsec_config(dynsec, self.secret, [HubAccount(h, 1) for h in self.fleet.hub_ids])
-        conf = self.workdir / "mosquitto.conf"
-        conf.write_text(render_mosquitto_conf(
-            self.port, self.workdir / "mosquitto-data", dynsec_file=dynsec,
-            tls_port=free_port(), pki=make_pki(self.workdir / "pki")))
-        self.broker = Service("mosquitto", [MOSQUITTO, "-c", str(conf)], dict(os.environ),
-                              self.workdir / "mosquitto.log")
-        self.broker.start()
+        self.secret, self.passwords, self.broker = hub_accounts_broker(
+            self.workdir, self.port, list(self.fleet.hub_ids))
         wait_port(self.port)
         publish_retained(self.port, self.fleet, self.passwords)
 

@@ -22,6 +22,8 @@ from typing import Any
 import httpx
 
 from bench.tls import Pki, make_pki
+from cloud.broker_accounts import HubAccount, write_dynsec_config
+from cloud.broker_credentials import ensure_broker_secret, hub_password
 
 SPOKE = str(Path(sys.executable).with_name("spoke"))
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
@@ -182,9 +184,6 @@ class Rig:
 
     def start(self, *, hub: bool = True) -> None:
         """Broker, cloud worker(s) and, unless ``hub`` is False, the hub with its load."""
-        from cloud.broker_accounts import write_dynsec_config
-        from cloud.broker_credentials import ensure_broker_secret
-
         dynsec = self.workdir / "broker-dynsec.json"  # as `spoke cloud broker init` writes it
         write_dynsec_config(dynsec, ensure_broker_secret(self.broker_secret), [])
         if self.broker_kind == "amqtt":
@@ -435,3 +434,21 @@ def executions(rig: Rig, ieee: str, command: str = "on_off.toggle") -> int:
     if not path.exists():
         return 0
     return sum(1 for line in path.read_text().splitlines() if line == f"{ieee} {command}")
+
+
+def hub_accounts_broker(workdir: Path, port: int, hub_ids: list[str]
+                        ) -> tuple[bytes, dict[str, str], Service]:
+    """Mosquitto with the shipped configuration whose dynamic security holds an account
+    (generation 1) for each hub, as `spoke cloud broker init` writes them for registered hubs.
+    Returns the broker secret, each hub's password and the started broker."""
+    secret = ensure_broker_secret(workdir / "broker-secret")
+    passwords = {h: hub_password(secret, h, 1) for h in hub_ids}
+    dynsec = workdir / "broker-dynsec.json"
+    write_dynsec_config(dynsec, secret, [HubAccount(h, 1) for h in hub_ids])
+    conf = workdir / "mosquitto.conf"
+    conf.write_text(render_mosquitto_conf(port, workdir / "mosquitto-data", dynsec_file=dynsec,
+                                          tls_port=free_port(), pki=make_pki(workdir / "pki")))
+    broker = Service("mosquitto", [MOSQUITTO, "-c", str(conf)], dict(os.environ),
+                     workdir / "mosquitto.log")
+    broker.start()
+    return secret, passwords, broker

@@ -59,11 +59,14 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from bench.ingest import Databases, Fleet, _close, _count, _Counter, _cpu_seconds, _raw_subscriber
-from bench.rig import MOSQUITTO, SPOKE, Service, free_port, render_mosquitto_conf, wait_port
+from bench.rig import (
+    SPOKE,
+    Service,
+    free_port,
+    hub_accounts_broker,
+    wait_port,
+)
 from bench.sim_hubs import SimHubs, sim_hubs
-from bench.tls import make_pki
-from cloud.broker_accounts import HubAccount, write_dynsec_config
-from cloud.broker_credentials import ensure_broker_secret, hub_password
 from wire.contract import Topics
 
 _POLL = 0.25  # seconds between looks at the hubs' acknowledged marks
@@ -151,17 +154,8 @@ class Scale:
     # set-up ---------------------------------------------------------------------------------------
     @contextlib.contextmanager
     def running(self) -> Iterator[Scale]:
-        self.secret = ensure_broker_secret(self.workdir / "broker-secret")
-        passwords = {h: hub_password(self.secret, h, 1) for h in self.fleet.hub_ids}
-        dynsec = self.workdir / "broker-dynsec.json"
-        write_dynsec_config(dynsec, self.secret, [HubAccount(h, 1) for h in self.fleet.hub_ids])
-        conf = self.workdir / "mosquitto.conf"
-        conf.write_text(render_mosquitto_conf(
-            self.port, self.workdir / "mosquitto-data", dynsec_file=dynsec,
-            tls_port=free_port(), pki=make_pki(self.workdir / "pki")))
-        self.broker = Service("mosquitto", [MOSQUITTO, "-c", str(conf)], dict(os.environ),
-                              self.workdir / "mosquitto.log")
-        self.broker.start()
+        self.secret, passwords, self.broker = hub_accounts_broker(
+            self.workdir, self.port, list(self.fleet.hub_ids))
         try:
             wait_port(self.port)
             with sim_hubs(self.port, self.fleet, passwords, self.processes,
