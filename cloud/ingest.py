@@ -38,6 +38,7 @@ from cloud.storage.base import (
     IngestTx,
     StoreUnavailable,
     device_id_for,
+    event_point,
 )
 from wire.contract import (
     MAX_PAYLOAD_BYTES,
@@ -419,13 +420,17 @@ class Ingest:
                 evs.append(msg)
                 owners.append(item)
         applied.events += len(evs)
+        # The storage makes a point only for the export; the live feed, while it has streams,
+        # makes its own.
+        live = self.live is not None and self.live.active
         for item, ev, result in zip(owners, evs, tx.events(evs), strict=True):
             applied.gaps += result.gap
             if result.outcome is EventOutcome.STORED:
                 applied.stored += 1
                 applied.event_times.append(ev.ts)
-                if result.point is not None:
-                    applied.live.points.append(result.point)
+                if live:
+                    applied.live.points.append(
+                        result.point or event_point(ev, device_id_for(ev.hub_id, ev.ieee)))
             elif result.outcome is EventOutcome.DUPLICATE:
                 applied.duplicates += 1
             elif result.outcome is EventOutcome.IMPLAUSIBLE:

@@ -187,6 +187,13 @@ class TelemetryPoint:
     unit: str | None = None
 
 
+def event_point(ev: Event, device_id: str) -> TelemetryPoint:
+    """The telemetry point of a stored event."""
+    return TelemetryPoint(hub_id=ev.hub_id, seq=ev.seq, device_id=device_id,
+                          capability=ev.capability, attribute=ev.attribute, ts=ev.ts,
+                          value=ev.value, unit=ev.unit)
+
+
 @dataclass(frozen=True, kw_only=True)
 class Sample:
     ts: datetime

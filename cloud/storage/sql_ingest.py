@@ -36,6 +36,7 @@ from cloud.storage.base import (
     EventResult,
     TelemetryPoint,
     device_id_for,
+    event_point,
 )
 from cloud.storage.sql_schema import (
     PAIRING_EVENTS_KEPT,
@@ -114,12 +115,6 @@ def _event_row(ev: Event, epoch: str, device_id: str, received_at: datetime) -> 
     return {"hub_id": ev.hub_id, "epoch": epoch, "seq": ev.seq, "device_id": device_id,
             "capability": ev.capability, "attribute": ev.attribute, "ts": ev.ts, "unit": ev.unit,
             "received_at": received_at, **_value_columns(ev.value)}
-
-
-def _point(ev: Event, device_id: str) -> TelemetryPoint:
-    return TelemetryPoint(hub_id=ev.hub_id, seq=ev.seq, device_id=device_id,
-                          capability=ev.capability, attribute=ev.attribute, ts=ev.ts,
-                          value=ev.value, unit=ev.unit)
 
 
 def _later(a: datetime | None, b: datetime) -> datetime:
@@ -409,7 +404,7 @@ class SqlIngestTx:
 
     def _stored(self, ev: Event, device_id: str) -> TelemetryPoint:
         """The point of an event just stored, queued for export when the export is on."""
-        point = _point(ev, device_id)
+        point = event_point(ev, device_id)
         if self._outbox is not None:
             self._outbox.append(_outbox_row(point, self._now))
         return point
