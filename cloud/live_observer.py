@@ -17,8 +17,8 @@ import threading
 from cloud.live import LiveFeed
 from cloud.mqtt import Inbound, MqttLink
 from cloud.settings import CloudSettings
-from cloud.storage.base import TelemetryPoint, device_id_for
-from wire.contract import Event, TopicKind, Topics, WireError, decode
+from cloud.storage.base import device_id_for, event_point
+from wire.contract import Event, EventBatch, TopicKind, Topics, WireError, decode
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +58,12 @@ class LiveObserver:
             kind, hub_id, _, message = decode(inbound.topic, inbound.payload)
         except WireError:
             return  # the ingest that stores it says why (this is only a copy)
-        if kind is not TopicKind.EVENTS or not isinstance(message, Event):
+        if kind is not TopicKind.EVENTS:
             return
-        self.feed.points([TelemetryPoint(
-            hub_id=hub_id, seq=message.seq, device_id=device_id_for(hub_id, message.ieee),
-            capability=message.capability, attribute=message.attribute, ts=message.ts,
-            value=message.value, unit=message.unit)])
+        if isinstance(message, EventBatch):
+            events = message.expand()
+        elif isinstance(message, Event):
+            events = [message]
+        else:
+            return
+        self.feed.points([event_point(ev, device_id_for(hub_id, ev.ieee)) for ev in events])
