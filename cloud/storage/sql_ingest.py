@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BindParameter,
+    Column,
     Connection,
     Row,
     Table,
@@ -734,17 +735,28 @@ def _insert_ignore_stmt(dialect: str, table: Table, keys: tuple[str, ...]) -> An
             .returning(*(table.c[k] for k in keys)))  # the rows inserted, skipped ones not
 
 
-def _bound_columns(conn: Connection, table: Table, rows: Collection[dict[str, Any]]
-                   ) -> tuple[list[str], list[list[Any]]] | None:
-    """The rows' values column by column as the driver takes them (each column's bind processing
-    applied, and its scalar default where the rows leave it out), with the column names; None
-    where this does not apply (rows naming different columns, defaults computed in Python)."""
+def _uniform_columns(table: Table, rows: Collection[dict[str, Any]]
+                     ) -> tuple[list[str], list[Column[Any]]] | None:
+    """The columns every row names and the table's scalar defaults for the others; None where
+    the rows name different columns or a default is computed in Python (the general way then)."""
     names = list(next(iter(rows)))
     if any(list(row) != names for row in rows):
         return None
     defaults = [c for c in table.c if c.name not in names and c.default is not None]
     if any(not c.default.is_scalar for c in defaults):  # type: ignore[union-attr]
         return None
+    return names, defaults
+
+
+def _bound_columns(conn: Connection, table: Table, rows: Collection[dict[str, Any]]
+                   ) -> tuple[list[str], list[list[Any]]] | None:
+    """The rows' values column by column as the driver takes them (each column's bind processing
+    applied, and its scalar default where the rows leave it out), with the column names; None
+    where this does not apply (rows naming different columns, defaults computed in Python)."""
+    uniform = _uniform_columns(table, rows)
+    if uniform is None:
+        return None
+    names, defaults = uniform
     dialect = conn.dialect
     columns: list[list[Any]] = []
     for name in names:
@@ -810,12 +822,10 @@ def _pg_insert_ignore_arrays(conn: Connection, table: Table, rows: Collection[di
     The arrays travel in binary (``%b``): psycopg's text form escapes every element in Python, at
     three times the cost. None where this does not apply (rows naming different columns, defaults
     computed in Python): the caller then inserts them the general way."""
-    names = list(next(iter(rows)))
-    if any(list(row) != names for row in rows):
+    uniform = _uniform_columns(table, rows)
+    if uniform is None:
         return None
-    defaults = [c for c in table.c if c.name not in names and c.default is not None]
-    if any(not c.default.is_scalar for c in defaults):  # type: ignore[union-attr]
-        return None
+    names, defaults = uniform
     dialect = conn.dialect
     to_json = getattr(dialect, "_json_serializer", None) or json.dumps
     arrays: dict[str, list[Any]] = {}
