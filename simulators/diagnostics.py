@@ -1,7 +1,10 @@
 """Virtual devices built from Home Assistant ZHA diagnostics files ("file:PATH" sources).
 
 A diagnostics file records one real device: its node descriptor, its endpoints with their
-clusters, manufacturer and model, and the attribute values ZHA had read (``cluster_details``).
+clusters, manufacturer and model, and the attribute values ZHA had read. Both the older format
+(``signature``/``cluster_details``) and the newer ones (``node_descriptor``/``endpoints``, whose
+attributes carry their ZCL type or ``unsupported``) are read, into the older shape, by
+``simulators.diagnostics_format``.
 The virtual device presents the signature the device itself has on the air (for a quirked device,
 the quirk's ``original_signature``: the quirk rewrites the device after the interview, exactly as
 it did in ZHA), answers Read Attributes from the recorded values (UNSUPPORTED_ATTRIBUTE for the
@@ -13,7 +16,6 @@ Nothing here knows the hub: the file is read by the simulator only, as the devic
 from __future__ import annotations
 
 import importlib
-import json
 import logging
 import math
 import re
@@ -30,6 +32,7 @@ from zigpy.zcl.clusters.general import Basic, OnOff
 from simulators import unquirk
 from simulators.behaviours import Behaviour
 from simulators.device import VirtualCluster, VirtualDevice, VirtualEndpoint
+from simulators.diagnostics_format import DiagnosticsError, read
 from simulators.kinds import node_descriptor
 from simulators.network import SOURCE_BUILDERS
 
@@ -42,8 +45,7 @@ _TYPE_IN_DEF = re.compile(r"type=<(?:class|enum|flag) '([\w.]+)'>")
 DataTypeId = foundation.DataTypeId
 
 
-class DiagnosticsError(ValueError):
-    """The file is not a ZHA device diagnostics file the simulator can impersonate."""
+__all__ = ["DiagnosticsError", "build", "load", "recorded_identity"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -56,16 +58,8 @@ class EndpointSignature:
 
 
 def load(path: str | Path) -> dict[str, Any]:
-    """The diagnostics of one device (HA's download wraps them in {"data": ...})."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DiagnosticsError(f"{path}: cannot read ZHA diagnostics: {exc}") from exc
-    if isinstance(data, dict) and "signature" not in data and isinstance(data.get("data"), dict):
-        data = data["data"]
-    if not isinstance(data, dict) or not isinstance(data.get("signature"), dict):
-        raise DiagnosticsError(f"{path}: no device signature (is it a ZHA device diagnostics file?)")
-    return data
+    """The diagnostics of one device, in the older shape whatever the file's format."""
+    return read(path)
 
 
 def _int(value: Any) -> int:
@@ -148,6 +142,15 @@ def _type_from_value(value: Any) -> int | None:
     return None
 
 
+def _type_from_name(name: Any) -> int | None:
+    """The ZCL type the newer format names (``"uint16"``, ``"bool"``, ``"map8"``)."""
+    if not isinstance(name, str):
+        return None
+    members = DataTypeId.__members__
+    found = members.get(name) or members.get(f"{name}_")
+    return None if found is None else int(found)
+
+
 def _coerce(type_id: int, value: Any) -> Any:
     """The recorded (JSON) value as the Python value of its ZCL type; None if it cannot be."""
     python_type = foundation.DataType.from_type_id(DataTypeId(type_id)).python_type
@@ -179,7 +182,8 @@ def recorded_cluster(cluster_id: int, details: dict[str, Any] | None) -> Virtual
         value = record["value"]
         known = cls.attributes.get(attrid) if cls is not None else None
         type_id = (int(known.zcl_type) if known is not None
-                   else _type_from_definition(str(record.get("attribute", "")))
+                   else _type_from_name(record.get("zcl_type"))
+                   or _type_from_definition(str(record.get("attribute", "")))
                    or _type_from_value(value))
         if type_id is None:
             continue
@@ -252,12 +256,18 @@ def _ensure_identity(diag: dict[str, Any], endpoints: dict[int, VirtualEndpoint]
 def build(ref: str, *, ieee: t.EUI64, nwk: int) -> VirtualDevice:
     """A virtual device impersonating the device recorded in the diagnostics file ``ref``."""
     diag = load(ref)
-    signatures = air_signature(diag)
+    try:
+        signatures = air_signature(diag)
+        endpoints = {ep: _endpoint(diag, sig) for ep, sig in sorted(signatures.items())}
+        _ensure_identity(diag, endpoints)
+        node_desc = _node_descriptor(diag)
+    except DiagnosticsError:
+        raise
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:  # a hand-edited file
+        raise DiagnosticsError(f"{ref}: malformed ZHA diagnostics: {type(exc).__name__}: {exc}"
+                               ) from exc
     if not signatures:
         raise DiagnosticsError(f"{ref}: the device has no endpoints")
-    endpoints = {ep: _endpoint(diag, sig) for ep, sig in sorted(signatures.items())}
-    _ensure_identity(diag, endpoints)
-    node_desc = _node_descriptor(diag)
     unquirk.device_values(diag, endpoints, node_desc)  # ZHA recorded them after the quirk
     return VirtualDevice(
         ieee=ieee, nwk=nwk, node_desc=node_desc, endpoints=endpoints, kind=Path(ref).stem,

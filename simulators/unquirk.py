@@ -56,10 +56,15 @@ def _offline_app() -> Any:
 
 
 def quirk_class(name: str | None) -> type | None:
-    """The v1 quirk class ZHA's diagnostics name (``quirk_class``), if zha-quirks has it."""
+    """The v1 quirk class ZHA's diagnostics name (``quirk_class``: ``module.Class``, or
+    ``module:Class`` in the newer format), if zha-quirks has it."""
     if not name or name == _V2 or not name.startswith("zhaquirks."):
         return None
-    module, _, cls_name = name.rpartition(".")
+    module, colon, cls_name = name.partition(":")
+    if not colon:
+        module, _, cls_name = name.rpartition(".")
+    if not cls_name.isidentifier():  # a v2 quirk's label, "(Candeo / C-ZB-LC20-Dim)"
+        return None
     try:
         return getattr(importlib.import_module(module), cls_name)  # type: ignore[no-any-return]
     except (ImportError, AttributeError):

@@ -80,7 +80,7 @@ def conformance(
 ) -> None:
     """Inspect every file and compare with the entities ZHA derived (a row per device, then
     `conformance: N/M (P%)`)."""
-    from spoke.conformance import check, load_diagnostics, table
+    from spoke.conformance import check_file, table
     from spoke.simulate import diagnostics_files
 
     _quiet_logging(verbose)
@@ -90,7 +90,7 @@ def conformance(
     if not paths:
         fail(f"no *.json files in {directory}")
     inspections, seconds = _inspect(paths)
-    results = [check(load_diagnostics(i.source), i.as_json(), i.source.name) for i in inspections]
+    results = [check_file(i.source, i.as_json()) for i in inspections]
     for row in table(results):
         sys.stdout.write(row + "\n")
     sys.stdout.flush()

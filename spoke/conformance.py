@@ -1,6 +1,9 @@
 """Compare what Spoke derives from a virtual device with the entities ZHA derived from the real one.
 
-Each diagnostics file lists ZHA's entities (``zha_lib_entities``) with their states. The entities
+Each diagnostics file lists ZHA's entities (``zha_lib_entities``) with their states: in the older
+formats as ``info_object`` (what the entity is, with its cluster handlers) and ``state``, in the
+newest as one flat object (``native_value``, ``is_on``, ... beside the platform, device class and
+``unique_id``, which names the endpoint and cluster: ``IEEE-ENDPOINT-CLUSTER[-suffix]``). The entities
 compared are those of the platforms that carry device state (sensor, binary_sensor, light, switch,
 cover, lock, fan, siren) and have no ``entity_category`` (configuration and diagnostic entities are
 out), Battery excepted. An entity matches when a Spoke reading on the same endpoint and one of
@@ -30,7 +33,6 @@ and its brightness, which ZHA took from the attribute cache, is compared.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -91,6 +93,15 @@ TEXT_FIELDS: dict[str, dict[str, tuple[str, str]]] = {
     "SinopeHVACAction": {"off": ("thermostat", "mode"), "": ("thermostat", "running_state")},
 }
 TEXT_SYNONYMS = {"heating": "heat", "preheating": "heat", "cooling": "cool", "drying": "dry"}
+# A flat entity's state under the older name ``state`` (the platforms not listed keep their own
+# names: a light's on/brightness, a cover's current_position, a lock's is_locked ...).
+FLAT_STATE = ("native_value", "is_on")
+# The clusters of a flat entity whose unique_id names none (a light's is ``IEEE-ENDPOINT``):
+# those of the platform's that its endpoint has.
+PLATFORM_CLUSTERS: dict[str, tuple[int, ...]] = {
+    "light": (0x0006, 0x0008, 0x0300), "switch": (0x0006,), "cover": (0x0102,),
+    "lock": (0x0101,), "fan": (0x0202,), "siren": (0x0502,),
+}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -146,24 +157,57 @@ def _recorded(diag: Mapping[str, Any], info: Mapping[str, Any]) -> bool:
     return False
 
 
+def _flat_parts(diag: Mapping[str, Any], platform: str, entity: Mapping[str, Any]
+                ) -> tuple[int, frozenset[int], dict[str, Any]]:
+    """(endpoint, clusters, state) of a flat entity."""
+    state = dict(entity)
+    for key in FLAT_STATE:
+        if key in entity:
+            state.setdefault("state", entity[key])
+            break
+    endpoint = entity.get("endpoint_id")
+    clusters: set[int] = set()
+    unique_id = str(entity.get("unique_id") or "")
+    ieee = str(entity.get("device_ieee") or diag.get("ieee") or "")
+    parts = unique_id[len(ieee):].lstrip("-").split("-") if unique_id.startswith(ieee) else []
+    if parts and parts[0].isdigit():
+        endpoint = int(parts[0]) if endpoint is None else endpoint
+        if len(parts) > 1 and parts[1].isdigit():
+            clusters.add(int(parts[1]))
+    if not clusters and endpoint is not None:
+        signature = ((diag.get("signature") or {}).get("endpoints") or {}).get(str(endpoint)) or {}
+        present = {int(c, 16) if isinstance(c, str) else int(c)
+                   for c in signature.get("input_clusters", ())}
+        clusters = {c for c in PLATFORM_CLUSTERS.get(platform, ()) if c in present}
+    return int(endpoint or 0), frozenset(clusters), state
+
+
 def zha_entities(diag: Mapping[str, Any]) -> list[Expected]:
-    """The ZHA entities a diagnostics file lists that the comparison covers."""
+    """The ZHA entities a diagnostics file lists that the comparison covers (either shape)."""
     found = []
     for platform in PLATFORMS:
         for entity in (diag.get("zha_lib_entities") or {}).get(platform, []):
-            info = entity.get("info_object", {})
+            if not isinstance(entity, Mapping):
+                continue
+            flat = not isinstance(entity.get("info_object"), Mapping)
+            info = entity if flat else entity["info_object"]
             if info.get("entity_category") and info.get("class_name") not in KEPT_CATEGORIZED:
                 continue
-            handlers = info.get("cluster_handlers") or []
-            endpoint = info.get("endpoint_id")
-            if endpoint is None and handlers:
-                endpoint = handlers[0].get("endpoint_id")
+            if flat:
+                endpoint, clusters, state = _flat_parts(diag, platform, entity)
+            else:
+                handlers = info.get("cluster_handlers") or []
+                endpoint_id = info.get("endpoint_id")
+                if endpoint_id is None and handlers:
+                    endpoint_id = handlers[0].get("endpoint_id")
+                endpoint = int(endpoint_id or 0)
+                clusters = frozenset(int(h["cluster"]["id"]) for h in handlers if "cluster" in h)
+                state = entity.get("state") or {}
+            decimals = info.get("decimals", info.get("suggested_display_precision"))
             found.append(Expected(
                 platform=platform, class_name=str(info.get("class_name")),
-                device_class=info.get("device_class"), endpoint=int(endpoint or 0),
-                clusters=frozenset(int(h["cluster"]["id"]) for h in handlers if "cluster" in h),
-                state=entity.get("state") or {}, decimals=info.get("decimals"),
-                recorded=_recorded(diag, info),
+                device_class=info.get("device_class"), endpoint=endpoint, clusters=clusters,
+                state=state, decimals=decimals, recorded=_recorded(diag, info),
             ))
     return found
 
@@ -312,8 +356,21 @@ def check(diag: Mapping[str, Any], inspect_line: Mapping[str, Any], name: str) -
 
 
 def load_diagnostics(path: Path) -> dict[str, Any]:
-    data = json.loads(path.read_text())
-    return data["data"] if "signature" not in data and isinstance(data.get("data"), dict) else data
+    """The file in either format, its device part in the older shape (DiagnosticsError, a
+    ValueError naming what is missing, when it is no ZHA device diagnostics)."""
+    from simulators.diagnostics_format import read
+
+    return read(path)
+
+
+def check_file(path: Path, inspect_line: Mapping[str, Any]) -> DeviceResult:
+    """``check`` for one file; a file that cannot be read is a device with that error."""
+    try:
+        diag = load_diagnostics(path)
+    except ValueError as exc:
+        return DeviceResult(name=path.name, outcomes=[],
+                            error=inspect_line.get("error") or str(exc))
+    return check(diag, inspect_line, path.name)
 
 
 def table(results: list[DeviceResult]) -> list[str]:
