@@ -134,17 +134,28 @@ class Outcome:
 _ATTR_NAME = re.compile(r"name='(\w+)'")
 
 
-def _recorded(diag: Mapping[str, Any], info: Mapping[str, Any]) -> bool:
+def _recorded(diag: Mapping[str, Any], info: Mapping[str, Any],
+              flat: tuple[int, frozenset[int]] | None = None) -> bool:
     """Whether the attribute an entity shows has a value in the file's cluster_details (True
-    when the file cannot say)."""
+    when the file cannot say). ``flat``: a flat entity's endpoint and clusters (it names no
+    cluster handler; its cluster is on either side)."""
     name = info.get("attribute_name") or info.get("attribute")
     handlers = info.get("cluster_handlers") or []
-    if not name or not handlers:
+    sides: tuple[str, ...]
+    if flat is not None and len(flat[1]) == 1:
+        endpoint, cluster_id, sides = flat[0], next(iter(flat[1])), ("in_clusters", "out_clusters")
+    elif handlers:
+        handler = handlers[0]
+        endpoint, cluster_id = handler.get("endpoint_id"), int(handler["cluster"]["id"])
+        client = handler.get("cluster", {}).get("type") == "client"
+        sides = ("out_clusters",) if client else ("in_clusters",)
+    else:
         return True
-    handler = handlers[0]
-    side = "out_clusters" if handler.get("cluster", {}).get("type") == "client" else "in_clusters"
-    details = (diag.get("cluster_details") or {}).get(str(handler.get("endpoint_id")), {})
-    cluster = (details.get(side) or {}).get(f"0x{int(handler['cluster']['id']):04x}")
+    if not name:
+        return True
+    details = (diag.get("cluster_details") or {}).get(str(endpoint), {})
+    clusters = [(details.get(side) or {}).get(f"0x{cluster_id:04x}") for side in sides]
+    cluster = next((c for c in clusters if c is not None), None)
     if cluster is None:
         return True
     for record in (cluster.get("attributes") or {}).values():
@@ -195,6 +206,7 @@ def zha_entities(diag: Mapping[str, Any]) -> list[Expected]:
                 continue
             if flat:
                 endpoint, clusters, state = _flat_parts(diag, platform, entity)
+                recorded = _recorded(diag, info, (endpoint, clusters))
             else:
                 handlers = info.get("cluster_handlers") or []
                 endpoint_id = info.get("endpoint_id")
@@ -203,11 +215,12 @@ def zha_entities(diag: Mapping[str, Any]) -> list[Expected]:
                 endpoint = int(endpoint_id or 0)
                 clusters = frozenset(int(h["cluster"]["id"]) for h in handlers if "cluster" in h)
                 state = entity.get("state") or {}
+                recorded = _recorded(diag, info)
             decimals = info.get("decimals", info.get("suggested_display_precision"))
             found.append(Expected(
                 platform=platform, class_name=str(info.get("class_name")),
                 device_class=info.get("device_class"), endpoint=endpoint, clusters=clusters,
-                state=state, decimals=decimals, recorded=_recorded(diag, info),
+                state=state, decimals=decimals, recorded=recorded,
             ))
     return found
 

@@ -15,7 +15,8 @@ import zigpy.types as t
 import zigpy.zdo.types as zdo_t
 from typer.testing import CliRunner
 from zigpy.zcl import foundation
-from zigpy.zcl.clusters.general import LevelControl, OnOff
+from zigpy.zcl.clusters.general import LevelControl, OnOff, PowerConfiguration
+from zigpy.zcl.clusters.security import IasZone
 
 from simulators import diagnostics
 from simulators.device import VirtualDevice
@@ -29,6 +30,7 @@ CONTACT_OLD = OLDER / "centralite-3320-l.json"  # the older format ...
 CONTACT_V1 = NEWER / "centralite-3320-l-v1.json"  # ... and the same device in the newer one
 CLIMATE_V3 = NEWER / "centralite-3310-g-v3.json"  # flat entities, quirk_class "module:Class"
 LIGHT_V3 = NEWER / "candeo-c-zb-lc20-dim-v3.json"  # flat entities, unsupported attributes
+SMOKE_V3 = NEWER / "bosch-rbsh-sd-zb-eu-v3.json"  # a flat binary sensor, no quirk
 HUMIDITY = 0xFC45  # the 3310-G's manufacturer-specific humidity cluster
 
 pytestmark = pytest.mark.skipif(
@@ -120,6 +122,18 @@ def test_reads_are_answered_with_the_recorded_zcl_types() -> None:
     assert humidity.value.value == 5987
 
 
+def test_an_eui64_recorded_as_bytes_and_an_unsupported_battery_voltage() -> None:
+    smoke = build(SMOKE_V3)
+    zone = smoke.endpoints[1].in_clusters[IasZone.cluster_id]
+    assert zone.values[IasZone.AttributeDefs.cie_addr.id] == t.EUI64.convert(
+        "00:15:8d:00:02:32:4f:32")  # [50, 79, ...]: zigpy's little-endian byte order
+    power = PowerConfiguration.AttributeDefs
+    records = read_attributes(smoke, 1, PowerConfiguration.cluster_id,
+                              [power.battery_percentage_remaining.id, power.battery_voltage.id])
+    assert records[power.battery_percentage_remaining.id].value.value == 200
+    assert records[power.battery_voltage.id].status == foundation.Status.UNSUPPORTED_ATTRIBUTE
+
+
 def test_home_assistants_download_wrapper_is_read_too(tmp_path: Path) -> None:
     wrapped = tmp_path / "wrapped.json"
     wrapped.write_text(json.dumps({"home_assistant": {}, "data": json.loads(LIGHT_V3.read_text())}))
@@ -202,6 +216,24 @@ def test_flat_entities_are_read_with_their_endpoint_clusters_and_state() -> None
     assert sensors["battery"].state["state"] == 92.5 and sensors["battery"].decimals == 0
 
 
+def test_a_flat_binary_sensor_and_whether_zha_had_its_value(tmp_path: Path) -> None:
+    [smoke] = [e for e in zha_entities(load_diagnostics(SMOKE_V3)) if e.platform == "binary_sensor"]
+    assert (smoke.device_class, smoke.endpoint, smoke.clusters) == ("smoke", 1, {IasZone.cluster_id})
+    assert smoke.state["state"] is False and smoke.recorded  # is_on; zone_status has a value
+    # The same file with zone_status unsupported: ZHA's "off" is then not the device's.
+    diag = json.loads(SMOKE_V3.read_text())
+    [zone] = [c for c in diag["endpoints"]["1"]["in_clusters"] if c["cluster_id"] == "0x0500"]
+    for attr in zone["attributes"]:
+        if attr["name"] == "zone_status":
+            del attr["value"]
+            attr["unsupported"] = True
+    edited = tmp_path / "edited.json"
+    edited.write_text(json.dumps(diag))
+    [unknown] = [e for e in zha_entities(load_diagnostics(edited))
+                 if e.platform == "binary_sensor"]
+    assert not unknown.recorded
+
+
 def test_info_object_entities_of_the_newer_format_match_the_older_ones() -> None:
     def key(e: Any) -> tuple[Any, ...]:  # (states differ: the older ZHA rounded to 20.2)
         return (e.platform, e.class_name, e.device_class, e.endpoint, e.clusters)
@@ -218,7 +250,8 @@ def test_info_object_entities_of_the_newer_format_match_the_older_ones() -> None
 def paired() -> dict[str, Inspection]:
     """The newer-format devices and the older file of one of them, paired through one hub
     Zigbee side (zigpy interview, zha-quirks, the hub's adoption, the handlers)."""
-    inspections = asyncio.run(inspect_files([CONTACT_OLD, CONTACT_V1, CLIMATE_V3, LIGHT_V3]))
+    inspections = asyncio.run(inspect_files([CONTACT_OLD, CONTACT_V1, CLIMATE_V3, LIGHT_V3,
+                                             SMOKE_V3]))
     return {i.source.name: i for i in inspections}
 
 
@@ -233,6 +266,7 @@ def test_each_format_pairs_with_its_quirk(paired: dict[str, Inspection]) -> None
     assert paired[CONTACT_V1.name].quirk == "zhaquirks.centralite.ias.CentraLiteIASSensor"
     assert paired[CLIMATE_V3.name].quirk == "zhaquirks.centralite.cl_3310S.CentraLite3310S"
     assert paired[LIGHT_V3.name].quirk == "zigpy.quirks.v2.CustomDeviceV2"
+    assert paired[SMOKE_V3.name].quirk is None
     assert (paired[LIGHT_V3.name].manufacturer, paired[LIGHT_V3.name].model) == (
         "Candeo", "C-ZB-LC20-Dim")
     assert paired[LIGHT_V3.name].ieee == "ab:cd:ef:12:99:61:76:7a"  # the recorded address
@@ -252,15 +286,21 @@ def test_capabilities_and_values_from_each_format(paired: dict[str, Inspection])
     light = readings(paired[LIGHT_V3.name])
     assert light[(11, 0x0006, "switch", "on")] is True
     assert light[(11, 0x0008, "level", "level")] == 100.0
+    smoke = readings(paired[SMOKE_V3.name])
+    assert smoke[(1, 0x0500, "smoke", "detected")] is False
+    assert smoke[(1, 0x0001, "battery", "battery")] == 100.0
+    assert not any(key[2] == "battery_voltage" for key in smoke)  # unsupported by the device
 
 
 def test_conformance_on_the_newer_formats(paired: dict[str, Inspection]) -> None:
     results = {name: check(load_diagnostics(paired[name].source), paired[name].as_json(), name)
-               for name in (CONTACT_V1.name, CLIMATE_V3.name, LIGHT_V3.name)}
+               for name in (CONTACT_V1.name, CLIMATE_V3.name, LIGHT_V3.name, SMOKE_V3.name)}
     contact = results[CONTACT_V1.name]
     assert (contact.matched, len(contact.outcomes)) == (3, 3)
     light = results[LIGHT_V3.name]
     assert (light.matched, len(light.outcomes)) == (1, 1)
+    smoke = results[SMOKE_V3.name]
+    assert (smoke.matched, len(smoke.outcomes)) == (2, 2)
     climate = {o.expected.device_class: o for o in results[CLIMATE_V3.name].outcomes}
     assert set(climate) == {"battery", "temperature", "humidity"}
     assert climate["temperature"].matched and climate["battery"].matched
