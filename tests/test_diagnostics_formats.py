@@ -22,6 +22,9 @@ from simulators import diagnostics
 from simulators.device import VirtualDevice
 from spoke.conformance import check, check_file, load_diagnostics, zha_entities
 from spoke.simulate import Inspection, inspect_files
+from tests.common import eventually
+from tests.conftest import BrokerAddress
+from tests.stack import running_stack
 
 DATA = Path(__file__).parent / "data"
 OLDER = DATA / "zha-diagnostics"
@@ -304,3 +307,24 @@ def test_conformance_on_the_newer_formats(paired: dict[str, Inspection]) -> None
     climate = {o.expected.device_class: o for o in results[CLIMATE_V3.name].outcomes}
     assert set(climate) == {"battery", "temperature", "humidity"}
     assert climate["temperature"].matched and climate["battery"].matched
+
+
+# --- a hub with --sim-devices, end to end -------------------------------------------------------------
+
+
+async def test_a_hub_with_newer_format_sim_devices_publishes_their_capabilities(
+        tmp_path: Path, mosquitto: BrokerAddress) -> None:
+    hub = {"sim_devices": [str(LIGHT_V3), str(SMOKE_V3)]}
+    async with running_stack(tmp_path, mosquitto, hub=hub) as stack:
+        await stack.wait_for_devices(2, within=40)
+
+        async def states_arrived() -> bool:
+            light = (await stack.device_by_model("C-ZB-LC20-Dim"))["capabilities"]
+            smoke = (await stack.device_by_model("RBSH-SD-ZB-EU"))["capabilities"]
+            return (light.get("switch", {}).get("on") is True
+                    and light.get("level", {}).get("level") == 100.0
+                    and smoke.get("smoke", {}).get("detected") is False
+                    and smoke.get("battery", {}).get("battery") == 100.0)
+
+        await eventually(states_arrived, within=20, what="the recorded states in the cloud")
+        assert (await stack.device_by_model("C-ZB-LC20-Dim"))["manufacturer"] == "Candeo"
