@@ -45,9 +45,6 @@ _TYPE_IN_DEF = re.compile(r"type=<(?:class|enum|flag) '([\w.]+)'>")
 DataTypeId = foundation.DataTypeId
 
 
-__all__ = ["DiagnosticsError", "build", "load", "recorded_identity"]
-
-
 @dataclass(frozen=True, kw_only=True)
 class EndpointSignature:
     endpoint_id: int

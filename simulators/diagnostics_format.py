@@ -38,7 +38,7 @@ def read(path: str | Path) -> dict[str, Any]:
     """The diagnostics of one device in either format, with ``signature`` and
     ``cluster_details`` in the older shape (HA's download wraps them in {"data": ...})."""
     try:
-        data = json.loads(Path(path).read_text())
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DiagnosticsError(f"{path}: cannot read ZHA diagnostics: {exc}") from exc
     if (isinstance(data, dict) and OLDER not in data and NEWER not in data

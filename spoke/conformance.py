@@ -378,12 +378,15 @@ def load_diagnostics(path: Path) -> dict[str, Any]:
 
 def check_file(path: Path, inspect_line: Mapping[str, Any]) -> DeviceResult:
     """``check`` for one file; a file that cannot be read is a device with that error."""
+    from simulators.diagnostics_format import DiagnosticsError
+
     try:
-        diag = load_diagnostics(path)
-    except ValueError as exc:
-        return DeviceResult(name=path.name, outcomes=[],
-                            error=inspect_line.get("error") or str(exc))
-    return check(diag, inspect_line, path.name)
+        return check(load_diagnostics(path), inspect_line, path.name)
+    except DiagnosticsError as exc:  # the message names the file and what it lacks
+        error = str(exc)
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:  # entities in neither shape
+        error = f"{path}: unreadable zha_lib_entities: {type(exc).__name__}: {exc}"
+    return DeviceResult(name=path.name, outcomes=[], error=inspect_line.get("error") or error)
 
 
 def table(results: list[DeviceResult]) -> list[str]:

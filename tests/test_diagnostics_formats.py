@@ -200,6 +200,15 @@ def test_check_file_turns_an_unreadable_file_into_a_device_error(tmp_path: Path)
     bad.write_text("[]")
     result = check_file(bad, {"readings": []})
     assert result.outcomes == [] and result.error is not None and "not a JSON object" in result.error
+    # A readable device whose entities are in neither shape.
+    diag = json.loads(CONTACT_V1.read_text())
+    diag["zha_lib_entities"]["binary_sensor"][0]["info_object"]["cluster_handlers"] = [
+        {"endpoint_id": 1, "cluster": {"id": "power"}}]
+    odd = tmp_path / "odd.json"
+    odd.write_text(json.dumps(diag))
+    result = check_file(odd, {"readings": []})
+    assert result.outcomes == []
+    assert result.error is not None and "unreadable zha_lib_entities" in result.error
 
 
 # --- the entities ZHA recorded --------------------------------------------------------------------
