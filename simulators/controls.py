@@ -119,7 +119,11 @@ class SimControls:
         await app.permit(min(254, int(within) + 30))
         ieees = []
         for src in expand_sources(self.devices):
-            device = self.network.create(src)
+            try:
+                device = self.network.create(src)
+            except ValueError as exc:  # e.g. a file that is no ZHA diagnostics: the others join
+                LOGGER.error("simulator: cannot build a virtual device: %s", exc)
+                continue
             self.network.power_on(device)
             ieees.append(str(device.ieee))
         try:

@@ -322,8 +322,10 @@ def test_conformance_on_the_newer_formats(paired: dict[str, Inspection]) -> None
 
 
 async def test_a_hub_with_newer_format_sim_devices_publishes_their_capabilities(
-        tmp_path: Path, mosquitto: BrokerAddress) -> None:
-    hub = {"sim_devices": [str(LIGHT_V3), str(SMOKE_V3)]}
+        tmp_path: Path, mosquitto: BrokerAddress, caplog: pytest.LogCaptureFixture) -> None:
+    notes = tmp_path / "notes.json"  # no diagnostics: refused by name, the others still join
+    notes.write_text(json.dumps({"hello": "world"}))
+    hub = {"sim_devices": [str(notes), str(LIGHT_V3), str(SMOKE_V3)]}
     async with running_stack(tmp_path, mosquitto, hub=hub) as stack:
         await stack.wait_for_devices(2, within=40)
 
@@ -337,3 +339,6 @@ async def test_a_hub_with_newer_format_sim_devices_publishes_their_capabilities(
 
         await eventually(states_arrived, within=20, what="the recorded states in the cloud")
         assert (await stack.device_by_model("C-ZB-LC20-Dim"))["manufacturer"] == "Candeo"
+        assert len(await stack.devices()) == 2
+    [refused] = [r for r in caplog.records if "cannot build a virtual device" in r.getMessage()]
+    assert str(notes) in refused.getMessage() and "neither `signature`" in refused.getMessage()
