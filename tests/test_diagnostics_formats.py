@@ -293,6 +293,7 @@ def test_capabilities_and_values_from_each_format(paired: dict[str, Inspection])
     assert contact[(1, 0x0001, "battery", "battery")] == 100.0
     climate = readings(paired[CLIMATE_V3.name])
     assert climate[(1, 0x0402, "temperature", "temperature")] == 21.37
+    assert climate[(1, HUMIDITY, "humidity", "humidity")] == 59.87
     assert climate[(1, 0x0001, "battery", "battery")] == 92.5
     assert climate[(1, 0x0001, "battery_voltage", "voltage")] == 2.7
     light = readings(paired[LIGHT_V3.name])
@@ -316,6 +317,7 @@ def test_conformance_on_the_newer_formats(paired: dict[str, Inspection]) -> None
     climate = {o.expected.device_class: o for o in results[CLIMATE_V3.name].outcomes}
     assert set(climate) == {"battery", "temperature", "humidity"}
     assert climate["temperature"].matched and climate["battery"].matched
+    assert climate["humidity"].matched  # 59.87 % from the manufacturer cluster 0xFC45
 
 
 # --- a hub with --sim-devices, end to end -------------------------------------------------------------

@@ -16,12 +16,13 @@ import zigpy.types as t
 from zigpy.zcl import Cluster
 from zigpy.zcl.foundation import BaseAttributeDefs, ZCLAttributeDef
 
-from device_handlers.convert import Cached, flag
+from device_handlers.convert import Cached, divide, flag
 from device_handlers.tables import (
     AttributeMap,
     ClusterTable,
     CommandArgs,
     CommandMap,
+    ReportConfig,
     write_attribute,
 )
 from wire.contract import Value
@@ -54,6 +55,20 @@ class SmartThingsAcceleration(Cluster):
     class AttributeDefs(BaseAttributeDefs):
         acceleration: Final = ZCLAttributeDef(id=t.uint16_t(0x0010), type=t.bitmap8,
                                               is_manufacturer_specific=True)
+
+
+class SmartThingsHumidity(Cluster):
+    """SmartThings/CentraLite relative humidity, 0xFC45, as zha-quirks'
+    ``SmartthingsRelativeHumidityCluster`` defines it: the ZCL humidity attribute (0.01 %) on a
+    manufacturer cluster id, which the 3310 temperature/humidity sensors use instead of 0x0405."""
+
+    cluster_id = t.uint16_t(0xFC45)
+    ep_attribute = "smartthings_humidity"
+    _skip_registry = True
+
+    class AttributeDefs(BaseAttributeDefs):
+        measured_value: Final = ZCLAttributeDef(id=t.uint16_t(0x0000), type=t.int16s,
+                                                is_manufacturer_specific=True)
 
 
 _purifier = IkeaAirPurifier.AttributeDefs
@@ -103,4 +118,14 @@ SMARTTHINGS_ACCELERATION = ClusterTable(
     ),
 )
 
-TABLES = (IKEA_AIR_PURIFIER, SMARTTHINGS_ACCELERATION)
+# Model-specific (CentraLite 3310): its humidity is this manufacturer cluster, not 0x0405.
+SMARTTHINGS_HUMIDITY = ClusterTable(
+    cluster=SmartThingsHumidity,
+    attributes=(
+        AttributeMap(attribute=SmartThingsHumidity.AttributeDefs.measured_value,
+                     capability="humidity", field="humidity", convert=divide(100),
+                     report=ReportConfig(min=30, max=900, change=100)),
+    ),
+)
+
+TABLES = (IKEA_AIR_PURIFIER, SMARTTHINGS_ACCELERATION, SMARTTHINGS_HUMIDITY)
