@@ -367,7 +367,7 @@ class VirtualDevice:
         if hdr.frame_control.direction == foundation.Direction.Server_to_Client:
             return
         for ep in self.endpoints.values():
-            if packet.dst.address in ep.groups and packet.cluster_id in ep.in_clusters:
+            if int(packet.dst.address) in ep.groups and packet.cluster_id in ep.in_clusters:  # type: ignore[arg-type]
                 self._handle_zcl(ep, ep.in_clusters[packet.cluster_id], packet.cluster_id, hdr,
                                  rest)
 

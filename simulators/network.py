@@ -204,11 +204,12 @@ class SimNetwork:
             return
         if packet.dst.addr_mode == t.AddrMode.Group:
             # One multicast on the air, carried out by every member endpoint in range.
-            self.group_sends[int(packet.dst.address)] += 1
+            group = int(packet.dst.address)  # type: ignore[arg-type]
+            self.group_sends[group] += 1
             self.last_traffic = time.monotonic()
             for member in list(self.devices.values()):
                 if member.powered and member.joined and any(
-                        packet.dst.address in ep.groups for ep in member.endpoints.values()):
+                        group in ep.groups for ep in member.endpoints.values()):
                     self._spawn(self._process_group(member, packet))
             return
         self.last_traffic = time.monotonic()
