@@ -180,16 +180,18 @@ async def add_member(hub_id: OwnedHub, group_id: GroupIdPath, body: MemberBody,
     return await request_once(store, caller, key, request, body, 200, add)
 
 
-@router.delete("/{hub_id}/groups/{group_id}/members/{device_id}", responses=_CHANGE,
+@router.delete("/{hub_id}/groups/{group_id}/members/{member_id}", responses=_CHANGE,
                response_model=GroupPublic)
 async def remove_member(hub_id: OwnedHub, group_id: GroupIdPath,
-                        device_id: Annotated[str, Path(max_length=200)], services: ServicesDep,
+                        member_id: Annotated[str, Path(max_length=200,
+                                                       description="the member's device id")],
+                        services: ServicesDep,
                         caller: ControlDep, store: StoreDep, request: Request,
                         endpoint: Annotated[int | None, Query(ge=1, le=240)] = None,
                         key: IdempotencyKey = None) -> Any:
     async def remove() -> GroupPublic:
         return GroupPublic.of(await groups_of(services).remove_member(
-            hub_id, group_id, device_id, endpoint))
+            hub_id, group_id, member_id, endpoint))
 
     return await request_once(store, caller, key, request, None, 200, remove)
 
