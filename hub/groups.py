@@ -154,6 +154,9 @@ class GroupManager:
             status, error, code = CommandStatus.FAILED, f"not delivered: {exc}", "no_route"
         except zigpy.exceptions.ZigbeeException as exc:
             status, error, code = CommandStatus.FAILED, str(exc), "nack"
+        except Exception as exc:  # answered all the same: the cloud is waiting
+            LOGGER.exception("req=%s %s failed", request.id, request.action, extra=fields)
+            status, error, code = CommandStatus.FAILED, f"{type(exc).__name__}: {exc}", "error"
         if status is CommandStatus.SUCCEEDED:
             LOGGER.info("req=%s %s succeeded: %s", request.id, request.action, state,
                         extra=fields)
@@ -199,7 +202,8 @@ class GroupManager:
                 group = self._group(app, request)
                 endpoint = self._endpoint(app, request)
                 if request.action == "group_add":
-                    status = await endpoint.add_to_group(group.group_id, group.name)
+                    # A device's group table keeps 16 characters of a name at most.
+                    status = await endpoint.add_to_group(group.group_id, group.name[:16])
                     ok = (Status.SUCCESS, Status.DUPLICATE_EXISTS)
                 else:
                     status = await endpoint.remove_from_group(group.group_id)
@@ -263,18 +267,22 @@ class GroupManager:
         return {"scene": {"group_id": group.group_id, "scene_id": scene_id}}
 
     async def _read_back(self, group: Any) -> int:
-        """Read each member's state (events flow as for any change); how many answered."""
+        """Read each member's state, all at once (events flow as for any change); how many
+        answered."""
+        tracked = [t for t in (self.tracker.get(str(ieee)) for ieee in
+                               sorted({ieee for ieee, _ in group.members}, key=str))
+                   if t is not None]
+        answers = await asyncio.gather(*(t.handler.read_state() for t in tracked),
+                                       return_exceptions=True)
         answered = 0
-        for ieee in {ieee for ieee, _ in group.members}:
-            tracked = self.tracker.get(str(ieee))
-            if tracked is None:
+        for member, readings in zip(tracked, answers, strict=True):
+            if isinstance(readings, BaseException):
+                if not isinstance(readings, TimeoutError | zigpy.exceptions.ZigbeeException):
+                    raise readings
+                LOGGER.info("group %d: %s not read back: %s", group.group_id, member.ieee,
+                            readings)
                 continue
-            try:
-                readings = await tracked.handler.read_state()
-            except (TimeoutError, zigpy.exceptions.ZigbeeException) as exc:
-                LOGGER.info("group %d: %s not read back: %s", group.group_id, ieee, exc)
-                continue
-            self.tracker.apply(tracked, readings)
+            self.tracker.apply(member, readings)
             answered += 1
         return answered
 

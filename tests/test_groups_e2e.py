@@ -158,6 +158,14 @@ async def test_group_routes_are_scoped_and_checked(tmp_path: Path,
         assert created.status_code == 201 and created.json()["group_id"] == 7, created.text
         taken = await stack.api.post(groups, json={"name": "Again", "group_id": 7})
         assert taken.status_code == 422, taken.text
+        # A name longer than a device's group table holds (16 characters) is the hub's to keep.
+        long_name = "The lights along the hallway upstairs"
+        renamed = await stack.api.patch(f"{groups}/7", json={"name": long_name})
+        assert renamed.status_code == 200 and renamed.json()["name"] == long_name, renamed.text
+        (bulb,) = await stack.devices()
+        added = await stack.api.post(f"{groups}/7/members", json={"device_id": bulb["id"]})
+        assert added.status_code == 200, added.text
+        assert _virtual(stack, bulb).endpoints[1].groups == {7: long_name[:16]}
 
         async with httpx.AsyncClient(base_url=stack.base_url, timeout=20) as client:
             as_read = {"Authorization": f"Bearer {read}"}
