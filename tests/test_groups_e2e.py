@@ -71,6 +71,11 @@ async def test_groups_and_scenes_through_the_cloud(tmp_path: Path,
         assert stack.sim.group_sends == {gid: 1}
         assert [_level(stack, b) for b in bulbs[:2]] == [round(40 * 254 / 100)] * 2
         assert _level(stack, bulbs[2]) == outsider
+        followed = await stack.api.get(f"/api/v1/commands/{response.json()['id']}")
+        assert followed.status_code == 200, followed.text
+        assert followed.json()["status"] == "succeeded"
+        assert (followed.json()["capability"], followed.json()["command"]) == ("group",
+                                                                                "group_command")
 
         async def cloud_has(level: float, which: list[dict[str, Any]]) -> bool:
             states = [await _state(stack, b["id"]) for b in which]
