@@ -127,6 +127,17 @@ class GroupManager:
         return GroupInfo(group_id=group.group_id, name=group.name, members=members,
                          scenes=scenes)
 
+    def forget_device(self, ieee: str) -> None:
+        """A device leaves the network: its endpoints leave zigpy's groups (zigpy's database
+        drops them with the device, its groups in memory would keep them until a restart)."""
+        try:
+            device = self._app().get_device(ieee=t.EUI64.convert(ieee))
+        except (KeyError, ValueError, LookupError):
+            return
+        for endpoint in device.non_zdo_endpoints:
+            for group in list(endpoint.member_of.values()):
+                group.remove_member(endpoint)
+
     # ------------------------------------------------------------------ requests
     async def run(self, request: HubRequest) -> None:
         """Carry out a group request (this hub's, unexpired) and answer it."""
@@ -250,13 +261,13 @@ class GroupManager:
             if scene_id is None:
                 scene_id = next((s for s in range(1, 256) if s not in names), None)
                 if scene_id is None:
-                    raise GroupError(f"group {group.group_id} has 255 scenes", "invalid")
+                    raise GroupError(f"group {int(group.group_id)} has 255 scenes", "invalid")
             await group.endpoint.scenes.store(group_id=group.group_id, scene_id=scene_id)
             name = request.name or names.get(scene_id) or f"Scene {scene_id}"
             self.scenes.set(group.group_id, scene_id, name)
             return {"scene": {"group_id": group.group_id, "scene_id": scene_id, "name": name}}
         if scene_id is None or scene_id not in names:
-            raise GroupError(f"group {group.group_id} has no scene {scene_id}", "unknown_scene")
+            raise GroupError(f"group {int(group.group_id)} has no scene {scene_id}", "unknown_scene")
         if request.action == "scene_recall":
             await group.endpoint.scenes.recall(group_id=group.group_id, scene_id=scene_id)
             read = await self._read_back(group)

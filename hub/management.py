@@ -95,6 +95,8 @@ class Management:
 
     async def remove(self, ieee: str) -> None:
         self._known(ieee)
+        if self.groups is not None:
+            self.groups.forget_device(ieee)
         await self._app().remove(t.EUI64.convert(ieee))
         self.tracker.untrack(ieee)  # zigpy's device_removed also does it; clearing twice is fine
 

@@ -199,6 +199,14 @@ async def test_group_routes_are_scoped_and_checked(tmp_path: Path,
         unknown = await stack.api.post(f"{groups}/7/scenes/9/recall")
         assert unknown.status_code == 404, unknown.text
 
+        # A device removed from the network leaves its groups.
+        assert (await stack.api.delete(f"/api/v1/devices/{bulb['id']}")).status_code == 204
+
+        async def left() -> bool:
+            return (await stack.api.get(f"{groups}/7")).json()["members"] == []
+
+        await eventually(left, what="the removed device out of its group")
+
         await stack.stop_hub()
 
         async def offline() -> bool:
