@@ -5,7 +5,7 @@ member's new state comes back to the cloud as events."""
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ from cloud.auth import create_token
 from tests.common import eventually
 from tests.conftest import BrokerAddress
 from tests.stack import Stack, running_stack
+from wire.contract import HubRequest
 
 HUB = {"sim_devices": ["bulb", "bulb", "bulb", "plug"]}
 
@@ -198,6 +199,15 @@ async def test_group_routes_are_scoped_and_checked(tmp_path: Path,
             assert answer.status_code in (404, 422), (path, body, answer.text)
         unknown = await stack.api.post(f"{groups}/7/scenes/9/recall")
         assert unknown.status_code == 404, unknown.text
+
+        # A request delivered again is answered from the hub's journal, never run again.
+        assert stack.hub is not None
+        again = HubRequest(id="once", hub_id=hub_id, action="group_command", group_id=7,
+                           command="off", expires_at=datetime.now(UTC) + timedelta(seconds=30))
+        stack.sim.group_sends.clear()
+        for _ in range(2):
+            await stack.hub.management.run(again)
+        assert stack.sim.group_sends == {7: 1}
 
         # A device removed from the network leaves its groups.
         assert (await stack.api.delete(f"/api/v1/devices/{bulb['id']}")).status_code == 204
