@@ -23,7 +23,7 @@ from cloud.settings import CloudSettings
 from cloud.storage.base import CommandRecord, DeviceRecord, Registry
 from cloud.storage.usage import UsageCount
 from wire.capabilities import validate_command
-from wire.contract import Command, CommandStatus, HubRequest, Topics
+from wire.contract import Command, CommandStatus, GroupAction, HubRequest, Topics
 
 log = logging.getLogger(__name__)
 
@@ -196,6 +196,38 @@ class CommandService:
                              extra={"cmd": command_id, "hub": updated.hub_id})
                 record = updated
         return record
+
+    async def ask_hub(self, hub_id: str, action: GroupAction, **fields: Any) -> CommandRecord:
+        """Send a hub request that the hub answers with a result (groups and scenes) and wait
+        for it, as for a command: the request is recorded as a command of the hub (no device;
+        ``command`` is the action), so its result is stored, acknowledged and followed like one.
+
+        Raises NotFound, HubOffline (nothing sent), CommandFailed or CommandTimedOut.
+        """
+        hub = await asyncio.to_thread(self.registry.get_hub, hub_id)
+        if hub is None:
+            raise NotFound("hub", hub_id)
+        if hub.online is False:
+            raise HubOffline(hub_id)
+        now = datetime.now(UTC)
+        record = CommandRecord(
+            id=new_command_id(), hub_id=hub_id, device_id="", ieee=fields.get("ieee") or "",
+            capability="group", command=action,
+            args={k: v for k, v in fields.items() if v is not None and k != "args"}
+            | dict(fields.get("args") or {}),
+            status=CommandStatus.PENDING.value, created_at=now,
+            expires_at=now + timedelta(seconds=self.settings.command_ttl))
+        await asyncio.to_thread(self.registry.add_command, record)
+        request = HubRequest(id=record.id, hub_id=hub_id, action=action,
+                             expires_at=record.expires_at, **fields)
+        with self._waiting(record.id) as future:
+            log_fields = {"req": record.id, "hub": hub_id}
+            log.info("req=%s %s on hub %s %s", record.id, action, hub_id, record.args,
+                     extra=log_fields)
+            if not self._publish(Topics.requests(hub_id), request.to_bytes()):
+                log.warning("req=%s could not be queued for publishing", record.id,
+                            extra=log_fields)
+            return await self._outcome(record, future)
 
     async def request_hub(
         self,

@@ -36,6 +36,7 @@ from hub.dispatch import (
     StatusOp,
     StopPairOp,
 )
+from hub.groups import GroupManager
 from hub.link import HubLink
 from hub.management import Management, ManagementError
 from hub.pairing import PairingReporter
@@ -75,6 +76,10 @@ class Hub:
         self.pairing = PairingReporter(self.hub_id, self.publisher.pairing)
         self.management = Management(self.hub_id, lambda: self.app, self.tracker, self.pairing,
                                      self.publisher, settings.backup_dir)
+        self.groups = GroupManager(self.hub_id, lambda: self.app, self.tracker, self.store,
+                                   self.publisher, settings.hub_data_dir / "scenes.json",
+                                   timeout=settings.command_timeout)
+        self.management.groups = self.groups
         self.dispatch = Dispatcher(self.hub_id, self.executor, self.management, self.publisher)
         self.dispatch.register({
             StatusOp: self._op_status, DevicesOp: self._op_devices, StopPairOp: self._op_stop_pair,
@@ -370,7 +375,7 @@ class Hub:
             radio=self.zigbee.radio if self.zigbee else self.settings.radio,
             devices=len(self.tracker.devices), pairing_until=pairing, radio_up=watchdog.up,
             epoch=self.store.epoch, last_seq=self.store.last_seq,
-            dropped_upto=self.store.dropped_upto,
+            dropped_upto=self.store.dropped_upto, groups=self.groups.table() if online else None,
             metrics={
                 # The events this ledger emitted, across restarts: its last sequence number.
                 "events_emitted": self.store.last_seq,

@@ -10,7 +10,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import zigpy.types as t
 
@@ -19,7 +19,10 @@ from hub.control import ControlError
 from hub.devices import DeviceTracker
 from hub.pairing import PairingReporter
 from hub.publisher import Publisher
-from wire.contract import HubRequest
+from wire.contract import GROUP_ACTIONS, HubRequest
+
+if TYPE_CHECKING:
+    from hub.groups import GroupManager
 
 LOGGER = logging.getLogger(__name__)
 
@@ -39,6 +42,7 @@ class Management:
         self.backup_dir = backup_dir
         self.pairing_until = 0.0
         self._closer: asyncio.Task[None] | None = None
+        self.groups: GroupManager | None = None  # Zigbee groups and scenes (hub/groups.py)
 
     @property
     def pairing_open(self) -> bool:
@@ -60,6 +64,8 @@ class Management:
                 self.rename(request.ieee, request.name)
             case "remove" if request.ieee:
                 await self.remove(request.ieee)
+            case action if action in GROUP_ACTIONS and self.groups is not None:
+                await self.groups.run(request)
             case _:
                 raise ManagementError(f"{request.action} needs a device")
 
@@ -89,6 +95,8 @@ class Management:
 
     async def remove(self, ieee: str) -> None:
         self._known(ieee)
+        if self.groups is not None:
+            self.groups.forget_device(ieee)
         await self._app().remove(t.EUI64.convert(ieee))
         self.tracker.untrack(ieee)  # zigpy's device_removed also does it; clearing twice is fine
 

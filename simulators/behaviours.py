@@ -25,14 +25,15 @@ from zigpy.zcl.clusters.measurement import (
 from zigpy.zcl.clusters.security import IasWd, IasZone
 from zigpy.zcl.clusters.smartenergy import Metering
 
+from simulators import frames
 from simulators.device import Animation, VirtualCluster, VirtualDevice, VirtualEndpoint
 
 LOGGER = logging.getLogger(__name__)
 Status = foundation.Status
 
-# A command handler changes attributes and returns the status for the Default_Response, or a full
-# reply frame (bytes) for commands that have a specific response.
-Handler = Callable[[VirtualDevice, VirtualEndpoint, VirtualCluster, Any, float], Status]
+# A command handler changes attributes and returns the status for the Default_Response, or
+# (response command name, its fields) for a command that has a response of its own.
+Handler = Callable[[VirtualDevice, VirtualEndpoint, VirtualCluster, Any, float], Any]
 _HANDLERS: dict[tuple[int, str], Handler] = {}
 
 
@@ -66,7 +67,14 @@ def run_cluster_command(device: VirtualDevice, ep: VirtualEndpoint, cluster: Vir
     device.command_counts[name] += 1
     if device.on_command is not None:
         device.on_command(device, name)
-    return handler(device, ep, cluster, args, device.clock()), None
+    outcome = handler(device, ep, cluster, args, device.clock())
+    if isinstance(outcome, tuple):  # a command with a response of its own: (name, fields)
+        response, fields = outcome
+        definition = cluster.cls.client_commands[
+            next(i for i, d in cluster.cls.client_commands.items() if d.name == response)]
+        body = definition.schema(**fields).serialize()
+        return Status.SUCCESS, frames.zcl_reply(hdr, definition.id, body, general=False)
+    return outcome, None
 
 
 def _set(device: VirtualDevice, ep: VirtualEndpoint, cluster: VirtualCluster, name: str,
@@ -443,3 +451,7 @@ BEHAVIOURS: dict[str, type[Behaviour]] = {
     for cls in (Behaviour, ThermostatBehaviour, ClimateSensorBehaviour, MotionBehaviour,
                 PlugBehaviour, RampBehaviour)
 }
+
+
+# The Groups and Scenes cluster servers register their handlers in the same table.
+from simulators import groups as _groups  # noqa: E402,F401

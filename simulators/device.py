@@ -142,6 +142,10 @@ class VirtualEndpoint:
     # Clusters the device does not declare in its simple descriptor but reports from anyway (a
     # vendor's proprietary reports that a quirk turns into standard attributes).
     undeclared: dict[int, VirtualCluster] = field(default_factory=dict)
+    # The Groups cluster's table (group id -> name) and the Scenes cluster's stored scenes
+    # ((group id, scene id) -> attribute name -> value), kept like the device's NVRAM.
+    groups: dict[int, str] = field(default_factory=dict)
+    scenes: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict)
 
     def clusters(self) -> list[VirtualCluster]:
         return [*self.in_clusters.values(), *self.out_clusters.values(),
@@ -349,6 +353,23 @@ class VirtualDevice:
         return [self._packet(src_ep=ep.endpoint_id, dst_ep=packet.src_ep,
                              cluster_id=packet.cluster_id, profile=packet.profile_id,
                              tsn=hdr.tsn, data=reply)]
+
+    def handle_group(self, packet: t.ZigbeePacket) -> None:
+        """A group-addressed (multicast) frame: every endpoint in the group carries it out; nobody
+        answers a multicast."""
+        if not self.powered:
+            return
+        data = packet.data.serialize()
+        try:
+            hdr, rest = foundation.ZCLHeader.deserialize(data)
+        except ValueError:
+            return
+        if hdr.frame_control.direction == foundation.Direction.Server_to_Client:
+            return
+        for ep in self.endpoints.values():
+            if int(packet.dst.address) in ep.groups and packet.cluster_id in ep.in_clusters:  # type: ignore[arg-type]
+                self._handle_zcl(ep, ep.in_clusters[packet.cluster_id], packet.cluster_id, hdr,
+                                 rest)
 
     def _handle_zcl(self, ep: VirtualEndpoint, cluster: VirtualCluster | None, cluster_id: int,
                     hdr: foundation.ZCLHeader, rest: bytes) -> bytes | None:

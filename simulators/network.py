@@ -23,6 +23,7 @@ import logging
 import os
 import random
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,7 @@ class SimNetwork:
         self.failed: str | None = None
         self.paused = False  # time stands still: no physics, no periodic reports
         self.refused_joins = 0
+        self.group_sends: Counter[int] = Counter()  # group-addressed frames sent, by group id
         self._tick_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._in_flight: set[asyncio.TimerHandle] = set()  # device frames on their way
@@ -200,6 +202,16 @@ class SimNetwork:
             self.sniffer.append(packet)
         if packet.dst.addr_mode == t.AddrMode.Broadcast:
             return
+        if packet.dst.addr_mode == t.AddrMode.Group:
+            # One multicast on the air, carried out by every member endpoint in range.
+            group = int(packet.dst.address)  # type: ignore[arg-type]
+            self.group_sends[group] += 1
+            self.last_traffic = time.monotonic()
+            for member in list(self.devices.values()):
+                if member.powered and member.joined and any(
+                        group in ep.groups for ep in member.endpoints.values()):
+                    self._spawn(self._process_group(member, packet))
+            return
         self.last_traffic = time.monotonic()
         device = self._resolve(packet.dst)
         if device is None or not device.powered or not device.joined:
@@ -219,6 +231,17 @@ class SimNetwork:
         if not device.joined:  # told to leave
             self._left(device)
         elif device.config_changed:
+            device.config_changed = False
+            self.changed()
+
+    async def _process_group(self, device: VirtualDevice, packet: t.ZigbeePacket) -> None:
+        await asyncio.sleep(self.latency)
+        try:
+            device.handle_group(packet)
+        except Exception:
+            LOGGER.exception("virtual device %s failed on %r", device.ieee, packet)
+            return
+        if device.config_changed:
             device.config_changed = False
             self.changed()
 
@@ -484,8 +507,13 @@ def _device_state(device: VirtualDevice) -> dict[str, Any]:
             for attrid, cfg in cluster.reporting.items():
                 reporting[_key(ep.endpoint_id, cluster.cluster_id, attrid)] = [
                     cfg.min_interval, cfg.max_interval, cfg.reportable_change]
+    groups = {str(ep.endpoint_id): {str(g): name for g, name in ep.groups.items()}
+              for ep in device.endpoints.values() if ep.groups}
+    scenes = {str(ep.endpoint_id): [[g, s, stored] for (g, s), stored in ep.scenes.items()]
+              for ep in device.endpoints.values() if ep.scenes}
     return {"source": device.source, "ieee": str(device.ieee), "nwk": int(device.nwk),
-            "values": values, "reporting": reporting, "bound": bound}
+            "values": values, "reporting": reporting, "bound": bound, "groups": groups,
+            "scenes": scenes}
 
 
 def _restore_device_state(device: VirtualDevice, entry: dict[str, Any]) -> None:
@@ -512,3 +540,11 @@ def _restore_device_state(device: VirtualDevice, entry: dict[str, Any]) -> None:
         cluster = device.cluster(cluster_id, ep)
         if cluster is not None:
             cluster.bound = True
+    for ep_id, table in entry.get("groups", {}).items():
+        endpoint = device.endpoints.get(int(ep_id))
+        if endpoint is not None:
+            endpoint.groups = {int(g): str(name) for g, name in table.items()}
+    for ep_id, stored in entry.get("scenes", {}).items():
+        endpoint = device.endpoints.get(int(ep_id))
+        if endpoint is not None:
+            endpoint.scenes = {(int(g), int(s)): dict(state) for g, s, state in stored}

@@ -18,6 +18,7 @@ from spoke.cli_access import register as register_access_tools
 from spoke.cli_broker import cloud_settings
 from spoke.cli_broker import register as register_broker_tools
 from spoke.cli_database import register as register_database_tools
+from spoke.cli_groups import register as register_group_tools
 from spoke.cli_hub import register as register_hub_tools
 from spoke.cli_simulate import simulate_app
 from spoke.console import choose_log_format, command_group, console, fail, setup_logging
@@ -42,6 +43,7 @@ register_hub_tools(hub_app, simulate_app)
 register_broker_tools(cloud_app)
 register_access_tools(cloud_app)
 register_database_tools(cloud_app)
+register_group_tools(app)
 
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")]
 ApiUrl = Annotated[str, typer.Option("--api-url", envvar="SPOKE_API_URL",

@@ -42,6 +42,8 @@ from tests.stack import Stack, running_stack
 
 EXAMPLES = 25  # per operation, phase and kind of id
 LAST = ("DELETE", "/api/v1/devices/{device_id}")  # it takes the device from the operations after it
+# Near the end too: it takes the group (and its scene) from the operations after it.
+GROUP_DELETE = ("DELETE", "/api/v1/hubs/{hub_id}/groups/{group_id}")
 # A live stream never ends, so no case of it would: tests/test_dashboard_api.py covers it.
 STREAMS = {("GET", "/api/v1/stream")}
 FUZZ_SETTINGS = settings(
@@ -92,7 +94,8 @@ def fuzz_api(base_url: str, token: str, ids: dict[str, str]
 
     operations = [op for op in (result.ok() for result in schema.get_all_operations())
                   if (op.method.upper(), op.path) not in STREAMS]
-    operations.sort(key=lambda op: (op.method.upper(), op.path) == LAST)
+    operations.sort(key=lambda op: ((op.method.upper(), op.path) == LAST,
+                                    (op.method.upper(), op.path) == GROUP_DELETE))
     assert (operations[-1].method.upper(), operations[-1].path) == LAST, "the API changed"
     failures: list[str] = []
     for operation in operations:
@@ -107,12 +110,19 @@ def fuzz_api(base_url: str, token: str, ids: dict[str, str]
 
 
 async def _real_ids(stack: Stack) -> dict[str, str]:
-    """A hub, a device and a command the cloud knows, for the path parameters."""
+    """A hub, a device, a command, a group and its scene the cloud knows, for the path
+    parameters."""
     plug = next(d for d in await stack.devices() if "switch" in d["capabilities"])
     response = await stack.api.post(f"/api/v1/devices/{plug['id']}/commands",
                                     json={"capability": "switch", "command": "toggle"})
     assert response.status_code == 200, response.text
-    return {"hub_id": plug["hub_id"], "device_id": plug["id"], "command_id": response.json()["id"]}
+    groups = f"/api/v1/hubs/{plug['hub_id']}/groups"
+    made = await stack.api.post(groups, json={"name": "fuzzed", "group_id": 1})
+    assert made.status_code == 201, made.text
+    scene = await stack.api.post(f"{groups}/1/scenes", json={"scene_id": 1})
+    assert scene.status_code == 201, scene.text
+    return {"hub_id": plug["hub_id"], "device_id": plug["id"], "command_id": response.json()["id"],
+            "group_id": "1", "scene_id": "1", "member_id": plug["id"]}
 
 
 @pytest.mark.timeout(240)
@@ -132,7 +142,7 @@ async def test_the_api_answers_every_generated_request_as_its_schema_says(
     # the fuzzer got past the token and the ids into every operation, not only 401s and 404s;
     # what needs the admin scope it never got through
     answered = {label: dict(counts) for label, counts in statuses.items()}
-    assert len(answered) == 21, answered
+    assert len(answered) == 33, answered
     admin = {"POST /api/v1/tokens", "GET /api/v1/tokens", "DELETE /api/v1/tokens/{token_id}",
              "DELETE /api/v1/devices/{device_id}", "GET /api/v1/usage"}
     for label, counts in answered.items():

@@ -256,6 +256,37 @@ class Message(BaseModel):
             raise WireError(f"invalid {cls.__name__}: {where}: {first.get('msg')}") from None
 
 
+# Zigbee group ids a hub may use (0x0000 and 0xFFF8-0xFFFF are reserved), scene ids, endpoints.
+GroupId = Annotated[int, Field(ge=0x0001, le=0xFFF7)]
+SceneId = Annotated[int, Field(ge=0, le=0xFF)]
+EndpointId = Annotated[int, Field(ge=1, le=240)]
+
+
+class GroupMember(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    ieee: Ieee
+    endpoint: EndpointId
+
+
+class SceneInfo(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    scene_id: SceneId
+    name: str | None = Field(default=None, max_length=128)
+
+
+class GroupInfo(BaseModel):
+    """One Zigbee group of a hub: its members (device endpoints) and the scenes stored to it."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    group_id: GroupId
+    name: str | None = Field(default=None, max_length=128)
+    members: list[GroupMember] = Field(default_factory=list, max_length=512)
+    scenes: list[SceneInfo] = Field(default_factory=list, max_length=256)
+
+
 class HubStatus(Message):
     """Retained on the hub's status topic; the broker publishes the offline form as the last will."""
 
@@ -276,6 +307,8 @@ class HubStatus(Message):
     epoch: Epoch | None = None
     last_seq: int | None = Field(default=None, ge=0, le=2**63 - 1)
     dropped_upto: int | None = Field(default=None, ge=0, le=2**63 - 1)
+    # The hub's Zigbee groups (None: a hub before groups, or one whose radio is not up).
+    groups: list[GroupInfo] | None = Field(default=None, max_length=1024)
 
 
 class Limits(BaseModel):
@@ -516,16 +549,32 @@ class CommandResult(Message):
     duration_ms: Number | None = None
 
 
+# Group management and group commands: hub requests answered by a ``CommandResult`` with the
+# request's id (``state``: {"group": {...}}, {"member": {...}} or {"scene": {...}}), the hub's group
+# table following in its status (``HubStatus.groups``).
+GroupAction = Literal["group_create", "group_rename", "group_delete", "group_add", "group_remove",
+                      "group_command", "scene_store", "scene_recall", "scene_remove"]
+GROUP_ACTIONS: frozenset[str] = frozenset(GroupAction.__args__)  # type: ignore[attr-defined]
+GroupCommandName = Literal["on", "off", "set_level", "set_color_temperature"]
+
+
 class HubRequest(Message):
-    """A management request from the cloud to a hub (pairing, rename, remove)."""
+    """A management request from the cloud to a hub (pairing, rename, remove; groups and scenes).
+
+    The group fields are optional: hubs before groups ignore them and refuse the group actions."""
 
     id: str = Field(min_length=1, max_length=64)
     hub_id: HubId
-    action: Literal["permit_join", "close_join", "rename", "remove"]
+    action: Literal["permit_join", "close_join", "rename", "remove"] | GroupAction
     ieee: Ieee | None = None
     duration: int | None = Field(default=None, ge=0, le=254)
     name: str | None = Field(default=None, max_length=128)
     expires_at: Timestamp
+    group_id: GroupId | None = None
+    endpoint: EndpointId | None = None  # a member: (ieee, endpoint)
+    scene_id: SceneId | None = None
+    command: GroupCommandName | None = None  # group_command
+    args: dict[str, Value] = Field(default_factory=dict)  # group_command: level, kelvin, transition
 
 
 class LedgerAck(Message):

@@ -17,6 +17,7 @@ from cloud.api.responses import UNAUTHORIZED
 from cloud.api.routes import (
     commands,
     devices,
+    groups,
     health,
     history,
     hubs,
@@ -63,7 +64,7 @@ def create_app(settings: CloudSettings, services: CloudServices | None = None) -
     app.add_middleware(BodyLimit, limit=settings.api_max_body)
     install_limits(app)
     api = APIRouter(prefix=API_PREFIX)  # every route declares the scope it needs
-    for module in (hubs, pairing, devices, history, commands, tokens, usage, stream):
+    for module in (hubs, pairing, groups, devices, history, commands, tokens, usage, stream):
         api.include_router(module.router, responses=UNAUTHORIZED)
     app.include_router(api)
     install_dashboard(app)
