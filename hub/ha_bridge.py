@@ -238,7 +238,7 @@ class HaBridge:
             self._refuse(topic, f"no entity {target.object_id!r} on device {target.ieee}")
             return
         try:
-            steps = entity.commands(target.field, payload)
+            steps = entity.commands(target.field, payload, known.state)
         except CommandRefused as exc:
             self._refuse(topic, str(exc))
             return

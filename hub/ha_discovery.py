@@ -146,7 +146,8 @@ def _payload_number(payload: bytes, what: str) -> float:
     return _number(value, what)
 
 
-Translate = Callable[[str | None, bytes], list[Step]]
+# (command field, payload, the device's current state) -> capability commands
+Translate = Callable[[str | None, bytes, State], list[Step]]
 
 
 @dataclass
@@ -159,10 +160,11 @@ class Entity:
     translate: Translate | None = None  # (field, payload) -> capability commands
     state: Callable[[State], dict[str, Any]] | None = None  # an own JSON state topic (lights)
 
-    def commands(self, field: str | None, payload: bytes) -> list[Step]:
+    def commands(self, field: str | None, payload: bytes, state: State | None = None
+                 ) -> list[Step]:
         if self.translate is None:
             raise CommandRefused(f"{self.component} {self.object_id} takes no commands")
-        return self.translate(field, payload)
+        return self.translate(field, payload, state or {})
 
 
 # ---------------------------------------------------------------------------------------- builders
@@ -227,7 +229,7 @@ class _Builder:
                   "state_topic": self.state_topic, "command_topic": self.command_topic(oid),
                   "value_template": _on_off_template(instance, "on")}
 
-        def translate(field: str | None, payload: bytes) -> list[Step]:
+        def translate(field: str | None, payload: bytes, values: State) -> list[Step]:
             word = _text(payload).upper()
             if field is not None or word not in ("ON", "OFF"):
                 raise CommandRefused(f"a switch takes ON or OFF, not {_text(payload)[:40]!r}")
@@ -238,7 +240,11 @@ class _Builder:
     def light(self, parts: dict[str, str], endpoint: int | None, oid: str) -> Entity:
         """``parts``: light part (switch, level, …) -> its instance on this endpoint."""
         ct, color = parts.get("color_temperature"), parts.get("color")
-        modes = (["xy"] if color else []) + (["color_temp"] if ct else [])
+        # The colour model the light reports (x/y or hue/saturation) is the one it takes; a
+        # "color" capability with neither (only its mode) is a colour-temperature light's.
+        reported = self.info.capabilities.get(color, {}) if color else {}
+        space = "xy" if "x" in reported else "hs" if "hue" in reported else None
+        modes = ([space] if space else []) + (["color_temp"] if ct else [])
         if not modes:
             modes = ["brightness"] if "level" in parts else ["onoff"]
         config: dict[str, Any] = {
@@ -265,20 +271,19 @@ class _Builder:
             if isinstance(k, int | float) and k > 0:
                 out["color_temp"] = round(1e6 / float(k))
             c = values.get(color, {}) if color else {}
-            if isinstance(c.get("x"), int | float) and isinstance(c.get("y"), int | float):
-                out["color"] = {"x": c["x"], "y": c["y"]}
-                if isinstance(c.get("hue"), int | float) and isinstance(c.get("saturation"),
-                                                                         int | float):
-                    out["color"].update(h=c["hue"], s=c["saturation"])
-            if "color_temp" in modes and (c.get("mode") == "color_temperature" or not color):
+            numbers = {k: c[k] for k in ("x", "y", "hue", "saturation")
+                       if isinstance(c.get(k), int | float)}
+            if space == "xy" and {"x", "y"} <= set(numbers):
+                out["color"] = {"x": numbers["x"], "y": numbers["y"]}
+            elif space == "hs" and {"hue", "saturation"} <= set(numbers):
+                out["color"] = {"h": numbers["hue"], "s": numbers["saturation"]}
+            if "color_temp" in modes and (c.get("mode") == "color_temperature" or not space):
                 out["color_mode"] = "color_temp"
-            elif color:
-                out["color_mode"] = "xy"
             else:
                 out["color_mode"] = modes[0]
             return out
 
-        def translate(field: str | None, payload: bytes) -> list[Step]:
+        def translate(field: str | None, payload: bytes, values: State) -> list[Step]:
             body = _json(payload)
             if field is not None or not isinstance(body, dict):
                 raise CommandRefused("a light takes a JSON object such as "
@@ -302,8 +307,8 @@ class _Builder:
                     raise CommandRefused(f"brightness must be 0-{BRIGHTNESS_SCALE}")
                 level = round(brightness * 100 / BRIGHTNESS_SCALE, 2)
                 steps.append(Step(parts["level"], "set_level", {"level": level, **timed}))
-            else:
-                steps.append(Step(parts["switch"], "on"))
+            elif values.get(parts["switch"], {}).get("on") is not True:
+                steps.append(Step(parts["switch"], "on"))  # a colour alone does not switch it on
             if "color_temp" in body:
                 if ct is None or kelvin is None:
                     raise CommandRefused("this light has no color temperature")
@@ -364,10 +369,10 @@ class _Builder:
                                 f"{{{{ {HVAC_ACTION!r}.get(a, 'None') }}}}"),
         }
 
-        def translate(field: str | None, payload: bytes) -> list[Step]:
+        def translate(field: str | None, payload: bytes, values: State) -> list[Step]:
             if field == "temperature":
                 value = _payload_number(payload, "the setpoint")
-                mode = self.info.capabilities.get(instance, {}).get("mode")
+                mode = values.get(instance, {}).get("mode")
                 command = ("set_cooling_setpoint"
                            if cooling and (not heating or mode in ("cool", "precooling"))
                            else "set_heating_setpoint")
@@ -390,7 +395,7 @@ class _Builder:
                   "set_position_topic": self.command_topic(oid, "position")}
         words = {"OPEN": "open", "CLOSE": "close", "STOP": "stop"}
 
-        def translate(field: str | None, payload: bytes) -> list[Step]:
+        def translate(field: str | None, payload: bytes, values: State) -> list[Step]:
             if field == "position":
                 position = _payload_number(payload, "the position")
                 return [Step(instance, "set_position", {"position": position})]
@@ -406,7 +411,7 @@ class _Builder:
                   "command_topic": self.command_topic(oid),
                   "value_template": _on_off_template(instance, "locked", "LOCKED", "UNLOCKED")}
 
-        def translate(field: str | None, payload: bytes) -> list[Step]:
+        def translate(field: str | None, payload: bytes, values: State) -> list[Step]:
             word = _text(payload).upper()
             if field is not None or word not in ("LOCK", "UNLOCK"):
                 raise CommandRefused("a lock takes LOCK or UNLOCK")
@@ -432,7 +437,7 @@ class _Builder:
             "preset_modes": list(FAN_PRESETS),
         }
 
-        def translate(field: str | None, payload: bytes) -> list[Step]:
+        def translate(field: str | None, payload: bytes, values: State) -> list[Step]:
             if field == "percentage":
                 return [Step(instance, "set_percentage",
                              {"percentage": _payload_number(payload, "the percentage")})]
@@ -453,7 +458,7 @@ class _Builder:
                   "command_topic": self.command_topic(oid),
                   "value_template": _on_off_template(instance, "active")}
 
-        def translate(field: str | None, payload: bytes) -> list[Step]:
+        def translate(field: str | None, payload: bytes, values: State) -> list[Step]:
             word = _text(payload).upper()
             if field is not None or word not in ("ON", "OFF"):
                 raise CommandRefused("a siren takes ON or OFF")
