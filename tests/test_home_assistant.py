@@ -8,14 +8,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import zigpy.types as t
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hub.app import Hub
+from hub.availability import RADIO_DOWN
 from hub.ha_discovery import CommandRefused, Step, device_entities
 from hub.settings import HubSettings
 from tests.common import eventually
@@ -206,6 +210,33 @@ async def test_light_and_thermostat_from_home_assistant(tmp_path: Path,
         ha.close()
 
 
+async def test_home_assistant_broker_may_come_late_and_never_sees_the_password(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The hub starts (devices adopted) while Home Assistant's broker is down, and announces them
+    once it is up; its login never appears in the hub's logs."""
+    caplog.set_level(logging.DEBUG)
+    with local_broker(tmp_path / "ha-broker") as broker:
+        port = broker.port
+        password = broker.users["spoke-hub"]
+        late = Mosquitto(tmp_path / "late-broker", (tmp_path / "ha-broker" / "mosquitto.conf")
+                         .read_text(), port)
+    settings = _settings(tmp_path, broker)
+    async with _hub(settings) as hub:
+        assert hub.tracker.devices and hub.home_assistant is not None
+        assert not hub.home_assistant.connected.is_set()
+        late.start()
+        try:
+            ha = HomeAssistant(broker, BASE)
+            try:
+                await _announced(ha, hub)
+            finally:
+                ha.close()
+        finally:
+            late.stop()
+    assert password not in caplog.text
+    assert password not in repr(settings) and password not in str(settings.model_dump())
+
+
 async def test_retained_command_is_never_replayed(tmp_path: Path, ha_broker: LocalBroker) -> None:
     ha = HomeAssistant(ha_broker, BASE)
     settings = _settings(tmp_path, ha_broker)
@@ -247,6 +278,14 @@ async def test_birth_rename_and_removal(tmp_path: Path, ha_broker: LocalBroker) 
             temperature = f"spoke_{ieee_to_topic(sensor)}_temperature"
             await eventually(lambda: ha.entity(temperature)["device"]["name"] == "Kitchen",
                              what="the new name in the config")
+
+            # The radio went down: every device unavailable to Home Assistant, then back.
+            hub.availability.all_unavailable(RADIO_DOWN)
+            await eventually(lambda: ha.text(TOPICS.device_availability(sensor)) == "offline",
+                             what="the device offline in Home Assistant")
+            hub.availability.restore_after(RADIO_DOWN)
+            await eventually(lambda: ha.text(TOPICS.device_availability(sensor)) == "online",
+                             what="the device online again")
 
             ours = [topic for topic in configs if f"/spoke_{ieee_to_topic(sensor)}/" in topic]
             assert len(ours) >= 3  # temperature, humidity, battery
@@ -361,3 +400,46 @@ def test_commands_translate_to_the_vocabulary() -> None:
     ]:
         with pytest.raises(CommandRefused):
             entity.commands(field, payload)
+
+
+_FUZZ_INFO = _info({"switch": {"on": True}, "level": {"level": 50.0},
+                    "color_temperature": {"kelvin": 4000}, "color": {"hue": 10.0,
+                                                                     "saturation": 50.0},
+                    "thermostat": {"heating_setpoint": 20.0, "cooling_setpoint": 26.0,
+                                   "mode": "heat"},
+                    "window_covering": {"position": 10.0}, "lock": {"locked": True},
+                    "fan": {"mode": "low"}, "siren": {"active": False}})
+_FUZZ_ENTITIES = list(device_entities(_FUZZ_INFO, TOPICS).values())
+_JSON = st.recursive(st.none() | st.booleans() | st.floats(allow_nan=False) | st.integers()
+                     | st.text(max_size=8),
+                     lambda inner: st.lists(inner, max_size=3)
+                     | st.dictionaries(st.sampled_from(["state", "brightness", "color_temp",
+                                                        "color", "x", "y", "h", "s",
+                                                        "transition"]), inner, max_size=4),
+                     max_leaves=8)
+
+
+@settings(max_examples=300, deadline=None)
+@given(entity=st.sampled_from(_FUZZ_ENTITIES),
+       field=st.sampled_from([None, "temperature", "mode", "position", "percentage",
+                              "preset_mode", "x"]),
+       payload=st.binary(max_size=64) | _JSON.map(lambda v: json.dumps(v).encode()))
+def test_any_payload_is_commands_or_a_clear_refusal(entity: Any, field: str | None,
+                                                    payload: bytes) -> None:
+    """Whatever arrives on a command topic becomes capability commands the vocabulary accepts
+    for the device, or a CommandRefused; nothing else escapes."""
+    from wire.capabilities import CommandInvalid, validate_command
+
+    try:
+        steps = entity.commands(field, payload, _FUZZ_INFO.capabilities)
+    except CommandRefused as exc:
+        assert str(exc)
+        return
+    assert steps
+    for step in steps:
+        assert step.instance in _FUZZ_INFO.capabilities
+        try:
+            validate_command(step.instance, step.command, dict(step.args),
+                             supported=set(_FUZZ_INFO.capabilities))
+        except CommandInvalid as exc:  # a value outside the vocabulary's range: the hub says so
+            assert "invalid arguments" in str(exc), exc
