@@ -5,7 +5,9 @@ waits on the cloud's link, the outbox or the radio. It publishes, retained, each
 configurations (``hub.ha_discovery``), its JSON state and availability, and the bridge's own state
 (``online`` at connect, ``offline`` as its last will); it republishes them all on every connect and
 when Home Assistant's birth message arrives, and empties the configurations of a removed device (or
-of an entity whose capability is gone).
+of an entity whose capability is gone). Configurations of this hub's that the broker still holds
+from before (a device removed while the hub or the broker was away) are emptied when they come
+back at connect; other hubs' and other integrations' are left alone.
 
 Commands arrive on the entities' command topics and run through the hub's ``CommandExecutor``
 (``run_local``): the same checks, Zigbee exchange and read back as a cloud command. They are taken
@@ -35,6 +37,7 @@ from hub.ha_discovery import (
     device_configs,
     device_entities,
     hub_configs,
+    hub_node_id,
 )
 from hub.link import LOOP_STOP_TIMEOUT, _joined, _no_delay
 from hub.settings import HubSettings
@@ -93,6 +96,8 @@ class HaBridge:
         self.client.on_connect = self._paho_connect
         self.client.on_disconnect = self._paho_disconnect
         self.client.on_message = self._paho_message
+        self.client.on_connect_fail = self._paho_connect_fail
+        self._unreachable = False  # said so once per outage
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -208,6 +213,10 @@ class HaBridge:
 
     # ------------------------------------------------------------------ from Home Assistant
     def _on_message(self, topic: str, payload: bytes, retained: bool) -> None:
+        if topic.startswith(self.topics.prefix + "/") and topic.endswith("/config"):
+            if retained:
+                self._sweep(topic, payload)
+            return
         if topic == self.topics.status:
             if payload.strip() == ONLINE.encode() and not retained:
                 LOGGER.info("Home Assistant came online: publishing discovery again")
@@ -225,6 +234,33 @@ class HaBridge:
         task = asyncio.ensure_future(self._command(topic, payload))
         self._tasks.add(task)
         task.add_done_callback(self._done)
+
+    def _sweep(self, topic: str, payload: bytes) -> None:
+        """A retained config the broker holds from before this connection: one of this hub's
+        that is no longer current (a device removed, or a capability gone, while the hub or
+        this link was away) is cleared. Another hub's or integration's is left alone."""
+        try:
+            _, node, _ = self.topics.parse_config(topic)
+        except WireError:
+            return
+        if not payload or node is None or not node.startswith("spoke_") or topic in self._current():
+            return
+        try:
+            config = json.loads(payload)
+            via = config["device"].get("via_device")
+            ids = config["device"].get("identifiers")
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
+            return
+        if via == hub_node_id(self.hub_id) or ids == [hub_node_id(self.hub_id)]:
+            LOGGER.info("Home Assistant: clearing %s (no longer one of this hub's entities)",
+                        topic)
+            self._publish(topic, b"")
+
+    def _current(self) -> set[str]:
+        topics = set(hub_configs(self.hub_id, self.topics, self.sw_version))
+        for known in self._known.values():
+            topics.update(known.configs)
+        return topics
 
     async def _command(self, topic: str, payload: bytes) -> None:
         try:
@@ -281,10 +317,20 @@ class HaBridge:
             return
         # QoS 0: a command is delivered at most once, and never kept for a later session.
         client.subscribe([(f, 0) for f in self.topics.command_filters]
-                         + [(self.topics.status, 1)])
+                         + [(self.topics.status, 1), (self.topics.config_filter, 1)])
         self._call(self._connected)
 
+    def _paho_connect_fail(self, client: mqtt.Client, userdata: object) -> None:
+        self._call(self._connect_failed)
+
+    def _connect_failed(self) -> None:
+        if not self._unreachable:
+            self._unreachable = True
+            LOGGER.warning("Home Assistant's broker %s:%s is unreachable; retrying",
+                           self.settings.ha_host, self.settings.ha_port)
+
     def _connected(self) -> None:
+        self._unreachable = False
         LOGGER.info("Home Assistant: connected to %s:%s (discovery under %s/, state under %s/)",
                     self.settings.ha_host, self.settings.ha_port, self.topics.prefix,
                     self.topics.base)

@@ -98,6 +98,7 @@ class HomeAssistant:
     def __init__(self, broker: LocalBroker, base: str) -> None:
         self.base = base
         self.retained: dict[str, bytes] = {}  # the latest payload of each topic
+        self.history: dict[str, list[bytes]] = {}  # every payload of each topic, in order
         self.config_messages = 0
         self._lock = threading.Lock()
         self.client = MqttTestClient(broker.host, broker.port, f"ha-{secrets.token_hex(3)}",
@@ -109,6 +110,7 @@ class HomeAssistant:
     def _on(self, topic: str, payload: bytes) -> None:
         with self._lock:
             self.retained[topic] = payload
+            self.history.setdefault(topic, []).append(payload)
             if topic.endswith("/config") and payload:
                 self.config_messages += 1
 
@@ -128,6 +130,10 @@ class HomeAssistant:
         with self._lock:
             payload = self.retained.get(topic)
         return None if payload is None else payload.decode()
+
+    def seen(self, topic: str, payload: bytes) -> bool:
+        with self._lock:
+            return payload in self.history.get(topic, [])
 
     def entity(self, unique_id: str) -> dict[str, Any]:
         for config in self.configs().values():

@@ -247,11 +247,21 @@ async def test_retained_command_is_never_replayed(tmp_path: Path, ha_broker: Loc
             switch = ha.entity(f"spoke_{ieee_to_topic(plug)}_switch")
         # A stale command someone left retained on the broker while the hub was away.
         ha.publish(switch["command_topic"], "OFF", retain=True)
+        # Configs left over from a device removed while the hub was away, this hub's and
+        # another hub's: only this hub's is cleared.
+        leftover = dict(switch, unique_id="spoke_0011223344556677_switch")
+        ours = TOPICS.config("switch", "spoke_0011223344556677", "switch")
+        theirs = TOPICS.config("switch", "spoke_0011223344556688", "switch")
+        ha.publish(ours, json.dumps(leftover), retain=True)
+        other = dict(leftover, device={**switch["device"], "via_device": "spoke_hub_other"})
+        ha.publish(theirs, json.dumps(other), retain=True)
         async with _hub(settings) as hub:
             await _announced(ha, hub)
             bridge = hub.home_assistant
             assert bridge is not None
             await eventually(lambda: bridge.refused >= 1, what="the retained command refused")
+            await eventually(lambda: ha.retained.get(ours) == b"", what="the leftover cleared")
+            assert ha.json(theirs)["device"]["via_device"] == "spoke_hub_other"
             assert _virtual(hub, plug).cluster(0x0006).get("on_off")
             assert hub.executor.counts["local_succeeded"] == 0
             ha.publish(switch["command_topic"], "", retain=True)  # clear it
@@ -279,9 +289,10 @@ async def test_birth_rename_and_removal(tmp_path: Path, ha_broker: LocalBroker) 
             await eventually(lambda: ha.entity(temperature)["device"]["name"] == "Kitchen",
                              what="the new name in the config")
 
-            # The radio went down: every device unavailable to Home Assistant, then back.
+            # The radio went down: every device unavailable to Home Assistant, then back. (The
+            # next frame from a device makes it available again: look at what was published.)
             hub.availability.all_unavailable(RADIO_DOWN)
-            await eventually(lambda: ha.text(TOPICS.device_availability(sensor)) == "offline",
+            await eventually(lambda: ha.seen(TOPICS.device_availability(sensor), b"offline"),
                              what="the device offline in Home Assistant")
             hub.availability.restore_after(RADIO_DOWN)
             await eventually(lambda: ha.text(TOPICS.device_availability(sensor)) == "online",
