@@ -298,6 +298,16 @@ async def test_birth_rename_and_removal(tmp_path: Path, ha_broker: LocalBroker) 
             await eventually(lambda: ha.text(TOPICS.device_availability(sensor)) == "online",
                              what="the device online again")
 
+            # A capability gone (a new quirk, a re-interview): its entity goes too.
+            info = hub.tracker.info(hub.tracker.devices[sensor])
+            humidity = TOPICS.config("sensor", f"spoke_{ieee_to_topic(sensor)}", "humidity")
+            assert ha.json(humidity) is not None
+            hub.publisher.device(info.model_copy(update={"capabilities": {
+                k: v for k, v in info.capabilities.items() if k != "humidity"}}))
+            await eventually(lambda: ha.retained.get(humidity) == b"", what="humidity removed")
+            hub.tracker.publish_info(sensor)
+            await eventually(lambda: bool(ha.retained.get(humidity)), what="humidity back")
+
             ours = [topic for topic in configs if f"/spoke_{ieee_to_topic(sensor)}/" in topic]
             assert len(ours) >= 3  # temperature, humidity, battery
             await hub.management.remove(sensor)
@@ -454,3 +464,21 @@ def test_any_payload_is_commands_or_a_clear_refusal(entity: Any, field: str | No
                              supported=set(_FUZZ_INFO.capabilities))
         except CommandInvalid as exc:  # a value outside the vocabulary's range: the hub says so
             assert "invalid arguments" in str(exc), exc
+
+
+def test_settings_from_environment_and_toml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                            ) -> None:
+    toml = tmp_path / "spoke.toml"
+    toml.write_text('[hub]\nhub_id = "attic"\nha_host = "ha.lan"\nha_discovery_prefix = "hass"\n')
+    monkeypatch.setenv("SPOKE_CONFIG", str(toml))
+    monkeypatch.setenv("SPOKE_HA_PORT", "8883")
+    monkeypatch.setenv("SPOKE_HA_USERNAME", "spoke")
+    monkeypatch.setenv("SPOKE_HA_PASSWORD", "s3cret-pass")
+    settings = HubSettings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.ha_enabled and (settings.ha_host, settings.ha_port) == ("ha.lan", 8883)
+    assert settings.ha_discovery_prefix == "hass" and settings.ha_base == "spoke/attic"
+    assert "s3cret-pass" not in repr(settings)
+    monkeypatch.delenv("SPOKE_CONFIG")
+    assert not HubSettings(_env_file=None).ha_enabled  # type: ignore[call-arg]
+    with pytest.raises(ValueError):
+        HubSettings(_env_file=None, ha_base_topic="spoke/#")  # type: ignore[call-arg]
