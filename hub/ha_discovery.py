@@ -277,9 +277,13 @@ class _Builder:
                 out["color"] = {"x": numbers["x"], "y": numbers["y"]}
             elif space == "hs" and {"hue", "saturation"} <= set(numbers):
                 out["color"] = {"h": numbers["hue"], "s": numbers["saturation"]}
-            if "color_temp" in modes and (c.get("mode") == "color_temperature" or not space):
+            # The mode the light is in, with the values that mode reads (Home Assistant warns of
+            # a colour mode without them): none until they are known.
+            if "color_temp" in out and (c.get("mode") == "color_temperature" or "color" not in out):
                 out["color_mode"] = "color_temp"
-            else:
+            elif "color" in out:
+                out["color_mode"] = space
+            elif (modes[0] == "brightness" and "brightness" in out) or modes[0] == "onoff":
                 out["color_mode"] = modes[0]
             return out
 
@@ -307,8 +311,11 @@ class _Builder:
                     raise CommandRefused(f"brightness must be 0-{BRIGHTNESS_SCALE}")
                 level = round(brightness * 100 / BRIGHTNESS_SCALE, 2)
                 steps.append(Step(parts["level"], "set_level", {"level": level, **timed}))
-            elif values.get(parts["switch"], {}).get("on") is not True:
-                steps.append(Step(parts["switch"], "on"))  # a colour alone does not switch it on
+            elif not ({"color_temp", "color"} & set(body)) or values.get(
+                    parts["switch"], {}).get("on") is not True:
+                # A colour alone does not switch a light on; a bare ON is always sent (the
+                # state the hub knows may be stale).
+                steps.append(Step(parts["switch"], "on"))
             if "color_temp" in body:
                 if ct is None or kelvin is None:
                     raise CommandRefused("this light has no color temperature")
