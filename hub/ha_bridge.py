@@ -59,6 +59,22 @@ class _Known:
     entities: dict[str, Entity] = field(default_factory=dict)
     configs: dict[str, bytes] = field(default_factory=dict)  # discovery topic -> payload sent
     state: State = field(default_factory=dict)
+    shape: tuple[Any, ...] | None = None  # what the configs were built from
+    sent: dict[str, str] = field(default_factory=dict)  # state and availability topics -> sent
+
+    def forget(self) -> None:
+        """Send everything again (a new connection, Home Assistant restarted)."""
+        self.configs.clear()
+        self.shape = None
+        self.sent.clear()
+
+
+def _shape(info: DeviceInfo) -> tuple[Any, ...]:
+    """What a device's entity configs depend on: descriptions that differ only in state values
+    or availability (most of them) build the same configs."""
+    return (info.name, info.manufacturer, info.model,
+            tuple(sorted((i, tuple(sorted(a))) for i, a in info.capabilities.items())),
+            repr(info.constraints))
 
 
 class HaBridge:
@@ -168,7 +184,8 @@ class HaBridge:
             known.info = info
             for instance, attrs in info.capabilities.items():
                 known.state.setdefault(instance, {}).update(attrs)
-            known.configs.clear()  # republish every config, even unchanged
+        for known in self._known.values():
+            known.forget()  # republish every config and state, even unchanged
         for topic, config in hub_configs(self.hub_id, self.topics, self.sw_version).items():
             self._publish(topic, json.dumps(config))
         self._publish(self.topics.bridge_state, ONLINE)
@@ -178,28 +195,38 @@ class HaBridge:
     def _announce(self, known: _Known) -> None:
         """Configs that changed (empty ones for entities gone), availability and state."""
         info = known.info
-        known.entities = device_entities(info, self.topics)
-        configs = {topic: json.dumps(config, sort_keys=True).encode() for topic, config in
-                   device_configs(info, known.entities, self.topics, self.hub_id).items()}
-        for topic in known.configs.keys() - configs.keys():
-            self._publish(topic, b"")  # the capability is gone: so is the entity
-        for topic, payload in configs.items():
-            if known.configs.get(topic) != payload:
-                self._publish(topic, payload)
-        known.configs = configs
-        self._publish(self.topics.device_availability(info.ieee),
-                      ONLINE if info.available else OFFLINE)
+        shape = _shape(info)
+        if shape != known.shape:
+            known.shape = shape
+            known.entities = device_entities(info, self.topics)
+            configs = {topic: json.dumps(config, sort_keys=True).encode() for topic, config in
+                       device_configs(info, known.entities, self.topics, self.hub_id).items()}
+            for topic in known.configs.keys() - configs.keys():
+                self._publish(topic, b"")  # the capability is gone: so is the entity
+            for topic, payload in configs.items():
+                if known.configs.get(topic) != payload:
+                    self._publish(topic, payload)
+            known.configs = configs
+        self._publish_changed(known, self.topics.device_availability(info.ieee),
+                              ONLINE if info.available else OFFLINE)
         self._publish_state(known)
 
+    def _publish_changed(self, known: _Known, topic: str, payload: str, qos: int = 1) -> None:
+        if known.sent.get(topic) != payload:
+            self._publish(topic, payload, qos)
+            known.sent[topic] = payload
+
     def _publish_state(self, known: _Known) -> None:
+        """QoS 0, as Zigbee2MQTT sends state: a local broker over TCP loses nothing while the
+        connection holds, every state goes again on reconnect, and no acknowledgement per
+        message costs the hub's CPU."""
         ieee = known.info.ieee
-        state = {instance: dict(known.state.get(instance, {}))
-                 for instance in known.info.capabilities}
-        self._publish(self.topics.device_state(ieee), json.dumps(state))
+        state = {instance: known.state.get(instance, {}) for instance in known.info.capabilities}
+        self._publish_changed(known, self.topics.device_state(ieee), json.dumps(state), qos=0)
         for oid, entity in known.entities.items():
             if entity.state is not None:
-                self._publish(self.topics.entity_state(ieee, oid),
-                              json.dumps(entity.state(known.state)))
+                self._publish_changed(known, self.topics.entity_state(ieee, oid),
+                                      json.dumps(entity.state(known.state)), qos=0)
 
     def _flush_states(self) -> None:
         self._state_timer = None
