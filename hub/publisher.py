@@ -106,13 +106,21 @@ class Publisher:
     def device(self, info: DeviceInfo) -> None:
         self.link.publish_retained(Topics.device(self.hub_id, info.ieee), info.to_bytes())
         if self.local is not None:
-            self.local.device(info)
+            self._mirror(self.local.device, info)
 
     def device_removed(self, ieee: str) -> None:
         """An empty retained payload clears the description: the device is gone."""
         self.link.publish_retained(Topics.device(self.hub_id, ieee), b"")
         if self.local is not None:
-            self.local.device_removed(ieee)
+            self._mirror(self.local.device_removed, ieee)
+
+    @staticmethod
+    def _mirror(fn: Callable[..., None], *args: object) -> None:
+        """A failure of the local way out is logged; it never stops the cloud's."""
+        try:
+            fn(*args)
+        except Exception:
+            LOGGER.exception("the local mirror (Home Assistant) failed")
 
     def pairing(self, event: PairingEvent) -> None:
         self.link.publish_live(Topics.pairing(self.hub_id), event.to_bytes())
@@ -132,7 +140,7 @@ class Publisher:
 
         seq = self.store.add_event(Topics.events(self.hub_id), build)
         if self.local is not None:
-            self.local.event(ieee, capability, attribute, value)
+            self._mirror(self.local.event, ieee, capability, attribute, value)
         if self._stopped:
             self.store.flush()
         elif not self.store.queued:
