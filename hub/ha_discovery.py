@@ -512,8 +512,8 @@ def device_entities(info: DeviceInfo, topics: HaTopics) -> dict[str, Entity]:
                 entities.append(build.fan(instance, endpoint, oid))
             elif capability == "siren":
                 entities.append(build.siren(instance, endpoint, oid))
-            # level/color without an on/off output, and capabilities HA has no platform for,
-            # stay in the device's JSON state (json_attributes of its first entity).
+            # A level or colour without an on/off output has no entity; its values are still
+            # in the device's JSON state topic.
     return {e.object_id: e for e in entities}
 
 
