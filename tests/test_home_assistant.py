@@ -93,6 +93,18 @@ def _by_model(hub: Hub, model: str) -> str:
     return next(i for i, d in hub.tracker.devices.items() if d.device.model == model)
 
 
+def _metrics(hub: Hub) -> Any:
+    """What the hub's /metrics would say, as (name, labels) -> value items."""
+    from prometheus_client import generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from hub.metrics import hub_registry
+
+    text = generate_latest(hub_registry(hub)).decode()
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}.items()
+
+
 @pytest.fixture
 def ha_broker(tmp_path: Path) -> Any:
     with local_broker(tmp_path / "ha-broker") as broker:
@@ -209,6 +221,12 @@ async def test_light_and_thermostat_from_home_assistant(tmp_path: Path,
                              what="an out-of-range setpoint refused by the executor")
             assert virtual_trv.cluster(0x0201).get("occupied_heating_setpoint") == 2250
             assert hub.executor.counts["local_succeeded"] == 5
+            assert _metrics(hub) >= {
+                ("spoke_hub_home_assistant_connected", ()): 1,
+                ("spoke_hub_local_commands_total", (("outcome", "succeeded"),)): 5,
+                ("spoke_hub_local_commands_total", (("outcome", "failed"),)): 1,
+                ("spoke_hub_local_commands_total", (("outcome", "refused"),)): refused + 7,
+            }.items()
     finally:
         ha.close()
 
