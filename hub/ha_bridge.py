@@ -113,7 +113,7 @@ class HaBridge:
         self.client.on_disconnect = self._paho_disconnect
         self.client.on_message = self._paho_message
         self.client.on_connect_fail = self._paho_connect_fail
-        self._unreachable = False  # said so once per outage
+        self.unreachable = False  # said so once per outage
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -351,13 +351,13 @@ class HaBridge:
         self._call(self._connect_failed)
 
     def _connect_failed(self) -> None:
-        if not self._unreachable:
-            self._unreachable = True
+        if not self.unreachable:
+            self.unreachable = True
             LOGGER.warning("Home Assistant's broker %s:%s is unreachable; retrying",
                            self.settings.ha_host, self.settings.ha_port)
 
     def _connected(self) -> None:
-        self._unreachable = False
+        self.unreachable = False
         LOGGER.info("Home Assistant: connected to %s:%s (discovery under %s/, state under %s/)",
                     self.settings.ha_host, self.settings.ha_port, self.topics.prefix,
                     self.topics.base)

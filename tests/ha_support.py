@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from bench.tls import Pki
 from tests.common import MqttTestClient
 from tests.conftest import MOSQUITTO, _free_port, _wait_listening
 
@@ -29,6 +30,7 @@ class LocalBroker:
     host: str
     port: int
     users: dict[str, str]  # username -> password
+    tls_port: int | None = None
 
 
 class Mosquitto:
@@ -66,9 +68,10 @@ class Mosquitto:
 
 
 @contextlib.contextmanager
-def local_broker(folder: Path) -> Iterator[LocalBroker]:
+def local_broker(folder: Path, pki: Pki | None = None) -> Iterator[LocalBroker]:
     """Home Assistant's broker: a plain Mosquitto, no anonymous clients, a password file with the
-    hub's login and Home Assistant's."""
+    hub's login and Home Assistant's; with ``pki``, also a TLS listener (its certificate signed by
+    ``pki.ca``) on ``tls_port``."""
     users = {"spoke-hub": secrets.token_urlsafe(12), "homeassistant": secrets.token_urlsafe(12)}
     folder.mkdir(parents=True, exist_ok=True)
     passwords = folder / "passwords"
@@ -76,12 +79,17 @@ def local_broker(folder: Path) -> Iterator[LocalBroker]:
     for user, password in users.items():
         subprocess.run(["mosquitto_passwd", "-b", str(passwords), user, password], check=True,
                        capture_output=True)
-    port = _free_port()
-    broker = Mosquitto(folder, f"listener {port} 127.0.0.1\nallow_anonymous false\n"
-                       f"password_file {passwords}\npersistence false\n", port)
+    port, tls_port = _free_port(), None
+    conf = (f"allow_anonymous false\npassword_file {passwords}\npersistence false\n"
+            f"listener {port} 127.0.0.1\n")
+    if pki is not None:
+        tls_port = _free_port()
+        conf += (f"listener {tls_port} 127.0.0.1\ncafile {pki.ca}\ncertfile {pki.cert}\n"
+                 f"keyfile {pki.key}\n")
+    broker = Mosquitto(folder, conf, port)
     broker.start()
     try:
-        yield LocalBroker("127.0.0.1", port, users)
+        yield LocalBroker("127.0.0.1", port, users, tls_port)
     finally:
         broker.stop()
 

@@ -258,6 +258,28 @@ async def test_home_assistant_broker_may_come_late_and_never_sees_the_password(
     assert password not in repr(settings) and password not in str(settings.model_dump())
 
 
+async def test_home_assistant_broker_over_tls(tmp_path: Path, pki: Any) -> None:
+    """TLS to Home Assistant's broker as to the cloud's: its CA trusted, its name verified."""
+    with local_broker(tmp_path / "ha-broker", pki) as broker:
+        assert broker.tls_port is not None
+        ha = HomeAssistant(broker, BASE)
+        try:
+            settings = _settings(tmp_path, broker, ha_port=broker.tls_port, ha_tls_ca=pki.ca,
+                                 ha_host="localhost", sim_devices=["bulb"])
+            async with _hub(settings) as hub:
+                await _announced(ha, hub)
+            # A CA that did not sign the broker's certificate: no connection.
+            wrong = _settings(tmp_path / "wrong", broker, ha_port=broker.tls_port,
+                              ha_tls_ca=pki.client_cert, sim_devices=["bulb"])
+            async with _hub(wrong) as hub:
+                bridge = hub.home_assistant
+                assert bridge is not None
+                await eventually(lambda: bridge.unreachable, what="the handshake refused")
+                assert not bridge.connected.is_set()
+        finally:
+            ha.close()
+
+
 async def test_retained_command_is_never_replayed(tmp_path: Path, ha_broker: LocalBroker) -> None:
     ha = HomeAssistant(ha_broker, BASE)
     settings = _settings(tmp_path, ha_broker)
