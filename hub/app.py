@@ -48,6 +48,7 @@ from hub.watchdog import RadioWatchdog
 from wire.contract import HubStatus
 
 if TYPE_CHECKING:
+    from hub.ha_bridge import HaBridge
     from hub.metrics_server import MetricsServer
 
 LOGGER = logging.getLogger(__name__)
@@ -102,6 +103,15 @@ class Hub:
 
             self.metrics_server = MetricsServer(hub_registry(self), settings.metrics_host,
                                                 settings.metrics_port, settings.metrics_token_path)
+        self.home_assistant: HaBridge | None = None
+        if settings.ha_enabled:
+            # Home Assistant on a local broker: loaded only by a hub that is given one.
+            from hub.ha_bridge import HaBridge
+
+            self.home_assistant = HaBridge(
+                settings, self.executor, lambda: [self.tracker.info(d) for d in
+                                                  list(self.tracker.devices.values())], VERSION)
+            self.publisher.local = self.home_assistant
         self.controls: RadioControls | None = None
         self.zigbee: Zigbee | None = None
         self.adopted = asyncio.Event()  # set each time a device finishes adoption
@@ -137,6 +147,8 @@ class Hub:
                     extra={"hub": self.hub_id})
         await self.link.start()
         self.publisher.start()
+        if self.home_assistant is not None:
+            await self.home_assistant.start()
         if self.settings.control_channel:
             await self.control_server.start()
         await self._serve_metrics()
@@ -177,6 +189,8 @@ class Hub:
             LOGGER.warning("stopping with %d messages the cloud has not acknowledged; they are "
                            "kept and sent after the next start", self.store.pending)
         await self.link.stop(self.status(online=False, reason="hub stopped"))
+        if self.home_assistant is not None:
+            await self.home_assistant.stop()
         await self._stop_radio()
         late = list(self._tasks)  # spawned by zigpy while stopping (an interview that ended)
         for task in late:

@@ -11,6 +11,8 @@ import asyncio
 import json
 import logging
 import time
+import uuid
+from datetime import timedelta
 from typing import Literal
 
 from device_handlers.model import CommandError
@@ -18,7 +20,7 @@ from hub.devices import DeviceTracker
 from hub.publisher import Publisher
 from hub.store import HubStore
 from wire.capabilities import CommandInvalid, validate_command
-from wire.contract import Command, CommandResult, CommandStatus, WireError, utcnow
+from wire.contract import Command, CommandResult, CommandStatus, Value, WireError, utcnow
 
 LOGGER = logging.getLogger(__name__)
 
@@ -32,7 +34,8 @@ class CommandExecutor:
         self.tracker = tracker
         self.timeout = timeout
         self.counts: dict[str, int] = {"received": 0, "rejected": 0, "duplicate": 0,
-                                       "succeeded": 0, "failed": 0, "expired": 0}
+                                       "succeeded": 0, "failed": 0, "expired": 0,
+                                       "local_succeeded": 0, "local_failed": 0}
 
     async def handle(self, payload: bytes) -> None:
         """Entry point for a message on the hub's commands topic. Never raises."""
@@ -64,6 +67,22 @@ class CommandExecutor:
         result = await self._run(command)
         self.counts[result.status] += 1
         self._send(command.id, result.to_bytes())
+
+    async def run_local(self, ieee: str, capability: str, command: str,
+                        args: dict[str, Value]) -> CommandResult:
+        """A command from the hub's own side (Home Assistant on the local broker), run as a cloud
+        command is (checked against the device, one Zigbee exchange, the state read back) under
+        an id of its own. Its result goes to the caller only: the cloud never issued it, so it is
+        neither journaled nor sent as a CommandResult (the cloud would keep a result of an unknown
+        command as a dead letter); the state it changed reaches the cloud as events through the
+        outbox, like any change. At most once is the caller's transport: it never redelivers."""
+        local = Command(id=f"local-{uuid.uuid4().hex[:16]}", hub_id=self.hub_id, ieee=ieee,
+                        capability=capability, command=command, args=args,
+                        expires_at=utcnow() + timedelta(seconds=self.timeout))
+        result = await self._run(local)
+        self.counts["local_succeeded" if result.status == CommandStatus.SUCCEEDED
+                    else "local_failed"] += 1
+        return result
 
     async def _run(self, command: Command) -> CommandResult:
         cid = command.id

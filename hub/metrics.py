@@ -83,6 +83,17 @@ class HubCollector(Collector):
                      float(link.connected.is_set()))
         yield _counter("mqtt_reconnects", "Broker connections lost (and retried).",
                        link.reconnects)
+        bridge = self.hub.home_assistant
+        if bridge is not None:  # only for a hub given Home Assistant's broker
+            yield _gauge("home_assistant_connected", "1 while the hub is connected to Home "
+                         "Assistant's broker.", float(bridge.connected.is_set()))
+            local = CounterMetricFamily(PREFIX + "local_commands", "Commands from Home "
+                                        "Assistant, by outcome.", labels=["outcome"])
+            counts = self.hub.executor.counts
+            local.add_metric(["succeeded"], counts["local_succeeded"])
+            local.add_metric(["failed"], counts["local_failed"])
+            local.add_metric(["refused"], bridge.refused)
+            yield local
         yield _gauge("radio_up", "1 while the Zigbee radio answers.", float(watchdog.up))
         yield _counter("radio_outages", "Times the Zigbee radio was lost.", watchdog.outages)
         yield _counter("radio_downtime_seconds", "Time the Zigbee radio was down.",

@@ -24,6 +24,7 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import datetime
+from typing import Protocol
 
 from hub.link import HubLink
 from hub.store import HubStore
@@ -41,6 +42,17 @@ from wire.contract import (
 LOGGER = logging.getLogger(__name__)
 
 
+class LocalMirror(Protocol):
+    """A second, local way out (Home Assistant's broker): told of every description, removal and
+    event as the cloud is, never able to hold up the cloud's way."""
+
+    def device(self, info: DeviceInfo) -> None: ...
+
+    def device_removed(self, ieee: str) -> None: ...
+
+    def event(self, ieee: str, instance: str, attribute: str, value: Value) -> None: ...
+
+
 class Publisher:
     def __init__(self, hub_id: str, store: HubStore, link: HubLink, *,
                  resend_after: float = 10.0, flush_delay: float = 0.005,
@@ -53,6 +65,7 @@ class Publisher:
         self.flush_delay = flush_delay  # events queued this long at most before their commit
         self._flush_timer: asyncio.TimerHandle | None = None
         self.status_source: Callable[[], HubStatus] | None = None
+        self.local: LocalMirror | None = None
         self._status_sent: dict[str, object] | None = None  # what the last status said (sans ts)
         self.resends = 0
         self.acks = 0
@@ -92,10 +105,22 @@ class Publisher:
 
     def device(self, info: DeviceInfo) -> None:
         self.link.publish_retained(Topics.device(self.hub_id, info.ieee), info.to_bytes())
+        if self.local is not None:
+            self._mirror(self.local.device, info)
 
     def device_removed(self, ieee: str) -> None:
         """An empty retained payload clears the description: the device is gone."""
         self.link.publish_retained(Topics.device(self.hub_id, ieee), b"")
+        if self.local is not None:
+            self._mirror(self.local.device_removed, ieee)
+
+    @staticmethod
+    def _mirror(fn: Callable[..., None], *args: object) -> None:
+        """A failure of the local way out is logged; it never stops the cloud's."""
+        try:
+            fn(*args)
+        except Exception:
+            LOGGER.exception("the local mirror (Home Assistant) failed")
 
     def pairing(self, event: PairingEvent) -> None:
         self.link.publish_live(Topics.pairing(self.hub_id), event.to_bytes())
@@ -114,6 +139,8 @@ class Publisher:
                          unit=unit).to_bytes()
 
         seq = self.store.add_event(Topics.events(self.hub_id), build)
+        if self.local is not None:
+            self._mirror(self.local.event, ieee, capability, attribute, value)
         if self._stopped:
             self.store.flush()
         elif not self.store.queued:

@@ -117,6 +117,21 @@ class HubSettings(BaseSettings):
     metrics_host: str = "127.0.0.1"
     metrics_token_file: Path | None = None
 
+    # Home Assistant: a second, local broker the hub also publishes its devices to (MQTT
+    # discovery) and takes commands from; off unless ha_host is set. Independent of the cloud
+    # link: either may be down. TLS as for mqtt_tls_* (used when ha_tls_ca is set).
+    ha_host: str | None = None
+    ha_port: int = Field(default=1883, ge=1, le=65535)
+    ha_username: str | None = None
+    ha_password: SecretStr | None = None
+    ha_tls_ca: FilePath | None = None
+    ha_tls_cert: FilePath | None = None
+    ha_tls_key: FilePath | None = None
+    ha_tls_server_name: str | None = None
+    ha_discovery_prefix: str = Field(default="homeassistant", pattern=r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")
+    # Where the hub's state and command topics live; default spoke/<hub_id>.
+    ha_base_topic: str | None = Field(default=None, pattern=r"^[^#+\x00]+$")
+
     @field_validator("sim_devices", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:
@@ -125,6 +140,14 @@ class HubSettings(BaseSettings):
                 return json.loads(value)
             return [v for v in re.split(r"[,\s]+", value) if v]
         return value
+
+    @property
+    def ha_enabled(self) -> bool:
+        return bool(self.ha_host)
+
+    @property
+    def ha_base(self) -> str:
+        return (self.ha_base_topic or f"spoke/{self.hub_id}").strip("/")
 
     @property
     def zigbee_db(self) -> Path:
