@@ -71,6 +71,15 @@ class Stack:
             await self.hub.stop()
             self.hub = None
 
+    async def wait_hub_online(self, within: float = 20.0) -> None:
+        """Until the cloud has the hub's online status (after a restart, its last will may still
+        be what the cloud holds)."""
+        async def online() -> bool:
+            response = await self.api.get(f"/api/v1/hubs/{self.hub_settings.hub_id}")
+            return response.status_code == 200 and response.json()["online"] is True
+
+        await eventually(online, within=within, what="the hub online in the cloud")
+
     async def wait_for_devices(self, n: int, within: float = 20.0) -> list[dict[str, Any]]:
         async def enough() -> bool:
             devices = await self.devices()

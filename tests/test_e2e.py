@@ -151,6 +151,7 @@ async def test_hub_restart_keeps_paired_devices(tmp_path: Path, mosquitto: Broke
         # Loaded from zigpy's database: same devices, no new joins.
         assert {str(ieee) for ieee in hub.tracker.devices} == before
         assert hub.controls is not None and hub.controls.network.refused_joins == 0
+        await stack.wait_hub_online()
         bulb = await stack.device_by_model("SIM-BULB-CT")
         response = await _command(stack, bulb["id"], "switch", "toggle")
         assert response.status_code == 200, response.text

@@ -135,6 +135,7 @@ async def test_backup_and_restore_onto_a_new_stick(tmp_path: Path,
         assert hub.app.state.network_info.pan_id == original.pan_id
         assert hub.app.state.network_info.network_key.key == original.network_key.key
         assert {str(ieee) for ieee in hub.tracker.devices} == before
+        await stack.wait_hub_online()
         plug = await stack.device_by_model("SIM-PLUG-1")
         response = await stack.api.post(f"/api/v1/devices/{plug['id']}/commands",
                                         json={"capability": "switch", "command": "off"})
