@@ -197,6 +197,14 @@ class CommandService:
                 record = updated
         return record
 
+    async def _online_hub(self, hub_id: str) -> None:
+        """NotFound for a hub never heard from, HubOffline when its last status says offline."""
+        hub = await asyncio.to_thread(self.registry.get_hub, hub_id)
+        if hub is None:
+            raise NotFound("hub", hub_id)
+        if hub.online is False:
+            raise HubOffline(hub_id)
+
     async def ask_hub(self, hub_id: str, action: GroupAction, **fields: Any) -> CommandRecord:
         """Send a hub request that the hub answers with a result (groups and scenes) and wait
         for it, as for a command: the request is recorded as a command of the hub (no device;
@@ -204,11 +212,7 @@ class CommandService:
 
         Raises NotFound, HubOffline (nothing sent), CommandFailed or CommandTimedOut.
         """
-        hub = await asyncio.to_thread(self.registry.get_hub, hub_id)
-        if hub is None:
-            raise NotFound("hub", hub_id)
-        if hub.online is False:
-            raise HubOffline(hub_id)
+        await self._online_hub(hub_id)
         now = datetime.now(UTC)
         record = CommandRecord(
             id=new_command_id(), hub_id=hub_id, device_id="", ieee=fields.get("ieee") or "",
@@ -242,11 +246,7 @@ class CommandService:
 
         Raises NotFound for a hub never heard from and HubOffline when its last status says offline.
         """
-        hub = await asyncio.to_thread(self.registry.get_hub, hub_id)
-        if hub is None:
-            raise NotFound("hub", hub_id)
-        if hub.online is False:
-            raise HubOffline(hub_id)
+        await self._online_hub(hub_id)
         now = datetime.now(UTC)
         request = HubRequest(
             id=uuid.uuid4().hex,
