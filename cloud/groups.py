@@ -30,9 +30,10 @@ GROUP_COMMANDS = {"on": ("switch", "on"), "off": ("switch", "off"),
                   "set_level": ("level", "set_level"),
                   "set_color_temperature": ("color_temperature", "set_color_temperature")}
 # What a hub's refusal means to the caller: the hub knows no such group or scene (404), or the
-# request does not fit the device or the group table (422); the rest is the device's failure.
+# request does not fit the device or the group table (422; ``limit``: the table would outgrow the
+# hub's status); the rest is the device's failure.
 _NOT_FOUND = {"unknown_group": "group", "unknown_scene": "scene", "unknown_device": "device"}
-_INVALID = {"invalid", "unsupported", "exists"}
+_INVALID = {"invalid", "unsupported", "exists", "limit"}
 
 
 @dataclass(frozen=True, kw_only=True)
