@@ -306,6 +306,20 @@ async def test_the_group_table_keeps_within_the_status(tmp_path: Path,
         assert listed.status_code == 200, listed.text
         assert len(listed.json()) == count
 
+        # A status that would outgrow the wire all the same (a reason this long) goes out without
+        # its group table: the cloud takes it, and keeps the table it had.
+        long_reason = "r" * (20 * 1024)
+        hub.publisher.status_source = lambda: hub.status(reason=long_reason)
+        hub.publisher.status()
+
+        async def took_it() -> bool:
+            return bool((await stack.api.get(f"/api/v1/hubs/{hub_id}")).json()["reason"]
+                        == long_reason)
+
+        await eventually(took_it, what="the status without its group table in the cloud")
+        assert len((await stack.api.get(groups)).json()) == count
+        hub.publisher.status_source = hub.status
+
         # Room again once a group is gone.
         assert (await stack.api.delete(f"{groups}/1")).status_code == 204
         again = await stack.api.post(groups, json={"name": "One more"})
