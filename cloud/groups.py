@@ -1,7 +1,8 @@
 """Zigbee groups and scenes of a hub, through the cloud.
 
 The hub keeps its groups (zigpy's database) and says what they are in its retained status
-(``HubStatus.groups``), which the cloud stores with the hub: lists are read from there. A change
+(``HubStatus.groups``); the cloud keeps the last table a status carried with the hub (its last
+will carries none), so lists are read from there, while the hub is offline too. A change
 is a hub request the hub answers with a result (``CommandService.ask_hub``); the hub publishes its
 new group table before the answer, and the answer here is read from that table once it shows the
 change.
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cloud.commands import CommandService
-from cloud.errors import CommandFailed, HubOffline, NotFound
+from cloud.errors import CommandFailed, NotFound
 from cloud.settings import CloudSettings
 from cloud.storage.base import CommandRecord, Registry, device_id_for
 from wire.capabilities import CommandInvalid, validate_command
@@ -30,9 +31,10 @@ GROUP_COMMANDS = {"on": ("switch", "on"), "off": ("switch", "off"),
                   "set_level": ("level", "set_level"),
                   "set_color_temperature": ("color_temperature", "set_color_temperature")}
 # What a hub's refusal means to the caller: the hub knows no such group or scene (404), or the
-# request does not fit the device or the group table (422); the rest is the device's failure.
+# request does not fit the device or the group table (422; ``limit``: the table would outgrow the
+# hub's status); the rest is the device's failure.
 _NOT_FOUND = {"unknown_group": "group", "unknown_scene": "scene", "unknown_device": "device"}
-_INVALID = {"invalid", "unsupported", "exists"}
+_INVALID = {"invalid", "unsupported", "exists", "limit"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -72,14 +74,12 @@ class GroupService:
 
     # Reading ---------------------------------------------------------------------------------
     async def groups(self, hub_id: str) -> list[Group]:
-        """The hub's groups as its last status said (HubOffline when it is offline: an offline
-        hub's status says nothing of its groups)."""
+        """The hub's groups as its last status with a group table said: while the hub is offline
+        too (its last will says nothing of groups, and the cloud keeps the table it had)."""
         hub = await asyncio.to_thread(self.registry.get_hub, hub_id)
         if hub is None:
             raise NotFound("hub", hub_id)
-        if hub.online is False:
-            raise HubOffline(hub_id)
-        raw = (hub.status or {}).get("groups") or []
+        raw = await asyncio.to_thread(self.registry.hub_groups, hub_id) or []
         out = []
         for item in raw:
             try:

@@ -7,6 +7,10 @@ they survive a restart. Adding a member sends the Groups cluster's ``add`` to th
 change. Scene names are the hub's own (ZCL scenes have none zigpy keeps): ``scenes.json`` in the
 hub's data folder.
 
+The table travels in the hub's retained status, which the cloud refuses whole above the wire's
+``MAX_PAYLOAD_BYTES``: a request that would grow it past ``TABLE_BUDGET`` bytes, or past the wire's
+counts (groups, members, scenes), is refused with ``limit`` before anything is sent to a device.
+
 Every group request is answered by a ``CommandResult`` with the request's id, journaled like a
 command (a request delivered again is answered from the journal, never run twice), after the hub's
 status with its new group table has gone out.
@@ -25,6 +29,7 @@ from typing import Any, Literal
 
 import zigpy.exceptions
 import zigpy.types as t
+from pydantic import TypeAdapter, ValidationError
 from zigpy.zcl.clusters.general import Groups
 from zigpy.zcl.foundation import Status
 
@@ -38,6 +43,7 @@ from wire.contract import (
     GroupInfo,
     GroupMember,
     HubRequest,
+    HubStatus,
     SceneInfo,
     State,
     utcnow,
@@ -51,6 +57,13 @@ GROUP_COMMANDS = {"on": ("switch", "on"), "off": ("switch", "off"),
                   "set_color_temperature": ("color_temperature", "set_color_temperature")}
 FIRST_GROUP_ID = 0x0001
 LAST_GROUP_ID = 0xFFF7
+# The group table's share of the status (64 KiB at most, MAX_PAYLOAD_BYTES): the rest (counters,
+# reason, ledger) takes well under 2 KiB, so the remaining 16 KiB is headroom.
+TABLE_BUDGET = 48 * 1024
+_TABLE = TypeAdapter(list[GroupInfo])
+# What a wire count limits, by the name of the list it bounds.
+_COUNTED = {"groups": "groups on a hub", "members": "members in a group",
+            "scenes": "scenes in a group"}
 
 
 class GroupError(Exception):
@@ -109,15 +122,60 @@ class GroupManager:
         self.publisher = publisher
         self.scenes = SceneNames(scenes_path)
         self.timeout = timeout
+        self._oversized = False  # the table was last left out of the status (logged once)
 
     # ------------------------------------------------------------------ the group table
     def table(self) -> list[GroupInfo] | None:
-        """Every group with its members and named scenes; None while the radio is not up."""
+        """Every group with its members and named scenes, for the status; None while the radio is
+        not up, or when the table (grown outside this hub's requests: a restored database) would
+        not fit the status: the cloud then keeps the table it last had."""
         try:
             groups = self._app().groups
         except Exception:
             return None
-        return [self._info(group) for group in sorted(groups.values(), key=lambda g: g.group_id)]
+        table = [self._dict(g) for g in sorted(groups.values(), key=lambda g: g.group_id)]
+        try:
+            return self.fitting(table)
+        except GroupError as exc:
+            if not self._oversized:
+                LOGGER.error("the group table is left out of the status: %s", exc)
+            self._oversized = True
+            return None
+
+    def _dict(self, group: Any) -> dict[str, Any]:
+        return self._info(group).model_dump()
+
+    def fitting(self, table: list[dict[str, Any]]) -> list[GroupInfo]:
+        """The table as the status carries it, if it keeps within the wire's counts and
+        ``TABLE_BUDGET``; GroupError ``limit`` saying which limit otherwise."""
+        try:
+            groups = HubStatus.model_validate({"hub_id": self.hub_id, "online": True,
+                                               "groups": table}).groups or []
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            bound = (error.get("ctx") or {}).get("max_length")
+            what = _COUNTED.get(str(error["loc"][-1])) if error["type"] == "too_long" else None
+            if what is None:
+                raise GroupError(f"the group table is invalid: {error['msg']}", "invalid") from None
+            raise GroupError(f"the hub holds at most {bound} {what}", "limit") from None
+        size = len(_TABLE.dump_json(groups))
+        if size > TABLE_BUDGET:
+            raise GroupError(f"the group table would take {size} bytes of the hub's status, above "
+                             f"its limit of {TABLE_BUDGET} bytes (the status travels whole, at "
+                             f"most 64 KiB): remove groups, members or scenes first", "limit")
+        self._oversized = False
+        return groups
+
+    def _room(self, app: Any, group_id: int, grow: Callable[[dict[str, Any]], None]) -> None:
+        """Refuse (``limit``) a change that would make the table too large for the status:
+        ``grow`` changes the group's entry (a new one when the group is new) as the hub would."""
+        table = [self._dict(g) for g in sorted(app.groups.values(), key=lambda g: g.group_id)]
+        entry = next((g for g in table if g["group_id"] == group_id), None)
+        if entry is None:
+            entry = {"group_id": group_id, "name": None, "members": [], "scenes": []}
+            table.append(entry)
+        grow(entry)
+        self.fitting(table)
 
     def _info(self, group: Any) -> GroupInfo:
         members = [GroupMember(ieee=str(ieee), endpoint=ep_id)
@@ -189,13 +247,17 @@ class GroupManager:
                 group_id = request.group_id or self._free_id(app)
                 if group_id in app.groups:
                     raise GroupError(f"group {group_id} exists", "exists")
-                group = app.groups.add_group(group_id, request.name or f"Group {group_id}")
+                name = request.name or f"Group {group_id}"
+                self._room(app, group_id, lambda g: g.update(name=name))
+                group = app.groups.add_group(group_id, name)
                 return {"group": {"group_id": group_id, "name": group.name}}
             case "group_rename":
                 group = self._group(app, request)
+                name = request.name or f"Group {group.group_id}"
+                self._room(app, group.group_id, lambda g: g.update(name=name))
                 # zigpy has no rename: its name, then zigpy's own event that stores a group's row
                 # (its database replaces the name of a group it knows).
-                group._name = request.name or f"Group {group.group_id}"
+                group._name = name
                 app.groups.listener_event("group_added", group)
                 return {"group": {"group_id": group.group_id, "name": group.name}}
             case "group_delete":
@@ -213,6 +275,13 @@ class GroupManager:
                 group = self._group(app, request)
                 endpoint = self._endpoint(app, request)
                 if request.action == "group_add":
+                    member = {"ieee": str(endpoint.device.ieee), "endpoint": endpoint.endpoint_id}
+
+                    def joined(entry: dict[str, Any]) -> None:
+                        if member not in entry["members"]:
+                            entry["members"].append(member)
+
+                    self._room(app, group.group_id, joined)
                     # A device's group table keeps 16 characters of a name at most.
                     status = await endpoint.add_to_group(group.group_id, group.name[:16])
                     ok = (Status.SUCCESS, Status.DUPLICATE_EXISTS)
@@ -262,8 +331,11 @@ class GroupManager:
                 scene_id = next((s for s in range(1, 256) if s not in names), None)
                 if scene_id is None:
                     raise GroupError(f"group {int(group.group_id)} has 255 scenes", "invalid")
-            await group.endpoint.scenes.store(group_id=group.group_id, scene_id=scene_id)
             name = request.name or names.get(scene_id) or f"Scene {scene_id}"
+            scene = {"scene_id": scene_id, "name": name}
+            self._room(app, group.group_id, lambda g: g.update(
+                scenes=[s for s in g["scenes"] if s["scene_id"] != scene_id] + [scene]))
+            await group.endpoint.scenes.store(group_id=group.group_id, scene_id=scene_id)
             self.scenes.set(group.group_id, scene_id, name)
             return {"scene": {"group_id": group.group_id, "scene_id": scene_id, "name": name}}
         if scene_id is None or scene_id not in names:

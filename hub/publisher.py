@@ -29,6 +29,7 @@ from typing import Protocol
 from hub.link import HubLink
 from hub.store import HubStore
 from wire.contract import (
+    MAX_PAYLOAD_BYTES,
     DeviceInfo,
     Event,
     HubStatus,
@@ -100,7 +101,14 @@ class Publisher:
         said = status.model_dump(exclude={"ts"})
         if if_changed and said == self._status_sent:
             return
-        self.link.publish_retained(Topics.status(self.hub_id), status.to_bytes())
+        payload = status.to_bytes()
+        if len(payload) > MAX_PAYLOAD_BYTES and status.groups is not None:
+            # The cloud would refuse it whole: without the group table (the cloud keeps the one
+            # it has), the hub's health and ledger still get through.
+            LOGGER.error("status of %d bytes is above %d: sent without its group table",
+                         len(payload), MAX_PAYLOAD_BYTES)
+            payload = status.model_copy(update={"groups": None}).to_bytes()
+        self.link.publish_retained(Topics.status(self.hub_id), payload)
         self._status_sent = said
 
     def device(self, info: DeviceInfo) -> None:

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import text, update
 
 from cloud.auth import (
     AccessError,
@@ -32,9 +32,17 @@ from cloud.settings import CloudSettings
 from cloud.storage import open_storage
 from cloud.storage.base import CommandRecord, EventOutcome, device_id_for
 from cloud.storage.sql import SqlRegistry, SqlTelemetry
+from cloud.storage.sql_schema import hubs
 from tests.common import T0, device, event, status
 from wire.capabilities import CommandInvalid
-from wire.contract import Command, CommandResult, CommandStatus, HubRequest, PairingEvent
+from wire.contract import (
+    Command,
+    CommandResult,
+    CommandStatus,
+    GroupInfo,
+    HubRequest,
+    PairingEvent,
+)
 
 HUB = "hub-s"
 IEEE = "aa:bb:cc:dd:ee:ff:00:11"
@@ -124,6 +132,37 @@ def test_hub_offline_overlays_device_availability(registry: SqlRegistry):
         tx.hub_status(status(HUB, online=True))
     dev = registry.get_device(DEV)
     assert dev is not None and (dev.available, dev.availability_reason) == (True, None)
+
+
+def test_a_hubs_group_table_outlives_its_last_will(registry: SqlRegistry):
+    hall = GroupInfo.model_validate({"group_id": 7, "name": "Hall",
+                                     "members": [{"ieee": IEEE, "endpoint": 1}],
+                                     "scenes": [{"scene_id": 1, "name": "Evening"}]})
+    assert registry.hub_groups(HUB) is None  # no such hub
+    with registry.ingest() as tx:
+        tx.hub_status(status(HUB))  # a hub before groups (or its radio down): nothing said
+    assert registry.hub_groups(HUB) is None
+    with registry.ingest() as tx:
+        tx.hub_status(status(HUB, groups=[hall]))
+    assert registry.hub_groups(HUB) == [hall.model_dump(mode="json")]
+    hub = registry.get_hub(HUB)
+    assert hub is not None and "groups" not in (hub.status or {})  # kept once, in its column
+    with registry.ingest() as tx:  # the last will, and a status whose radio is down
+        tx.hub_status(status(HUB, online=False, reason="connection lost"))
+        tx.hub_status(status(HUB, online=False))
+    hub = registry.get_hub(HUB)
+    assert hub is not None and hub.online is False
+    assert registry.hub_groups(HUB) == [hall.model_dump(mode="json")]
+    with registry.ingest() as tx:  # a table said in the same batch as the will that follows it
+        tx.hub_status(status(HUB, groups=[]))
+        tx.hub_status(status(HUB, online=False))
+    assert registry.hub_groups(HUB) == []
+    # A status stored before the column was: its table is read from the status.
+    with registry.engine.begin() as conn:
+        conn.execute(update(hubs).where(hubs.c.id == HUB).values(
+            groups=None, status={"hub_id": HUB, "online": True,
+                                 "groups": [hall.model_dump(mode="json")]}))
+    assert registry.hub_groups(HUB) == [hall.model_dump(mode="json")]
 
 
 def test_device_removal_and_return(registry: SqlRegistry):

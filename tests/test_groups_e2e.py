@@ -5,18 +5,22 @@ member's new state comes back to the cloud as events."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
+from pydantic import TypeAdapter
 from zigpy.zcl.clusters.general import LevelControl
 
 from cloud.auth import create_token
+from hub.groups import TABLE_BUDGET, GroupError
 from tests.common import eventually
 from tests.conftest import BrokerAddress
 from tests.stack import Stack, running_stack
-from wire.contract import HubRequest
+from wire.contract import MAX_PAYLOAD_BYTES, GroupInfo, HubRequest, HubStatus
 
 HUB = {"sim_devices": ["bulb", "bulb", "bulb", "plug"]}
 
@@ -121,18 +125,18 @@ async def test_groups_and_scenes_through_the_cloud(tmp_path: Path,
 
         await stack.stop_hub()
         await stack.start_hub()
-
-        async def listed_again() -> bool:
-            answer = await stack.api.get(groups)
-            return answer.status_code == 200 and bool(answer.json())
-
-        await eventually(listed_again, what="the groups after a restart")
+        await stack.wait_hub_online()
         again = (await stack.api.get(groups)).json()
         assert again == [{"group_id": gid, "name": "Cooking",
                           "members": [{"device_id": bulbs[0]["id"], "ieee": bulbs[0]["ieee"],
                                        "endpoint": 1}],
                           "scenes": [{"scene_id": sid, "name": "Dinner"}]}]
-        assert stack.hub is not None and stack.hub.app.groups[gid].name == "Cooking"
+        # The hub's own table, not only the one the cloud kept while it was away.
+        assert stack.hub is not None
+        assert [g.model_dump() for g in stack.hub.groups.table() or []] == [
+            {"group_id": gid, "name": "Cooking",
+             "members": [{"ieee": bulbs[0]["ieee"], "endpoint": 1}],
+             "scenes": [{"scene_id": sid, "name": "Dinner"}]}]
         stack.sim.group_sends.clear()
         on = await stack.api.post(f"{groups}/{gid}/commands", json={"command": "on"})
         assert on.status_code == 200 and on.json()["members"] == 1, on.text
@@ -223,6 +227,100 @@ async def test_group_routes_are_scoped_and_checked(tmp_path: Path,
             return (await stack.api.get(f"/api/v1/hubs/{hub_id}")).json()["online"] is False
 
         await eventually(offline, what="the hub offline in the cloud")
-        assert (await stack.api.get(groups)).status_code == 409
-        assert (await stack.api.post(f"{groups}/7/commands",
-                                     json={"command": "on"})).status_code == 409
+        # Its last will says nothing of groups: the cloud still lists the table it last had...
+        hall = {"group_id": 7, "name": long_name, "members": [], "scenes": []}
+        listed = await stack.api.get(groups)
+        assert listed.status_code == 200 and listed.json() == [hall], listed.text
+        assert (await stack.api.get(f"{groups}/7")).json() == hall
+        assert (await stack.api.get(f"{groups}/7/scenes")).json() == []
+        assert (await stack.api.get(f"{groups}/8")).status_code == 404
+        # ... while what only the hub can do waits for it.
+        for method, path, body in (("POST", f"{groups}/7/commands", {"command": "on"}),
+                                   ("POST", groups, {"name": "x"}),
+                                   ("PATCH", f"{groups}/7", {"name": "x"}),
+                                   ("POST", f"{groups}/7/scenes", {})):
+            answer = await stack.api.request(method, path, json=body)
+            assert answer.status_code == 409, (method, path, answer.text)
+
+
+async def test_the_group_table_keeps_within_the_status(tmp_path: Path,
+                                                       mosquitto: BrokerAddress) -> None:
+    """The table travels in the hub's status, which the cloud refuses whole above 64 KiB: filled
+    up to its budget through the hub's manager, every request that would grow it is refused
+    (422, saying which limit) and the status the cloud holds still lists every group."""
+    async with running_stack(tmp_path, mosquitto, hub={"sim_devices": ["bulb"]}) as stack:
+        hub_id = stack.hub_settings.hub_id
+        groups = f"/api/v1/hubs/{hub_id}/groups"
+        (bulb,) = await stack.wait_for_devices(1)
+        assert stack.hub is not None
+        hub, manager = stack.hub, stack.hub.groups
+        expires = datetime.now(UTC) + timedelta(minutes=5)
+        ids = itertools.count()
+
+        async def create(group_id: int, name: str) -> bool:
+            await hub.management.run(HubRequest(
+                id=f"fill-{next(ids)}", hub_id=hub_id, action="group_create", group_id=group_id,
+                name=name, expires_at=expires))
+            return group_id in hub.app.groups
+
+        def size() -> int:
+            return len(TypeAdapter(list[GroupInfo]).dump_json(manager.table() or []))
+
+        # Groups with the longest names the wire allows, until the hub refuses one...
+        group_id = 1
+        while await create(group_id, "n" * 128):
+            group_id += 1
+        assert TABLE_BUDGET - 200 < size() <= TABLE_BUDGET
+        # ... then one whose name leaves less room than a member or a scene takes.
+        entry = len(GroupInfo(group_id=group_id, name="").model_dump_json()) + 1
+        length = TABLE_BUDGET - size() - entry - 10
+        if length >= 1:
+            assert await create(group_id, "s" * length)
+            group_id += 1
+        assert TABLE_BUDGET - 40 < size() <= TABLE_BUDGET
+        count = len(hub.app.groups)
+
+        # Whatever would grow the table is refused before any device is told.
+        refused = [await stack.api.post(groups, json={"name": "One more"}),
+                   await stack.api.post(f"{groups}/1/members", json={"device_id": bulb["id"]}),
+                   await stack.api.post(f"{groups}/1/scenes", json={"name": "Evening"})]
+        for answer in refused:
+            assert answer.status_code == 422, answer.text
+            assert "group table would take" in answer.text, answer.text
+            assert f"limit of {TABLE_BUDGET} bytes" in answer.text, answer.text
+        assert len(hub.app.groups) == count
+        assert 1 not in _virtual(stack, bulb).endpoints[1].groups
+        # The wire's counts are limits too: a group holds at most 512 members.
+        members = [{"ieee": f"00:00:00:00:00:00:{i // 256:02x}:{i % 256:02x}", "endpoint": 1}
+                   for i in range(513)]
+        with pytest.raises(GroupError, match="at most 512 members in a group") as wire_limit:
+            manager.fitting([{"group_id": 1, "name": "x", "members": members}])
+        assert wire_limit.value.code == "limit"
+
+        # The status stays within the wire's bound, and the cloud took it: every group listed.
+        payload = hub.status().to_bytes()
+        assert len(payload) <= MAX_PAYLOAD_BYTES
+        assert len(payload) - size() < 2 * 1024  # the rest of the status: the budget's headroom
+        assert len(HubStatus.from_bytes(payload).groups or []) == count
+        listed = await stack.api.get(groups)
+        assert listed.status_code == 200, listed.text
+        assert len(listed.json()) == count
+
+        # A status that would outgrow the wire all the same (a reason this long) goes out without
+        # its group table: the cloud takes it, and keeps the table it had.
+        long_reason = "r" * (20 * 1024)
+        hub.publisher.status_source = lambda: hub.status(reason=long_reason)
+        hub.publisher.status()
+
+        async def took_it() -> bool:
+            return bool((await stack.api.get(f"/api/v1/hubs/{hub_id}")).json()["reason"]
+                        == long_reason)
+
+        await eventually(took_it, what="the status without its group table in the cloud")
+        assert len((await stack.api.get(groups)).json()) == count
+        hub.publisher.status_source = hub.status
+
+        # Room again once a group is gone.
+        assert (await stack.api.delete(f"{groups}/1")).status_code == 204
+        again = await stack.api.post(groups, json={"name": "One more"})
+        assert again.status_code == 201, again.text

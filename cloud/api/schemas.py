@@ -32,7 +32,8 @@ class HubPublic(BaseModel):
     pairing_until: datetime | None = Field(description="permit-join open until (null: closed)")
     radio_up: bool | None
     reason: str | None = Field(description="why the hub is offline or degraded, as it says")
-    status: dict[str, Any] | None = Field(description="the hub's retained status as it came")
+    status: dict[str, Any] | None = Field(description="the hub's retained status as it came, "
+                                          "but its group table (GET …/groups)")
 
     @classmethod
     def of(cls, hub: HubRecord) -> HubPublic:

@@ -306,6 +306,11 @@ class Registry(Protocol):
 
     def get_hub(self, hub_id: str) -> HubRecord | None: ...
 
+    def hub_groups(self, hub_id: str) -> list[dict[str, Any]] | None:
+        """The hub's last known Zigbee group table, as its status said it (kept while the hub is
+        offline); None when no status of the hub carried one."""
+        ...
+
     def hub_account(self, hub_id: str) -> str | None:
         """The account a hub is registered to; None for a hub never registered."""
         ...

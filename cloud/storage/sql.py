@@ -70,6 +70,10 @@ __all__ = ["SqlRegistry", "SqlTelemetry", "make_engine"]
 def _now() -> datetime:
     return datetime.now(UTC)
 
+# A hub's row but its group table (up to 48 KiB; read by ``hub_groups`` alone).
+_HUB_COLUMNS = tuple(c for c in hubs.c if c.name != "groups")
+
+
 def _hub_record(row: Row[Any] | Mapping[str, Any]) -> HubRecord:
     m = row._mapping if isinstance(row, Row) else row
     return HubRecord(
@@ -237,10 +241,10 @@ class SqlRegistry:
     def list_hubs(self, account: str | None = None, *, after: str | None = None,
                   limit: int | None = None) -> list[HubRecord]:
         if account is None:
-            stmt, hub_id = select(hubs), hubs.c.id
+            stmt, hub_id = select(*_HUB_COLUMNS), hubs.c.id
         else:  # the account's hubs in id order, from its index
             hub_id = hub_registrations.c.hub_id
-            stmt = (select(hubs).select_from(hub_registrations.join(hubs, hubs.c.id == hub_id))
+            stmt = (select(*_HUB_COLUMNS).select_from(hub_registrations.join(hubs, hubs.c.id == hub_id))
                     .where(hub_registrations.c.account == account))
         if after is not None:
             stmt = stmt.where(hub_id > after)
@@ -255,8 +259,19 @@ class SqlRegistry:
 
     def get_hub(self, hub_id: str) -> HubRecord | None:
         with self._read() as conn:
-            row = conn.execute(select(hubs).where(hubs.c.id == hub_id)).first()
+            row = conn.execute(select(*_HUB_COLUMNS).where(hubs.c.id == hub_id)).first()
         return _hub_record(row) if row else None
+
+    def hub_groups(self, hub_id: str) -> list[dict[str, Any]] | None:
+        with self._read() as conn:
+            row = conn.execute(select(hubs.c.groups, hubs.c.status)
+                               .where(hubs.c.id == hub_id)).first()
+        if row is None:
+            return None
+        if row.groups is not None:
+            return list(row.groups)
+        older = (row.status or {}).get("groups")  # a status stored before the column was
+        return list(older) if isinstance(older, list) else None
 
     def list_devices(self, hub_id: str | None = None, account: str | None = None, *,
                      after: DeviceKey | None = None, limit: int | None = None

@@ -70,9 +70,9 @@ _OPEN_STATUSES = (CommandStatus.PENDING.value, CommandStatus.TIMEOUT.value)
 _IN_CHUNK = 500  # ids per IN (...) list: far below every database's limit on bound parameters
 _EVENT_KEY = ("hub_id", "epoch", "seq")
 _LEDGER_KEY = ("hub_id", "epoch")
-# The columns an ingest reads: a hub's status is only ever replaced whole, and a device's
-# description only by a new one (written whole), so neither is decoded for every event.
-_HUB_READ = tuple(c for c in hubs.c if c.name != "status")
+# The columns an ingest reads: a hub's status and group table are only ever replaced whole, and a
+# device's description only by a new one (written whole), so none is decoded for every event.
+_HUB_READ = tuple(c for c in hubs.c if c.name not in ("status", "groups"))
 _DEVICE_READ = tuple(devices.c[name] for name in (
     "id", "hub_id", "available", "availability_changed_at", "capabilities", "state_at", "removed"))
 
@@ -232,7 +232,9 @@ class SqlIngestTx:
         if hub["online"] is not status.online:
             hub["online_changed_at"] = self._now
         hub["online"] = status.online
-        hub["status"] = status.model_dump(mode="json")
+        hub["status"] = status.model_dump(mode="json", exclude={"groups"})
+        if status.groups is not None:  # the last will says nothing of them: the table is kept
+            hub["groups"] = [g.model_dump(mode="json") for g in status.groups]
         if status.epoch is not None:
             hub["epoch"] = status.epoch  # the hub says which ledger is current
             ledger = self._ledger(status.hub_id, status.epoch)

@@ -63,8 +63,11 @@ hubs = Table(
     Column("duplicates", BigInteger, nullable=False, default=0),
     Column("gaps", BigInteger, nullable=False, default=0),
     Column("last_seq", BigInteger, nullable=True),
-    Column("status", JSON, nullable=True),
+    Column("status", JSON, nullable=True),  # the hub's last status, its group table apart
     Column("epoch", String(32), nullable=True),  # the hub's current ledger epoch
+    # The hub's last known Zigbee group table (HubStatus.groups): written only by a status that
+    # carries one, so it outlives the last will (which says nothing of groups). None: never said.
+    Column("groups", JSON, nullable=True),
 )
 
 # One row per hub and ledger epoch. ``mark``: every sequence number up to it is committed (stored,
