@@ -224,9 +224,10 @@ class HaBridge:
         state = {instance: known.state.get(instance, {}) for instance in known.info.capabilities}
         self._publish_changed(known, self.topics.device_state(ieee), json.dumps(state), qos=0)
         for oid, entity in known.entities.items():
-            if entity.state is not None:
+            own = entity.state(known.state) if entity.state is not None else None
+            if own is not None:
                 self._publish_changed(known, self.topics.entity_state(ieee, oid),
-                                      json.dumps(entity.state(known.state)), qos=0)
+                                      json.dumps(own), qos=0)
 
     def _flush_states(self) -> None:
         self._state_timer = None

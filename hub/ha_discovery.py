@@ -4,9 +4,12 @@ One entity per capability instance (per endpoint), the way Zigbee2MQTT presents 
 and binary sensors read the device's one JSON state topic through a ``value_template``; a switch,
 climate, cover, lock, fan and siren each have a command topic; a bulb's ``switch`` + ``level`` (+
 ``color_temperature``, ``color``) on one endpoint are one JSON-schema light with its own state
-topic. Every entity carries a stable ``unique_id`` (the IEEE address and the entity), the device
-block (identifiers, manufacturer, model, name, ``via_device`` the hub), the origin, and the
-availability of both the hub's bridge and the device (``availability_mode: all``).
+topic, and a thermostat's mode has its own topic (Home Assistant takes no unknown mode). Every
+template renders with plain Jinja (none of Home Assistant's own filters) to a state its platform
+takes, or to ``None`` (unknown) where the platform has one. Every entity carries a stable
+``unique_id`` (the IEEE address and the entity), the device block (identifiers, manufacturer,
+model, name, ``via_device`` the hub), the origin, and the availability of both the hub's bridge
+and the device (``availability_mode: all``).
 
 ``Entity.commands`` turns what Home Assistant sends on an entity's command topics into capability
 commands of the vocabulary; anything else is a ``CommandRefused`` with a readable reason.
@@ -158,7 +161,8 @@ class Entity:
     object_id: str
     config: dict[str, Any]  # without the device block, origin and availability
     translate: Translate | None = None  # (field, payload) -> capability commands
-    state: Callable[[State], dict[str, Any]] | None = None  # an own JSON state topic (lights)
+    # An own JSON state topic (lights, a thermostat's mode); None: nothing to send yet.
+    state: Callable[[State], dict[str, Any] | None] | None = None
 
     def commands(self, field: str | None, payload: bytes, state: State | None = None
                  ) -> list[Step]:
@@ -256,8 +260,9 @@ class _Builder:
             config.update(brightness=True, brightness_scale=BRIGHTNESS_SCALE)
         kelvin = self.limits(ct, "kelvin", KELVIN_DEFAULT) if ct else None
         if kelvin is not None:
-            config.update(min_mireds=math.ceil(1e6 / kelvin.max),
-                          max_mireds=math.floor(1e6 / kelvin.min))
+            # Rounded as the state's mireds are, so a bulb at either end of its range reads
+            # inside it (commands are held to the range in kelvin).
+            config.update(min_mireds=round(1e6 / kelvin.max), max_mireds=round(1e6 / kelvin.min))
 
         def state(values: State) -> dict[str, Any]:
             out: dict[str, Any] = {}
@@ -350,8 +355,10 @@ class _Builder:
         attrs = self.info.capabilities.get(instance, {})
         cooling = "cooling_setpoint" in attrs
         heating = "heating_setpoint" in attrs or not cooling
-        modes = ["off", *(["heat"] if heating else []), *(["cool"] if cooling else []),
-                 *(["auto"] if heating and cooling else [])]
+        # Auto is every Zigbee thermostat's (a TRV's schedule); dry and fan only are air
+        # conditioners' (a cooling setpoint).
+        modes = ["off", *(["heat"] if heating else []), *(["cool"] if cooling else []), "auto",
+                 *(["dry", "fan_only"] if cooling else [])]
         setpoint = "heating_setpoint" if heating else "cooling_setpoint"
         limits = self.limits(instance, setpoint, SETPOINT_DEFAULT)
         t = f"value_json[{instance!r}]"
@@ -367,9 +374,10 @@ class _Builder:
                 f"else {t}.get({setpoint!r}) }}}}" if heating and cooling
                 else f"{{{{ {_get(instance, setpoint)} }}}}"),
             "temperature_command_topic": self.command_topic(oid, "temperature"),
-            "mode_state_topic": self.state_topic,
-            "mode_state_template": (f"{{% set m = {_get(instance, 'mode')} %}}"
-                                    f"{{{{ {HVAC_MODE!r}.get(m, m) }}}}"),
+            # Home Assistant takes no unknown mode (anything outside ``modes`` is an error): the
+            # mode has its own topic, sent only while it is one of them.
+            "mode_state_topic": self.topics.entity_state(self.ieee, oid),
+            "mode_state_template": "{{ value_json['mode'] }}",
             "mode_command_topic": self.command_topic(oid, "mode"),
             "action_topic": self.state_topic,
             "action_template": (f"{{% set a = {_get(instance, 'running_state')} %}}"
@@ -392,13 +400,20 @@ class _Builder:
                 return [Step(instance, "set_mode", {"mode": mode})]
             raise CommandRefused("a thermostat takes set/temperature or set/mode")
 
-        return Entity("climate", oid, config, translate)
+        def state(values: State) -> dict[str, Any] | None:
+            mode = values.get(instance, {}).get("mode")
+            shown = HVAC_MODE.get(mode, mode) if isinstance(mode, str) else None
+            return {"mode": shown} if shown in modes else None
+
+        return Entity("climate", oid, config, translate, state)
 
     def cover(self, instance: str, endpoint: int | None, oid: str) -> Entity:
         config = {"name": self.name("window_covering", endpoint, main=True),
                   "command_topic": self.command_topic(oid),
                   "position_topic": self.state_topic,
-                  "position_template": f"{{{{ {_get(instance, 'position')} }}}}",
+                  # Home Assistant reads a number (float()); an empty result is no news.
+                  "position_template": (f"{{% set p = {_get(instance, 'position')} %}}"
+                                        f"{{{{ '' if p is none else p }}}}"),
                   "set_position_topic": self.command_topic(oid, "position")}
         words = {"OPEN": "open", "CLOSE": "close", "STOP": "stop"}
 
@@ -436,7 +451,9 @@ class _Builder:
                                      f"else 'ON') }}}}"),
             "percentage_command_topic": self.command_topic(oid, "percentage"),
             "percentage_state_topic": self.state_topic,
-            "percentage_value_template": f"{{{{ {_get(instance, 'percentage')} }}}}",
+            # Home Assistant reads a whole number (int()) or "None".
+            "percentage_value_template": (f"{{% set p = {_get(instance, 'percentage')} %}}"
+                                          f"{{{{ 'None' if p is none else p | round | int }}}}"),
             "preset_mode_command_topic": self.command_topic(oid, "preset_mode"),
             "preset_mode_state_topic": self.state_topic,
             "preset_mode_value_template": (f"{{% set m = {mode} %}}"
