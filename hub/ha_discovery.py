@@ -72,8 +72,9 @@ BINARY_SENSORS: dict[str, tuple[str | None, str | None]] = {
     "binary_input": (None, None),
 }
 
-# Home Assistant's HVAC modes for the vocabulary's thermostat modes (the others are the same word).
-HVAC_MODE = {"emergency_heating": "heat", "precooling": "cool", "sleep": "auto"}
+# Home Assistant's HVAC modes for the vocabulary's thermostat modes (auto and sleep: see climate;
+# the others are the same word).
+HVAC_MODE = {"emergency_heating": "heat", "precooling": "cool"}
 HVAC_ACTION = {"idle": "idle", "heat": "heating", "cool": "cooling", "fan": "fan"}
 FAN_PRESETS = ("low", "medium", "high", "auto", "smart")
 
@@ -352,26 +353,33 @@ class _Builder:
         raise CommandRefused('color must be {"x": …, "y": …} or {"h": …, "s": …}')
 
     def climate(self, instance: str, endpoint: int | None, oid: str) -> Entity:
+        """One setpoint, or (a thermostat with both) a heating and a cooling one: Zigbee's auto
+        mode is then Home Assistant's heat_cool, a range from the heating setpoint (low) to the
+        cooling one (high)."""
         attrs = self.info.capabilities.get(instance, {})
         cooling = "cooling_setpoint" in attrs
         heating = "heating_setpoint" in attrs or not cooling
-        # Auto is every Zigbee thermostat's (a TRV's schedule); dry and fan only are air
-        # conditioners' (a cooling setpoint).
-        modes = ["off", *(["heat"] if heating else []), *(["cool"] if cooling else []), "auto",
-                 *(["dry", "fan_only"] if cooling else [])]
+        both = heating and cooling
+        auto = "heat_cool" if both else "auto"  # what the vocabulary's auto (and sleep) shows as
+        modes = ["off", *(["heat"] if heating else []), *(["cool"] if cooling else []), auto]
+        shown_as = {**HVAC_MODE, "auto": auto, "sleep": auto}
         setpoint = "heating_setpoint" if heating else "cooling_setpoint"
-        limits = self.limits(instance, setpoint, SETPOINT_DEFAULT)
+        ranges = [self.limits(instance, s, SETPOINT_DEFAULT) for s in
+                  (("heating_setpoint", "cooling_setpoint") if both else (setpoint,))]
         t = f"value_json[{instance!r}]"
         config: dict[str, Any] = {
             "name": self.name("thermostat", endpoint, main=True),
             "temperature_unit": "C", "precision": 0.1, "temp_step": 0.5,
-            "min_temp": limits.min, "max_temp": limits.max, "modes": modes,
+            "min_temp": min(r.min for r in ranges), "max_temp": max(r.max for r in ranges),
+            "modes": modes,
             "current_temperature_topic": self.state_topic,
             "current_temperature_template": f"{{{{ {_get(instance, 'local_temperature')} }}}}",
             "temperature_state_topic": self.state_topic,
+            # In heat_cool no single target ("None"): Home Assistant shows the range instead.
             "temperature_state_template": (
-                f"{{{{ {t}.get('cooling_setpoint') if {t}.get('mode') in ['cool', 'precooling'] "
-                f"else {t}.get({setpoint!r}) }}}}" if heating and cooling
+                f"{{% set m = {t}.get('mode') %}}"
+                f"{{{{ 'None' if m in ['auto', 'sleep'] else {t}.get('cooling_setpoint') "
+                f"if m in ['cool', 'precooling'] else {t}.get({setpoint!r}) }}}}" if both
                 else f"{{{{ {_get(instance, setpoint)} }}}}"),
             "temperature_command_topic": self.command_topic(oid, "temperature"),
             # Home Assistant takes no unknown mode (anything outside ``modes`` is an error): the
@@ -383,6 +391,18 @@ class _Builder:
             "action_template": (f"{{% set a = {_get(instance, 'running_state')} %}}"
                                 f"{{{{ {HVAC_ACTION!r}.get(a, 'None') }}}}"),
         }
+        if both:
+            config.update({
+                "temperature_low_command_topic": self.command_topic(oid, "temperature_low"),
+                "temperature_low_state_topic": self.state_topic,
+                "temperature_low_state_template": f"{{{{ {_get(instance, 'heating_setpoint')} }}}}",
+                "temperature_high_command_topic": self.command_topic(oid, "temperature_high"),
+                "temperature_high_state_topic": self.state_topic,
+                "temperature_high_state_template":
+                    f"{{{{ {_get(instance, 'cooling_setpoint')} }}}}",
+            })
+        range_commands = {"temperature_low": "set_heating_setpoint",
+                          "temperature_high": "set_cooling_setpoint"} if both else {}
 
         def translate(field: str | None, payload: bytes, values: State) -> list[Step]:
             if field == "temperature":
@@ -392,17 +412,22 @@ class _Builder:
                            if cooling and (not heating or mode in ("cool", "precooling"))
                            else "set_heating_setpoint")
                 return [Step(instance, command, {"value": value})]
+            if field in range_commands:
+                value = _payload_number(payload, f"the {field.replace('_', ' ')}")
+                return [Step(instance, range_commands[field], {"value": value})]
             if field == "mode":
                 mode = _text(payload)
                 if mode not in modes:
                     raise CommandRefused(f"mode must be one of {', '.join(modes)}, not "
                                          f"{mode[:40]!r}")
-                return [Step(instance, "set_mode", {"mode": mode})]
-            raise CommandRefused("a thermostat takes set/temperature or set/mode")
+                return [Step(instance, "set_mode", {"mode": "auto" if mode == auto else mode})]
+            raise CommandRefused("a thermostat takes set/temperature"
+                                 + (", set/temperature_low, set/temperature_high" if both else "")
+                                 + " or set/mode")
 
         def state(values: State) -> dict[str, Any] | None:
             mode = values.get(instance, {}).get("mode")
-            shown = HVAC_MODE.get(mode, mode) if isinstance(mode, str) else None
+            shown = shown_as.get(mode, mode) if isinstance(mode, str) else None
             return {"mode": shown} if shown in modes else None
 
         return Entity("climate", oid, config, translate, state)

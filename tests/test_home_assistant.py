@@ -252,6 +252,24 @@ async def test_light_and_thermostat_from_home_assistant(tmp_path: Path,
                 ("spoke_hub_local_commands_total", (("outcome", "failed"),)): 1,
                 ("spoke_hub_local_commands_total", (("outcome", "refused"),)): refused + 7,
             }.items()
+
+            # Heating and cooling setpoints: Zigbee's auto is Home Assistant's heat_cool, a
+            # range from the heating setpoint to the cooling one, each set from its own topic.
+            assert climate["modes"] == ["off", "heat", "cool", "heat_cool"]
+            ha.publish(climate["mode_command_topic"], "heat_cool")
+            await eventually(lambda: ha.json(climate["mode_state_topic"]) == {"mode": "heat_cool"},
+                             what="Home Assistant sees the thermostat in heat_cool")
+            assert virtual_trv.cluster(0x0201).get("system_mode") == 1  # auto
+            ha.publish(climate["temperature_low_command_topic"], "19")
+            ha.publish(climate["temperature_high_command_topic"], "25.5")
+            await eventually(lambda: ha.json(state_topic)["thermostat"].get("cooling_setpoint")
+                             == 25.5, what="the cooling setpoint read back")
+            assert virtual_trv.cluster(0x0201).get("occupied_heating_setpoint") == 1900
+            assert virtual_trv.cluster(0x0201).get("occupied_cooling_setpoint") == 2550
+            state = ha.payload(state_topic) or b""
+            assert [render(climate[f"{key}_template"], state) for key in (
+                "temperature_low_state", "temperature_high_state", "temperature_state")] == [
+                "19.0", "25.5", "None"]  # no single target: Home Assistant shows the range
     finally:
         ha.close()
 
@@ -536,8 +554,8 @@ _JSON = st.recursive(st.none() | st.booleans() | st.floats(allow_nan=False) | st
 
 @settings(max_examples=300, deadline=None)
 @given(entity=st.sampled_from(_FUZZ_ENTITIES),
-       field=st.sampled_from([None, "temperature", "mode", "position", "percentage",
-                              "preset_mode", "x"]),
+       field=st.sampled_from([None, "temperature", "temperature_low", "temperature_high", "mode",
+                              "position", "percentage", "preset_mode", "x"]),
        payload=st.binary(max_size=64) | _JSON.map(lambda v: json.dumps(v).encode()))
 def test_any_payload_is_commands_or_a_clear_refusal(entity: Any, field: str | None,
                                                     payload: bytes) -> None:
