@@ -5,11 +5,12 @@ and binary sensors read the device's one JSON state topic through a ``value_temp
 climate, cover, lock, fan and siren each have a command topic; a bulb's ``switch`` + ``level`` (+
 ``color_temperature``, ``color``) on one endpoint are one JSON-schema light with its own state
 topic, and a thermostat's mode has its own topic (Home Assistant takes no unknown mode). Every
-template renders with plain Jinja (none of Home Assistant's own filters) to a state its platform
-takes, or to ``None`` (unknown) where the platform has one. Every entity carries a stable
-``unique_id`` (the IEEE address and the entity), the device block (identifiers, manufacturer,
-model, name, ``via_device`` the hub), the origin, and the availability of both the hub's bridge
-and the device (``availability_mode: all``).
+template renders with plain Jinja (Jinja's own ``round`` and ``int``, which Home Assistant's
+match for numbers; none of its own filters) to a state its platform takes, or to ``None``
+(unknown) where the platform has one. Every entity carries a stable ``unique_id`` (the IEEE
+address and the entity), the device block (identifiers, manufacturer, model, name, ``via_device``
+the hub), the origin, and the availability of both the hub's bridge and the device
+(``availability_mode: all``).
 
 ``Entity.commands`` turns what Home Assistant sends on an entity's command topics into capability
 commands of the vocabulary; anything else is a ``CommandRefused`` with a readable reason.

@@ -351,8 +351,9 @@ def _validate_platform(component: str, config: dict[str, Any], bad: Any) -> None
 # ------------------------------------------------------------------------------------ rendering
 # Home Assistant renders an MQTT template in a sandboxed Jinja environment with ``value`` (the
 # payload as text) and ``value_json`` (the payload parsed, when it is JSON), strips the result, and
-# takes it as a string. Its own filters and globals (float, is_defined, …) are absent here: a
-# template that needs one fails to compile, so the hub's templates need none. A key the state does
+# takes it as a string. Its own filters and globals (is_defined, as_datetime, …) are absent here:
+# a template that needs one fails to compile, so the hub's templates need none (Jinja's own round
+# and int, which Home Assistant replaces with ones that agree on numbers, are here). A key the state does
 # not hold is an error (Home Assistant's undefined raises on use, as ``.get`` on it would).
 JINJA = ImmutableSandboxedEnvironment(undefined=StrictUndefined)
 PAYLOAD_NONE = "None"  # what makes Home Assistant's state unknown
