@@ -484,8 +484,8 @@ def test_commands_translate_to_the_vocabulary() -> None:
         "color_mode": "xy"}
     # 2200 K is 454.5 mireds: rounded as the state rounds it (a bulb at 2200 K reads 455).
     assert (light.config["min_mireds"], light.config["max_mireds"]) == (250, 455)
-    assert light.state({**info.capabilities, "color_temperature": {"kelvin": 2200}})[
-        "color_temp"] == 455  # type: ignore[index]
+    warmest = light.state({**info.capabilities, "color_temperature": {"kelvin": 2200}})
+    assert warmest is not None and warmest["color_temp"] == 455
     assert light.commands(None, b'{"state": "ON", "brightness": 254, "transition": 2}') == [
         Step("level", "set_level", {"level": 100.0, "transition": 2.0})]
     # 1e6 / 200 mireds is 5000 K, beyond this bulb's 4000 K: held to its range.
