@@ -39,7 +39,7 @@ from hub.ha_discovery import (
     hub_configs,
     hub_node_id,
 )
-from hub.link import LOOP_STOP_TIMEOUT, _joined, _no_delay
+from hub.mqtt_client import LOOP_STOP_TIMEOUT, joined, no_delay
 from hub.settings import HubSettings
 from mqtt_tls import tls_context
 from wire.contract import CommandStatus, DeviceInfo, State, Value, WireError
@@ -108,7 +108,7 @@ class HaBridge:
         self.client.will_set(self.topics.bridge_state, OFFLINE, qos=1, retain=True)
         self.client.reconnect_delay_set(min_delay=1, max_delay=30)
         self.client.max_queued_messages_set(0)
-        self.client.on_socket_open = _no_delay
+        self.client.on_socket_open = no_delay
         self.client.on_connect = self._paho_connect
         self.client.on_disconnect = self._paho_disconnect
         self.client.on_message = self._paho_message
@@ -128,14 +128,14 @@ class HaBridge:
             self._state_timer.cancel()
         if self.connected.is_set():
             info = self.client.publish(self.topics.bridge_state, OFFLINE, qos=1, retain=True)
-            await _joined(lambda: info.wait_for_publish(2), 3)
+            await joined(lambda: info.wait_for_publish(2), 3)
         self._stopped = True
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=LOOP_STOP_TIMEOUT)
         self.client.disconnect()
-        await _joined(self.client.loop_stop, LOOP_STOP_TIMEOUT)
+        await joined(self.client.loop_stop, LOOP_STOP_TIMEOUT)
 
     # ------------------------------------------------------------------ from the hub (LocalMirror)
     def device(self, info: DeviceInfo) -> None:
@@ -224,9 +224,10 @@ class HaBridge:
         state = {instance: known.state.get(instance, {}) for instance in known.info.capabilities}
         self._publish_changed(known, self.topics.device_state(ieee), json.dumps(state), qos=0)
         for oid, entity in known.entities.items():
-            if entity.state is not None:
+            own = entity.state(known.state) if entity.state is not None else None
+            if own is not None:
                 self._publish_changed(known, self.topics.entity_state(ieee, oid),
-                                      json.dumps(entity.state(known.state)), qos=0)
+                                      json.dumps(own), qos=0)
 
     def _flush_states(self) -> None:
         self._state_timer = None

@@ -4,9 +4,13 @@ One entity per capability instance (per endpoint), the way Zigbee2MQTT presents 
 and binary sensors read the device's one JSON state topic through a ``value_template``; a switch,
 climate, cover, lock, fan and siren each have a command topic; a bulb's ``switch`` + ``level`` (+
 ``color_temperature``, ``color``) on one endpoint are one JSON-schema light with its own state
-topic. Every entity carries a stable ``unique_id`` (the IEEE address and the entity), the device
-block (identifiers, manufacturer, model, name, ``via_device`` the hub), the origin, and the
-availability of both the hub's bridge and the device (``availability_mode: all``).
+topic, and a thermostat's mode has its own topic (Home Assistant takes no unknown mode). Every
+template renders with plain Jinja (Jinja's own ``round`` and ``int``, which Home Assistant's
+match for numbers; none of its own filters) to a state its platform takes, or to ``None``
+(unknown) where the platform has one. Every entity carries a stable ``unique_id`` (the IEEE
+address and the entity), the device block (identifiers, manufacturer, model, name, ``via_device``
+the hub), the origin, and the availability of both the hub's bridge and the device
+(``availability_mode: all``).
 
 ``Entity.commands`` turns what Home Assistant sends on an entity's command topics into capability
 commands of the vocabulary; anything else is a ``CommandRefused`` with a readable reason.
@@ -69,8 +73,9 @@ BINARY_SENSORS: dict[str, tuple[str | None, str | None]] = {
     "binary_input": (None, None),
 }
 
-# Home Assistant's HVAC modes for the vocabulary's thermostat modes (the others are the same word).
-HVAC_MODE = {"emergency_heating": "heat", "precooling": "cool", "sleep": "auto"}
+# Home Assistant's HVAC modes for the vocabulary's thermostat modes (auto and sleep: see climate;
+# the others are the same word).
+HVAC_MODE = {"emergency_heating": "heat", "precooling": "cool"}
 HVAC_ACTION = {"idle": "idle", "heat": "heating", "cool": "cooling", "fan": "fan"}
 FAN_PRESETS = ("low", "medium", "high", "auto", "smart")
 
@@ -158,7 +163,8 @@ class Entity:
     object_id: str
     config: dict[str, Any]  # without the device block, origin and availability
     translate: Translate | None = None  # (field, payload) -> capability commands
-    state: Callable[[State], dict[str, Any]] | None = None  # an own JSON state topic (lights)
+    # An own JSON state topic (lights, a thermostat's mode); None: nothing to send yet.
+    state: Callable[[State], dict[str, Any] | None] | None = None
 
     def commands(self, field: str | None, payload: bytes, state: State | None = None
                  ) -> list[Step]:
@@ -256,8 +262,9 @@ class _Builder:
             config.update(brightness=True, brightness_scale=BRIGHTNESS_SCALE)
         kelvin = self.limits(ct, "kelvin", KELVIN_DEFAULT) if ct else None
         if kelvin is not None:
-            config.update(min_mireds=math.ceil(1e6 / kelvin.max),
-                          max_mireds=math.floor(1e6 / kelvin.min))
+            # Rounded as the state's mireds are, so a bulb at either end of its range reads
+            # inside it (commands are held to the range in kelvin).
+            config.update(min_mireds=round(1e6 / kelvin.max), max_mireds=round(1e6 / kelvin.min))
 
         def state(values: State) -> dict[str, Any]:
             out: dict[str, Any] = {}
@@ -347,34 +354,56 @@ class _Builder:
         raise CommandRefused('color must be {"x": …, "y": …} or {"h": …, "s": …}')
 
     def climate(self, instance: str, endpoint: int | None, oid: str) -> Entity:
+        """One setpoint, or (a thermostat with both) a heating and a cooling one: Zigbee's auto
+        mode is then Home Assistant's heat_cool, a range from the heating setpoint (low) to the
+        cooling one (high)."""
         attrs = self.info.capabilities.get(instance, {})
         cooling = "cooling_setpoint" in attrs
         heating = "heating_setpoint" in attrs or not cooling
-        modes = ["off", *(["heat"] if heating else []), *(["cool"] if cooling else []),
-                 *(["auto"] if heating and cooling else [])]
+        both = heating and cooling
+        auto = "heat_cool" if both else "auto"  # what the vocabulary's auto (and sleep) shows as
+        modes = ["off", *(["heat"] if heating else []), *(["cool"] if cooling else []), auto]
+        shown_as = {**HVAC_MODE, "auto": auto, "sleep": auto}
         setpoint = "heating_setpoint" if heating else "cooling_setpoint"
-        limits = self.limits(instance, setpoint, SETPOINT_DEFAULT)
+        ranges = [self.limits(instance, s, SETPOINT_DEFAULT) for s in
+                  (("heating_setpoint", "cooling_setpoint") if both else (setpoint,))]
         t = f"value_json[{instance!r}]"
         config: dict[str, Any] = {
             "name": self.name("thermostat", endpoint, main=True),
             "temperature_unit": "C", "precision": 0.1, "temp_step": 0.5,
-            "min_temp": limits.min, "max_temp": limits.max, "modes": modes,
+            "min_temp": min(r.min for r in ranges), "max_temp": max(r.max for r in ranges),
+            "modes": modes,
             "current_temperature_topic": self.state_topic,
             "current_temperature_template": f"{{{{ {_get(instance, 'local_temperature')} }}}}",
             "temperature_state_topic": self.state_topic,
+            # In heat_cool no single target ("None"): Home Assistant shows the range instead.
             "temperature_state_template": (
-                f"{{{{ {t}.get('cooling_setpoint') if {t}.get('mode') in ['cool', 'precooling'] "
-                f"else {t}.get({setpoint!r}) }}}}" if heating and cooling
+                f"{{% set m = {t}.get('mode') %}}"
+                f"{{{{ 'None' if m in ['auto', 'sleep'] else {t}.get('cooling_setpoint') "
+                f"if m in ['cool', 'precooling'] else {t}.get({setpoint!r}) }}}}" if both
                 else f"{{{{ {_get(instance, setpoint)} }}}}"),
             "temperature_command_topic": self.command_topic(oid, "temperature"),
-            "mode_state_topic": self.state_topic,
-            "mode_state_template": (f"{{% set m = {_get(instance, 'mode')} %}}"
-                                    f"{{{{ {HVAC_MODE!r}.get(m, m) }}}}"),
+            # Home Assistant takes no unknown mode (anything outside ``modes`` is an error): the
+            # mode has its own topic, sent only while it is one of them.
+            "mode_state_topic": self.topics.entity_state(self.ieee, oid),
+            "mode_state_template": "{{ value_json['mode'] }}",
             "mode_command_topic": self.command_topic(oid, "mode"),
             "action_topic": self.state_topic,
             "action_template": (f"{{% set a = {_get(instance, 'running_state')} %}}"
                                 f"{{{{ {HVAC_ACTION!r}.get(a, 'None') }}}}"),
         }
+        if both:
+            config.update({
+                "temperature_low_command_topic": self.command_topic(oid, "temperature_low"),
+                "temperature_low_state_topic": self.state_topic,
+                "temperature_low_state_template": f"{{{{ {_get(instance, 'heating_setpoint')} }}}}",
+                "temperature_high_command_topic": self.command_topic(oid, "temperature_high"),
+                "temperature_high_state_topic": self.state_topic,
+                "temperature_high_state_template":
+                    f"{{{{ {_get(instance, 'cooling_setpoint')} }}}}",
+            })
+        range_commands = {"temperature_low": "set_heating_setpoint",
+                          "temperature_high": "set_cooling_setpoint"} if both else {}
 
         def translate(field: str | None, payload: bytes, values: State) -> list[Step]:
             if field == "temperature":
@@ -384,21 +413,33 @@ class _Builder:
                            if cooling and (not heating or mode in ("cool", "precooling"))
                            else "set_heating_setpoint")
                 return [Step(instance, command, {"value": value})]
+            if field in range_commands:
+                value = _payload_number(payload, f"the {field.replace('_', ' ')}")
+                return [Step(instance, range_commands[field], {"value": value})]
             if field == "mode":
                 mode = _text(payload)
                 if mode not in modes:
                     raise CommandRefused(f"mode must be one of {', '.join(modes)}, not "
                                          f"{mode[:40]!r}")
-                return [Step(instance, "set_mode", {"mode": mode})]
-            raise CommandRefused("a thermostat takes set/temperature or set/mode")
+                return [Step(instance, "set_mode", {"mode": "auto" if mode == auto else mode})]
+            raise CommandRefused("a thermostat takes set/temperature"
+                                 + (", set/temperature_low, set/temperature_high" if both else "")
+                                 + " or set/mode")
 
-        return Entity("climate", oid, config, translate)
+        def state(values: State) -> dict[str, Any] | None:
+            mode = values.get(instance, {}).get("mode")
+            shown = shown_as.get(mode, mode) if isinstance(mode, str) else None
+            return {"mode": shown} if shown in modes else None
+
+        return Entity("climate", oid, config, translate, state)
 
     def cover(self, instance: str, endpoint: int | None, oid: str) -> Entity:
         config = {"name": self.name("window_covering", endpoint, main=True),
                   "command_topic": self.command_topic(oid),
                   "position_topic": self.state_topic,
-                  "position_template": f"{{{{ {_get(instance, 'position')} }}}}",
+                  # Home Assistant reads a number (float()); an empty result is no news.
+                  "position_template": (f"{{% set p = {_get(instance, 'position')} %}}"
+                                        f"{{{{ '' if p is none else p }}}}"),
                   "set_position_topic": self.command_topic(oid, "position")}
         words = {"OPEN": "open", "CLOSE": "close", "STOP": "stop"}
 
@@ -436,7 +477,9 @@ class _Builder:
                                      f"else 'ON') }}}}"),
             "percentage_command_topic": self.command_topic(oid, "percentage"),
             "percentage_state_topic": self.state_topic,
-            "percentage_value_template": f"{{{{ {_get(instance, 'percentage')} }}}}",
+            # Home Assistant reads a whole number (int()) or "None".
+            "percentage_value_template": (f"{{% set p = {_get(instance, 'percentage')} %}}"
+                                          f"{{{{ 'None' if p is none else p | round | int }}}}"),
             "preset_mode_command_topic": self.command_topic(oid, "preset_mode"),
             "preset_mode_state_topic": self.state_topic,
             "preset_mode_value_template": (f"{{% set m = {mode} %}}"

@@ -15,8 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
-import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -25,6 +23,7 @@ from dataclasses import dataclass
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from hub.mqtt_client import LOOP_STOP_TIMEOUT, joined, no_delay
 from hub.mqtt_security import secure
 from hub.settings import HubSettings
 from hub.store import HubStore, OutboxRow
@@ -32,7 +31,6 @@ from wire.contract import MAX_PAYLOAD_BYTES, EventBatcher, HubStatus, Topics, hu
 
 LOGGER = logging.getLogger(__name__)
 INFLIGHT_WINDOW = 100
-LOOP_STOP_TIMEOUT = 5.0  # seconds a stopping hub waits for paho's network thread to end
 
 MessageHandler = Callable[[str, bytes, bool], Awaitable[None]]  # topic, payload, retained
 ConnectedHandler = Callable[[bool], None]  # the broker kept our session
@@ -49,40 +47,6 @@ class _Outgoing:
     rows: int
     first_created: float  # when its oldest row was written
     joinable: bool = False  # events that may still be joined by more
-
-
-def _no_delay(client: mqtt.Client, userdata: object, sock: object) -> None:
-    """Small MQTT packets must not wait for Nagle's algorithm (40 ms per exchange otherwise)."""
-    with contextlib.suppress(OSError, AttributeError):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # type: ignore[attr-defined]
-
-
-async def _joined(fn: Callable[[], object], within: float) -> None:
-    """Run a blocking call in a daemon thread and wait for it at most ``within`` seconds: unlike
-    the loop's executor, a thread that hangs (a socket that never answers) does not hold the
-    process at exit."""
-    loop = asyncio.get_running_loop()
-    done = loop.create_future()
-
-    def run() -> None:
-        try:
-            fn()
-        except Exception as exc:  # e.g. not connected: nothing to wait for
-            LOGGER.debug("%s: %r", getattr(fn, "__name__", fn), exc)
-        finally:
-            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-                loop.call_soon_threadsafe(finished)
-
-    def finished() -> None:
-        if not done.done():
-            done.set_result(None)
-
-    threading.Thread(target=run, name="mqtt-stop", daemon=True).start()
-    try:
-        await asyncio.wait_for(done, within)
-    except TimeoutError:
-        LOGGER.warning("MQTT: %s did not finish within %.0f s; going on without it",
-                       getattr(fn, "__name__", "a call"), within)
 
 
 class HubLink:
@@ -127,7 +91,7 @@ class HubLink:
         self.client.max_inflight_messages_set(INFLIGHT_WINDOW)
         self.client.max_queued_messages_set(0)
         self.client.reconnect_delay_set(min_delay=1, max_delay=10)
-        self.client.on_socket_open = _no_delay
+        self.client.on_socket_open = no_delay
         self.client.on_connect = self._paho_connect
         self.client.on_disconnect = self._paho_disconnect
         self.client.on_message = self._paho_message
@@ -146,7 +110,7 @@ class HubLink:
         if status is not None and self.connected.is_set():
             info = self.client.publish(Topics.status(self.hub_id), status.to_bytes(), qos=1,
                                        retain=True)
-            await _joined(lambda: info.wait_for_publish(2), 3)
+            await joined(lambda: info.wait_for_publish(2), 3)
         if self._hold is not None:
             self._hold.cancel()
         if self._pump_task is not None:
@@ -159,7 +123,7 @@ class HubLink:
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=LOOP_STOP_TIMEOUT)
         self.client.disconnect()
-        await _joined(self.client.loop_stop, LOOP_STOP_TIMEOUT)
+        await joined(self.client.loop_stop, LOOP_STOP_TIMEOUT)
 
     # ------------------------------------------------------------------ publishing
     def publish_retained(self, topic: str, payload: bytes) -> None:

@@ -6,21 +6,25 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import re
 import secrets
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from jinja2 import StrictUndefined, TemplateError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from bench.tls import Pki
 from tests.common import MqttTestClient
 from tests.conftest import MOSQUITTO, _free_port, _wait_listening
+from wire.capabilities import CAPABILITIES, split_instance
 
 PREFIX = "homeassistant"
 
@@ -134,6 +138,10 @@ class HomeAssistant:
             payload = self.retained.get(topic)
         return None if not payload else json.loads(payload)
 
+    def payload(self, topic: str) -> bytes | None:
+        with self._lock:
+            return self.retained.get(topic)
+
     def text(self, topic: str) -> str | None:
         with self._lock:
             payload = self.retained.get(topic)
@@ -185,7 +193,9 @@ PLATFORM_KEYS: dict[str, set[str]] = {
                 "temperature_state_topic", "temperature_state_template",
                 "temperature_command_topic", "temperature_command_template",
                 "temperature_low_command_topic", "temperature_low_state_topic",
+                "temperature_low_state_template", "temperature_low_command_template",
                 "temperature_high_command_topic", "temperature_high_state_topic",
+                "temperature_high_state_template", "temperature_high_command_template",
                 "mode_state_topic", "mode_state_template", "mode_command_topic",
                 "mode_command_template", "action_topic", "action_template", "optimistic",
                 "retain", "initial", "preset_modes", "fan_modes", "swing_modes"},
@@ -338,6 +348,160 @@ def _validate_platform(component: str, config: dict[str, Any], bad: Any) -> None
             bad(f"temperature_unit {config['temperature_unit']!r}")
 
 
+# ------------------------------------------------------------------------------------ rendering
+# Home Assistant renders an MQTT template in a sandboxed Jinja environment with ``value`` (the
+# payload as text) and ``value_json`` (the payload parsed, when it is JSON), strips the result, and
+# takes it as a string. Its own filters and globals (is_defined, as_datetime, …) are absent here:
+# a template that needs one fails to compile, so the hub's templates need none (Jinja's own round
+# and int, which Home Assistant replaces with ones that agree on numbers, are here). A key the state does
+# not hold is an error (Home Assistant's undefined raises on use, as ``.get`` on it would).
+JINJA = ImmutableSandboxedEnvironment(undefined=StrictUndefined)
+PAYLOAD_NONE = "None"  # what makes Home Assistant's state unknown
+# Each template and the topic whose messages it renders (the others read ``state_topic``).
+TEMPLATE_TOPIC = {
+    "position_template": "position_topic",
+    "current_temperature_template": "current_temperature_topic",
+    "temperature_state_template": "temperature_state_topic",
+    "temperature_low_state_template": "temperature_low_state_topic",
+    "temperature_high_state_template": "temperature_high_state_topic",
+    "mode_state_template": "mode_state_topic",
+    "action_template": "action_topic",
+    "percentage_value_template": "percentage_state_topic",
+    "preset_mode_value_template": "preset_mode_state_topic",
+}
+HVAC_ACTIONS = {"off", "heating", "cooling", "drying", "idle", "fan", "preheating", "defrosting"}
+
+
+def render(template: str, payload: bytes) -> str:
+    """What Home Assistant makes of ``payload`` through ``template``."""
+    variables: dict[str, Any] = {"value": payload.decode()}
+    with contextlib.suppress(ValueError):
+        variables["value_json"] = json.loads(payload)
+    return str(JINJA.from_string(template).render(**variables)).strip()
+
+
+def template_topic(key: str, config: dict[str, Any]) -> str:
+    return str(config[TEMPLATE_TOPIC.get(key, "state_topic")])
+
+
+def _is_number(text: str, *, integer: bool = False) -> bool:
+    try:
+        value = int(text) if integer else float(text)
+    except ValueError:
+        return False
+    return math.isfinite(value)
+
+
+def _accepted(component: str, key: str, config: dict[str, Any], out: str) -> bool:
+    """Whether Home Assistant's ``component`` takes ``out``, rendered by ``key``, as a state (or
+    as unknown) without an error or a warning."""
+    on, off = config.get("payload_on", "ON"), config.get("payload_off", "OFF")
+    if component == "sensor":
+        numeric = bool({"state_class", "unit_of_measurement"} & set(config)) or (
+            config.get("device_class") in SENSOR_CLASSES)
+        return out == PAYLOAD_NONE or (_is_number(out) if numeric else len(out) <= 255)
+    if component == "binary_sensor":
+        return out in (on, off, PAYLOAD_NONE)
+    if component in ("switch", "siren"):
+        return out in (config.get("state_on", on), config.get("state_off", off), PAYLOAD_NONE)
+    if component == "lock":
+        return out in (config.get("state_locked", "LOCKED"),
+                       config.get("state_unlocked", "UNLOCKED"), PAYLOAD_NONE)
+    if component == "cover" and key == "position_template":
+        # Home Assistant reads it with float(): "None" is no position.
+        low, high = config.get("position_closed", 0), config.get("position_open", 100)
+        return out == "" or (_is_number(out) and min(low, high) <= float(out) <= max(low, high))
+    if component == "climate":
+        if key == "mode_state_template":  # no unknown: anything outside the modes is an error
+            return out in config.get("modes", HVAC_MODES)
+        if key == "action_template":
+            return out in HVAC_ACTIONS | {PAYLOAD_NONE, ""}
+        return out == PAYLOAD_NONE or _is_number(out)
+    if component == "fan":
+        if key == "state_value_template":
+            return out in (on, off, PAYLOAD_NONE)
+        if key == "percentage_value_template":  # read with int()
+            low, high = config.get("speed_range_min", 1), config.get("speed_range_max", 100)
+            return out == PAYLOAD_NONE or (_is_number(out, integer=True)
+                                           and (int(out) == 0 or low <= int(out) <= high))
+        if key == "preset_mode_value_template":
+            return out in (*config.get("preset_modes", []), PAYLOAD_NONE)
+    return False
+
+
+def render_problems(topic: str, config: dict[str, Any],
+                    payload_of: Callable[[str], bytes | None]) -> list[str]:
+    """Every template of ``config`` rendered as Home Assistant renders it, on the payload
+    ``payload_of`` gives for the topic it reads: each must render without an error to a state
+    its platform takes. A JSON-schema light's own state is checked as Home Assistant reads it."""
+    component = topic.split("/")[1]
+    problems: list[str] = []
+    for key, template in config.items():
+        if not key.endswith("_template") or not isinstance(template, str):
+            continue
+        payload = payload_of(template_topic(key, config))
+        if payload is None:  # nothing sent there (yet): nothing rendered
+            continue
+        try:
+            out = render(template, payload)
+        except TemplateError as exc:
+            problems.append(f"{topic}: {key} fails on {payload[:200]!r}: {exc}")
+            continue
+        if not _accepted(component, key, config, out):
+            problems.append(f"{topic}: {key} renders {out!r}, which {component} does not take "
+                            f"(from {payload[:200]!r})")
+    if component == "light" and config.get("schema") == "json":
+        payload = payload_of(config["state_topic"])
+        problems += [f"{topic}: {p}" for p in _light_problems(config, payload)]
+    elif component == "binary_sensor" and "value_template" not in config:
+        payload = payload_of(config["state_topic"])
+        if payload is None or not _accepted(component, "", config, payload.decode()):
+            problems.append(f"{topic}: state {payload!r} is neither payload_on nor payload_off")
+    return problems
+
+
+def _light_problems(config: dict[str, Any], payload: bytes | None) -> list[str]:
+    """A JSON-schema light's state as Home Assistant parses it."""
+    if payload is None:
+        return ["no state"]
+    try:
+        state = json.loads(payload)
+    except ValueError:
+        return [f"state is not JSON: {payload[:200]!r}"]
+    if not isinstance(state, dict):
+        return [f"state is not an object: {state!r}"]
+    problems = []
+    if state.get("state") not in ("ON", "OFF", None):
+        problems.append(f"state {state.get('state')!r}")
+    modes = config["supported_color_modes"]
+    if "brightness" in state:
+        scale = config.get("brightness_scale", 255)
+        if not config.get("brightness") or not (
+                isinstance(state["brightness"], int) and 0 <= state["brightness"] <= scale):
+            problems.append(f"brightness {state['brightness']!r} (scale {scale})")
+    mode = state.get("color_mode")
+    if mode is not None and mode not in modes:
+        problems.append(f"color_mode {mode!r} not in {modes}")
+    if "color_temp" in state:
+        mireds = state["color_temp"]
+        if "color_temp" not in modes or not isinstance(mireds, int | float) or not (
+                config.get("min_mireds", 153) <= mireds <= config.get("max_mireds", 500)):
+            problems.append(f"color_temp {mireds!r} outside {config.get('min_mireds', 153)}-"
+                            f"{config.get('max_mireds', 500)}")
+    if "color" in state:
+        color = state["color"]
+        keys = {"xy": {"x", "y"}, "hs": {"h", "s"}}
+        if not isinstance(color, dict) or not any(
+                m in modes and set(color) == k and all(isinstance(v, int | float)
+                                                       for v in color.values())
+                for m, k in keys.items()):
+            problems.append(f"color {color!r}")
+    if (mode in ("xy", "hs") and "color" not in state) or (
+            mode == "color_temp" and "color_temp" not in state):
+        problems.append(f"color_mode {mode} without its values")
+    return problems
+
+
 TEMPLATE_REF = re.compile(r"value_json\[(['\"])(?P<instance>[^'\"]+)\1\]\.get\((['\"])(?P<attr>[^'\"]+)\3\)")
 
 
@@ -348,6 +512,24 @@ def template_refs(config: dict[str, Any]) -> set[tuple[str, str]]:
         if key.endswith("_template") and isinstance(value, str):
             refs.update((m["instance"], m["attr"]) for m in TEMPLATE_REF.finditer(value))
     return refs
+
+
+def state_variants(state: dict[str, dict[str, Any]]) -> Iterator[dict[str, dict[str, Any]]]:
+    """The states a device's JSON state topic may carry besides ``state``: nothing known yet, each
+    value of each of its enumerated and boolean attributes (a thermostat's every mode, …), and a
+    fraction for each number."""
+    yield {instance: {} for instance in state}
+    for instance, attrs in state.items():
+        spec = CAPABILITIES.get(split_instance(instance)[0])
+        for attribute in spec.attributes if spec is not None else ():
+            if attribute.type == "enum" and attribute.values:
+                for value in attribute.values:
+                    yield {**state, instance: {**attrs, attribute.name: value}}
+            elif attribute.type == "bool":
+                for flag in (True, False):
+                    yield {**state, instance: {**attrs, attribute.name: flag}}
+            elif attribute.type == "number":  # a fraction, where the state may hold a whole
+                yield {**state, instance: {**attrs, attribute.name: 42.5}}
 
 
 def is_id(value: str) -> bool:

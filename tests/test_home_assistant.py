@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,9 @@ from tests.ha_support import (
     Mosquitto,
     ha_settings,
     local_broker,
+    render,
+    render_problems,
+    state_variants,
     template_refs,
     validate,
 )
@@ -105,6 +108,12 @@ def _metrics(hub: Hub) -> Any:
             for family in text_string_to_metric_families(text) for s in family.samples}.items()
 
 
+def _with(ha: HomeAssistant, topic: str, state: Any) -> Callable[[str], bytes | None]:
+    """What Home Assistant would read on each topic, were ``state`` on ``topic``."""
+    payload = json.dumps(state).encode()
+    return lambda t: payload if t == topic else ha.payload(t)
+
+
 @pytest.fixture
 def ha_broker(tmp_path: Path) -> Any:
     with local_broker(tmp_path / "ha-broker") as broker:
@@ -113,7 +122,8 @@ def ha_broker(tmp_path: Path) -> Any:
 
 async def test_discovery_conforms_for_every_device(tmp_path: Path, ha_broker: LocalBroker) -> None:
     """The default devices and every real device of the ZHA corpus: each config follows Home
-    Assistant's rules, unique ids are unique, and every template reads what the state holds."""
+    Assistant's rules, unique ids are unique, every template reads what the state holds and
+    renders, as Home Assistant renders it, to a state its platform takes."""
     ha = HomeAssistant(ha_broker, BASE)
     settings = _settings(tmp_path, ha_broker, sim_devices=["default", "contact", str(CORPUS)])
     try:
@@ -130,7 +140,10 @@ async def test_discovery_conforms_for_every_device(tmp_path: Path, ha_broker: Lo
             hub_config = ha.entity(f"spoke_hub_{HUB}_connection_state")
             assert hub_config["state_topic"] == TOPICS.bridge_state
             hub_ids = hub_config["device"]["identifiers"]
-            for config in configs.values():
+            problems = render_problems(f"{PREFIX}/binary_sensor/x/connection_state/config",
+                                       hub_config, ha.payload)
+            rendered = 0
+            for topic, config in configs.items():
                 if config["unique_id"] == hub_config["unique_id"]:
                     continue
                 assert config["device"]["via_device"] == hub_ids[0]
@@ -143,6 +156,13 @@ async def test_discovery_conforms_for_every_device(tmp_path: Path, ha_broker: Lo
                     assert instance in state, (config["unique_id"], instance, state)
                     spec = CAPABILITIES[split_instance(instance)[0]]
                     assert spec.attribute(attribute) is not None, (instance, attribute)
+                # Every template rendered as Home Assistant renders it: on what the hub
+                # published, and on every other state the device's topic may carry.
+                rendered += 1
+                problems += render_problems(topic, config, ha.payload)
+                device_topic = f"{BASE}/{ieee_hex}"
+                for variant in state_variants(state):
+                    problems += render_problems(topic, config, _with(ha, device_topic, variant))
                 if "light" in config["unique_id"]:
                     light = ha.json(config["state_topic"])
                     assert light["state"] in ("ON", "OFF", None)  # None: not known yet
@@ -151,6 +171,8 @@ async def test_discovery_conforms_for_every_device(tmp_path: Path, ha_broker: Lo
                         assert {"color_temp": "color_temp", "xy": "color", "hs": "color"}.get(
                             light["color_mode"], "state") in light
             assert len({c["device"]["identifiers"][0] for c in configs.values()}) > 100
+            assert rendered == len(configs) - 1 > 400  # every device's config, and the hub's
+            assert not problems, "\n".join(sorted(set(problems))[:40])
     finally:
         ha.close()
 
@@ -194,6 +216,10 @@ async def test_light_and_thermostat_from_home_assistant(tmp_path: Path,
             await eventually(lambda: ha.json(state_topic)["thermostat"].get("mode") == "off",
                              what="thermostat off")
             assert virtual_trv.cluster(0x0201).get("system_mode") == 0
+            await eventually(lambda: ha.json(climate["mode_state_topic"]) == {"mode": "off"},
+                             what="Home Assistant sees the thermostat off")
+            assert render(climate["mode_state_template"],
+                          ha.payload(climate["mode_state_topic"]) or b"") == "off"
             # Local commands leave no result for the cloud (it issued none) but their state
             # changes are events in the ledger, on their way to the cloud.
             assert hub.executor.counts["local_succeeded"] == 5
@@ -227,6 +253,24 @@ async def test_light_and_thermostat_from_home_assistant(tmp_path: Path,
                 ("spoke_hub_local_commands_total", (("outcome", "failed"),)): 1,
                 ("spoke_hub_local_commands_total", (("outcome", "refused"),)): refused + 7,
             }.items()
+
+            # Heating and cooling setpoints: Zigbee's auto is Home Assistant's heat_cool, a
+            # range from the heating setpoint to the cooling one, each set from its own topic.
+            assert climate["modes"] == ["off", "heat", "cool", "heat_cool"]
+            ha.publish(climate["mode_command_topic"], "heat_cool")
+            await eventually(lambda: ha.json(climate["mode_state_topic"]) == {"mode": "heat_cool"},
+                             what="Home Assistant sees the thermostat in heat_cool")
+            assert virtual_trv.cluster(0x0201).get("system_mode") == 1  # auto
+            ha.publish(climate["temperature_low_command_topic"], "19")
+            ha.publish(climate["temperature_high_command_topic"], "25.5")
+            await eventually(lambda: ha.json(state_topic)["thermostat"].get("cooling_setpoint")
+                             == 25.5, what="the cooling setpoint read back")
+            assert virtual_trv.cluster(0x0201).get("occupied_heating_setpoint") == 1900
+            assert virtual_trv.cluster(0x0201).get("occupied_cooling_setpoint") == 2550
+            state = ha.payload(state_topic) or b""
+            assert [render(climate[f"{key}_template"], state) for key in (
+                "temperature_low_state", "temperature_high_state", "temperature_state")] == [
+                "19.0", "25.5", "None"]  # no single target: Home Assistant shows the range
     finally:
         ha.close()
 
@@ -439,7 +483,10 @@ def test_commands_translate_to_the_vocabulary() -> None:
     assert light.state is not None and light.state(info.capabilities) == {
         "state": "ON", "brightness": 127, "color_temp": 250, "color": {"x": 0.3, "y": 0.3},
         "color_mode": "xy"}
-    assert (light.config["min_mireds"], light.config["max_mireds"]) == (250, 454)
+    # 2200 K is 454.5 mireds: rounded as the state rounds it (a bulb at 2200 K reads 455).
+    assert (light.config["min_mireds"], light.config["max_mireds"]) == (250, 455)
+    warmest = light.state({**info.capabilities, "color_temperature": {"kelvin": 2200}})
+    assert warmest is not None and warmest["color_temp"] == 455
     assert light.commands(None, b'{"state": "ON", "brightness": 254, "transition": 2}') == [
         Step("level", "set_level", {"level": 100.0, "transition": 2.0})]
     # 1e6 / 200 mireds is 5000 K, beyond this bulb's 4000 K: held to its range.
@@ -466,6 +513,29 @@ def test_commands_translate_to_the_vocabulary() -> None:
             entity.commands(field, payload)
 
 
+@pytest.mark.parametrize("setpoints", [{"heating_setpoint": 20.0},
+                                       {"cooling_setpoint": 26.0},
+                                       {"heating_setpoint": 20.0, "cooling_setpoint": 26.0}])
+def test_a_thermostat_mode_is_sent_only_as_one_home_assistant_shows(setpoints: dict[str, Any]
+                                                                    ) -> None:
+    """Home Assistant logs an error for a mode outside the entity's modes and has no unknown
+    one: the mode's topic carries a mode of the list, or nothing."""
+    climate = device_entities(_info({"thermostat": setpoints}), TOPICS)["climate"]
+    assert climate.state is not None
+    modes = climate.config["modes"]
+    shown = set()
+    spec = CAPABILITIES["thermostat"].attribute("mode")
+    assert spec is not None and spec.values
+    for mode in [None, *spec.values]:
+        state = climate.state({"thermostat": {**setpoints, "mode": mode}})
+        if state is not None:
+            out = render(climate.config["mode_state_template"], json.dumps(state).encode())
+            assert out in modes, (mode, out)
+            shown.add(out)
+    assert climate.state({"thermostat": setpoints}) is None  # not known yet
+    assert shown == set(modes)  # each mode it offers, it also shows
+
+
 _FUZZ_INFO = _info({"switch": {"on": True}, "level": {"level": 50.0},
                     "color_temperature": {"kelvin": 4000}, "color": {"hue": 10.0,
                                                                      "saturation": 50.0},
@@ -485,8 +555,8 @@ _JSON = st.recursive(st.none() | st.booleans() | st.floats(allow_nan=False) | st
 
 @settings(max_examples=300, deadline=None)
 @given(entity=st.sampled_from(_FUZZ_ENTITIES),
-       field=st.sampled_from([None, "temperature", "mode", "position", "percentage",
-                              "preset_mode", "x"]),
+       field=st.sampled_from([None, "temperature", "temperature_low", "temperature_high", "mode",
+                              "position", "percentage", "preset_mode", "x"]),
        payload=st.binary(max_size=64) | _JSON.map(lambda v: json.dumps(v).encode()))
 def test_any_payload_is_commands_or_a_clear_refusal(entity: Any, field: str | None,
                                                     payload: bytes) -> None:

@@ -11,7 +11,8 @@ commands:
     <base>/bridge/state                                  online | offline (the hub's last will)
     <base>/<ieee hex>                                    a device's state, JSON, retained
     <base>/<ieee hex>/availability                       online | offline, retained
-    <base>/<ieee hex>/<object_id>                        a JSON-schema light's state, retained
+    <base>/<ieee hex>/<object_id>                        an entity's own JSON state (a light's,
+                                                         a thermostat's mode), retained
     <base>/<ieee hex>/<object_id>/set[/<field>]          commands from Home Assistant
 """
 
