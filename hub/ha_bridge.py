@@ -74,7 +74,10 @@ def _shape(info: DeviceInfo) -> tuple[Any, ...]:
     or availability (most of them) build the same configs."""
     return (info.name, info.manufacturer, info.model,
             tuple(sorted((i, tuple(sorted(a))) for i, a in info.capabilities.items())),
-            repr(info.constraints))
+            repr(info.constraints),
+            # a thermostat's modes follow whether it heats, cools or both
+            tuple(sorted((i, str(a["control_sequence"])) for i, a in info.capabilities.items()
+                         if "control_sequence" in a)))
 
 
 class HaBridge:

@@ -360,6 +360,13 @@ class _Builder:
         attrs = self.info.capabilities.get(instance, {})
         cooling = "cooling_setpoint" in attrs
         heating = "heating_setpoint" in attrs or not cooling
+        # Nearly every thermostat has both setpoint attributes; its control sequence (where it
+        # reports one) says whether the equipment heats, cools or both.
+        sequence = attrs.get("control_sequence")
+        if sequence in ("heating_only", "heating_with_reheat"):
+            heating, cooling = True, False
+        elif sequence in ("cooling_only", "cooling_with_reheat"):
+            heating, cooling = False, True
         both = heating and cooling
         auto = "heat_cool" if both else "auto"  # what the vocabulary's auto (and sleep) shows as
         modes = ["off", *(["heat"] if heating else []), *(["cool"] if cooling else []), auto]

@@ -123,23 +123,33 @@ def _kind(name: str, description: str, manufacturer: str, model: str, mains: boo
     )
 
 
+def _thermostat(sequence: Any) -> dict[str, Any]:
+    """A thermostat's attributes, heating (and cooling) as ``sequence`` says."""
+    return {
+        "local_temperature": 1850, "occupied_heating_setpoint": 2000,
+        "occupied_cooling_setpoint": 2600, "system_mode": Thermostat.SystemMode.Heat,
+        "running_state": Thermostat.RunningState.Idle, "ctrl_sequence_of_oper": sequence,
+        "min_heat_setpoint_limit": 500, "max_heat_setpoint_limit": 3000,
+        "abs_min_heat_setpoint_limit": 500, "abs_max_heat_setpoint_limit": 3000,
+        "min_cool_setpoint_limit": 1600, "max_cool_setpoint_limit": 3200,
+        "abs_min_cool_setpoint_limit": 1600, "abs_max_cool_setpoint_limit": 3200,
+        "pi_heating_demand": 0,
+    }
+
+
 KINDS: dict[str, KindSpec] = {
     k.name: k
     for k in (
         _kind("thermostat", "heating thermostat; the room warms toward the setpoint",
               "Spoke Sim", "SIM-TRV-1", True, zha.DeviceType.THERMOSTAT, (
-                  ClusterSpec(cluster=Thermostat, values={
-                      "local_temperature": 1850, "occupied_heating_setpoint": 2000,
-                      "occupied_cooling_setpoint": 2600, "system_mode": Thermostat.SystemMode.Heat,
-                      "running_state": Thermostat.RunningState.Idle,
-                      "ctrl_sequence_of_oper":
-                          Thermostat.ControlSequenceOfOperation.Heating_Only,
-                      "min_heat_setpoint_limit": 500, "max_heat_setpoint_limit": 3000,
-                      "abs_min_heat_setpoint_limit": 500, "abs_max_heat_setpoint_limit": 3000,
-                      "min_cool_setpoint_limit": 1600, "max_cool_setpoint_limit": 3200,
-                      "abs_min_cool_setpoint_limit": 1600, "abs_max_cool_setpoint_limit": 3200,
-                      "pi_heating_demand": 0,
-                  }),
+                  ClusterSpec(cluster=Thermostat, values=_thermostat(
+                      Thermostat.ControlSequenceOfOperation.Heating_Only)),
+                  ClusterSpec(cluster=UserInterface, values={"keypad_lockout": 0}),
+              ), behaviour="thermostat"),
+        _kind("heat_pump", "heating and cooling thermostat (a heat pump or air conditioner)",
+              "Spoke Sim", "SIM-HP-1", True, zha.DeviceType.THERMOSTAT, (
+                  ClusterSpec(cluster=Thermostat, values=_thermostat(
+                      Thermostat.ControlSequenceOfOperation.Cooling_and_Heating)),
                   ClusterSpec(cluster=UserInterface, values={"keypad_lockout": 0}),
               ), behaviour="thermostat"),
         _kind("bulb", "dimmable colour-temperature bulb", "Spoke Sim", "SIM-BULB-CT", True,

@@ -190,8 +190,8 @@ async def _answers(path: Path) -> bool:
 
 
 def join(
-    source: Annotated[str, typer.Argument(help="A built-in kind (thermostat, bulb, climate, "
-                                                "motion, motion_ias, contact, plug) or a ZHA "
+    source: Annotated[str, typer.Argument(help="A built-in kind (thermostat, heat_pump, bulb, "
+                                                "climate, motion, motion_ias, contact, plug) or a ZHA "
                                                 "diagnostics file.")],
     data_dir: DataDir = None,
 ) -> None:

@@ -181,7 +181,8 @@ async def test_light_and_thermostat_from_home_assistant(tmp_path: Path,
                                                         ha_broker: LocalBroker) -> None:
     ha = HomeAssistant(ha_broker, BASE)
     try:
-        async with _hub(_settings(tmp_path, ha_broker)) as hub:
+        async with _hub(_settings(tmp_path, ha_broker,
+                                  sim_devices=["default", "heat_pump"])) as hub:
             await _announced(ha, hub)
             bulb, trv = _by_model(hub, "SIM-BULB-CT"), _by_model(hub, "SIM-TRV-1")
             light = ha.entity(f"spoke_{ieee_to_topic(bulb)}_light")
@@ -254,19 +255,28 @@ async def test_light_and_thermostat_from_home_assistant(tmp_path: Path,
                 ("spoke_hub_local_commands_total", (("outcome", "refused"),)): refused + 7,
             }.items()
 
-            # Heating and cooling setpoints: Zigbee's auto is Home Assistant's heat_cool, a
+            # A radiator valve heats only (its control sequence says so), though it has a
+            # cooling setpoint attribute as nearly every thermostat has.
+            assert climate["modes"] == ["off", "heat", "auto"]
+            assert "temperature_low_command_topic" not in climate
+
+            # Heating and cooling (a heat pump): Zigbee's auto is Home Assistant's heat_cool, a
             # range from the heating setpoint to the cooling one, each set from its own topic.
+            pump = _by_model(hub, "SIM-HP-1")
+            climate = ha.entity(f"spoke_{ieee_to_topic(pump)}_climate")
             assert climate["modes"] == ["off", "heat", "cool", "heat_cool"]
+            virtual_pump = _virtual(hub, pump)
+            state_topic = TOPICS.device_state(pump)
             ha.publish(climate["mode_command_topic"], "heat_cool")
             await eventually(lambda: ha.json(climate["mode_state_topic"]) == {"mode": "heat_cool"},
-                             what="Home Assistant sees the thermostat in heat_cool")
-            assert virtual_trv.cluster(0x0201).get("system_mode") == 1  # auto
+                             what="Home Assistant sees the heat pump in heat_cool")
+            assert virtual_pump.cluster(0x0201).get("system_mode") == 1  # auto
             ha.publish(climate["temperature_low_command_topic"], "19")
             ha.publish(climate["temperature_high_command_topic"], "25.5")
             await eventually(lambda: ha.json(state_topic)["thermostat"].get("cooling_setpoint")
                              == 25.5, what="the cooling setpoint read back")
-            assert virtual_trv.cluster(0x0201).get("occupied_heating_setpoint") == 1900
-            assert virtual_trv.cluster(0x0201).get("occupied_cooling_setpoint") == 2550
+            assert virtual_pump.cluster(0x0201).get("occupied_heating_setpoint") == 1900
+            assert virtual_pump.cluster(0x0201).get("occupied_cooling_setpoint") == 2550
             state = ha.payload(state_topic) or b""
             assert [render(climate[f"{key}_template"], state) for key in (
                 "temperature_low_state", "temperature_high_state", "temperature_state")] == [

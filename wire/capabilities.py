@@ -160,6 +160,9 @@ def _binary(name: str, attribute: str, description: str) -> CapabilitySpec:
     return _sensor(name, attribute, None, "bool", description)
 
 
+# ZCL's control sequence of operation: whether the equipment heats, cools or both.
+_CONTROL_SEQUENCES = ("cooling_only", "cooling_with_reheat", "heating_only", "heating_with_reheat",
+                      "cooling_and_heating", "cooling_and_heating_with_reheat")
 _THERMOSTAT_MODES = ("off", "auto", "cool", "heat", "emergency_heating", "precooling", "fan_only",
                      "dry", "sleep")
 
@@ -210,6 +213,7 @@ CAPABILITIES: dict[str, CapabilitySpec] = {
                 AttributeSpec(name="mode", type="enum", values=_THERMOSTAT_MODES),
                 AttributeSpec(name="running_state", type="enum",
                               values=("idle", "heat", "cool", "fan")),
+                AttributeSpec(name="control_sequence", type="enum", values=_CONTROL_SEQUENCES),
             ),
             commands=(
                 CommandSpec(name="set_heating_setpoint", args=SetpointArgs,

@@ -34,6 +34,15 @@ SYSTEM_MODES: dict[Any, str] = {
     _Mode.Dry: "dry",
     _Mode.Sleep: "sleep",
 }
+_Sequence = Thermostat.ControlSequenceOfOperation
+CONTROL_SEQUENCES: dict[Any, str] = {
+    _Sequence.Cooling_Only: "cooling_only",
+    _Sequence.Cooling_With_Reheat: "cooling_with_reheat",
+    _Sequence.Heating_Only: "heating_only",
+    _Sequence.Heating_With_Reheat: "heating_with_reheat",
+    _Sequence.Cooling_and_Heating: "cooling_and_heating",
+    _Sequence.Cooling_and_Heating_with_Reheat: "cooling_and_heating_with_reheat",
+}
 _MODE_BY_NAME = {name: mode for mode, name in SYSTEM_MODES.items()}
 
 # running_state bits → what the equipment is doing now; heating wins over cooling over fan.
@@ -76,6 +85,9 @@ THERMOSTAT = ClusterTable(
                      convert=named(SYSTEM_MODES), report=_STATE_REPORT),
         AttributeMap(attribute=_attrs.running_state, capability="thermostat",
                      field="running_state", convert=RUNNING_STATE, report=_STATE_REPORT),
+        # Whether it heats, cools or both: set at installation, read, never reported.
+        AttributeMap(attribute=_attrs.ctrl_sequence_of_oper, capability="thermostat",
+                     field="control_sequence", convert=named(CONTROL_SEQUENCES)),
     ),
     commands=(
         CommandMap(capability="thermostat", command="set_heating_setpoint",
