@@ -430,7 +430,10 @@ class HaBridge:
         async with self._turn:
             for step in steps:
                 result = await self.groups.run_local(step.action, group_id, **step.fields)
-                if result.status != CommandStatus.SUCCEEDED:
+                ok = result.status == CommandStatus.SUCCEEDED
+                # Counted with the devices' local commands (the status, /metrics).
+                self.executor.counts["local_succeeded" if ok else "local_failed"] += 1
+                if not ok:
                     LOGGER.warning("Home Assistant command on %s: %s failed: %s (%s)", topic,
                                    step.action, result.error, result.error_code)
                     break

@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from hub.app import Hub
 from hub.availability import RADIO_DOWN
 from hub.ha_discovery import CommandRefused, Step, device_entities
+from hub.ha_groups import group_commands, group_light
 from hub.settings import HubSettings
 from tests.common import eventually
 from tests.conftest import BrokerAddress, _free_port
@@ -41,8 +42,16 @@ from tests.ha_support import (
 )
 from tests.stack import running_stack
 from wire.capabilities import CAPABILITIES, split_instance
-from wire.contract import DeviceInfo, HubRequest, ieee_to_topic
-from wire.homeassistant import HaTopics
+from wire.contract import (
+    DeviceInfo,
+    GroupInfo,
+    GroupMember,
+    HubRequest,
+    SceneInfo,
+    WireError,
+    ieee_to_topic,
+)
+from wire.homeassistant import GroupCommandTopic, HaTopics
 
 CORPUS = Path(__file__).parent / "data" / "zha-diagnostics"
 HUB = "hub-ha"
@@ -591,6 +600,53 @@ def test_any_payload_is_commands_or_a_clear_refusal(entity: Any, field: str | No
             assert "invalid arguments" in str(exc), exc
 
 
+_GROUP = GroupInfo(group_id=5, name="Kitchen",
+                   members=[GroupMember(ieee=_FUZZ_INFO.ieee, endpoint=1)],
+                   scenes=[SceneInfo(scene_id=3, name="Dinner")])
+_GROUP_LIGHT = group_light(_GROUP, {_FUZZ_INFO.ieee: _FUZZ_INFO})
+
+
+@settings(max_examples=300, deadline=None)
+@given(light=st.sampled_from([_GROUP_LIGHT, None]), on=st.sampled_from([True, False, None]),
+       payload=st.binary(max_size=64) | _JSON.map(lambda v: json.dumps(v).encode())
+       | st.integers(-2, 300).map(lambda n: json.dumps({"scene_recall": n}).encode()))
+def test_any_group_payload_is_requests_or_a_clear_refusal(light: Any, on: bool | None,
+                                                          payload: bytes) -> None:
+    """Whatever arrives on a group's command topic becomes group requests the hub's group
+    manager takes (a scene of the group, a group command the vocabulary accepts), or a
+    CommandRefused; nothing else escapes."""
+    from hub.groups import GROUP_COMMANDS
+    from wire.capabilities import CommandInvalid, validate_command
+
+    try:
+        steps = group_commands(light, payload, on, {3})
+    except CommandRefused as exc:
+        assert str(exc)
+        return
+    assert steps
+    for step in steps:
+        request = HubRequest(id="x", hub_id=HUB, action=step.action, group_id=5,
+                             expires_at=datetime.now(UTC), **step.fields)
+        if step.action == "scene_recall":
+            assert request.scene_id == 3 and len(steps) == 1
+            continue
+        assert step.action == "group_command" and light is not None
+        capability, command = GROUP_COMMANDS[str(request.command)]
+        try:
+            validate_command(capability, command, dict(request.args))
+        except CommandInvalid as exc:  # a value outside the vocabulary's range: the hub says so
+            assert "invalid arguments" in str(exc), exc
+
+
+def test_group_topics() -> None:
+    assert TOPICS.group_state(5) == f"{BASE}/group/5"
+    assert TOPICS.parse_command(TOPICS.group_command(0xFFF7)) == GroupCommandTopic(0xFFF7)
+    for bad in ("group/0/set", "group/65528/set", "group/05/set", "group/x/set",
+                "group/5/set/state", "group/5/get"):
+        with pytest.raises(WireError):
+            TOPICS.parse_command(f"{BASE}/{bad}")
+
+
 def test_settings_from_environment_and_toml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                                             ) -> None:
     toml = tmp_path / "spoke.toml"
@@ -615,9 +671,15 @@ async def test_groups_and_scenes_in_home_assistant(tmp_path: Path,
     group-addressed frame both bulbs carry out, its state their aggregate; a scene stored to the
     group is a scene entity whose activation recalls it; the configs follow the group table."""
     ha = HomeAssistant(ha_broker, BASE)
+    # A group's config left from a group deleted while the hub was away: cleared when it connects.
+    leftover = TOPICS.config("light", f"spoke_hub_{HUB}_group_9", "light")
+    ha.publish(leftover, json.dumps({"unique_id": f"spoke_hub_{HUB}_group_9_light",
+                                     "device": {"identifiers": [f"spoke_hub_{HUB}_group_9"],
+                                                "via_device": f"spoke_hub_{HUB}"}}), retain=True)
     try:
         async with _hub(_settings(tmp_path, ha_broker, sim_devices=["bulb", "bulb"])) as hub:
             await _announced(ha, hub)
+            await eventually(lambda: ha.payload(leftover) == b"", what="the leftover cleared")
             bulbs = sorted(hub.tracker.devices)
             assert hub.controls is not None
             network = hub.controls.network  # type: ignore[attr-defined]
@@ -665,6 +727,7 @@ async def test_groups_and_scenes_in_home_assistant(tmp_path: Path,
             await eventually(lambda: group_state().get("brightness") == 100,
                              what="the group at brightness 100")
             assert network.group_sends == {5: 2}
+            assert hub.executor.counts["local_succeeded"] == 2
             assert [level(b) for b in bulbs] == [100, 100]
             assert all(_virtual(hub, b).cluster(0x0006).get("on_off") for b in bulbs)
             assert group_state()["state"] == "ON"
