@@ -110,7 +110,8 @@ class Hub:
 
             self.home_assistant = HaBridge(
                 settings, self.executor, lambda: [self.tracker.info(d) for d in
-                                                  list(self.tracker.devices.values())], VERSION)
+                                                  list(self.tracker.devices.values())], VERSION,
+                groups=self.groups)
             self.publisher.local = self.home_assistant
         self.controls: RadioControls | None = None
         self.zigbee: Zigbee | None = None

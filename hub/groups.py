@@ -23,7 +23,9 @@ import json
 import logging
 import os
 import time
+import uuid
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -40,6 +42,7 @@ from wire.capabilities import CommandInvalid, validate_command
 from wire.contract import (
     CommandResult,
     CommandStatus,
+    GroupAction,
     GroupInfo,
     GroupMember,
     HubRequest,
@@ -55,6 +58,8 @@ LOGGER = logging.getLogger(__name__)
 GROUP_COMMANDS = {"on": ("switch", "on"), "off": ("switch", "off"),
                   "set_level": ("level", "set_level"),
                   "set_color_temperature": ("color_temperature", "set_color_temperature")}
+# What leaves the group table as it was (the rest may change it).
+UNCHANGED_BY = frozenset({"group_command", "scene_recall"})
 FIRST_GROUP_ID = 0x0001
 LAST_GROUP_ID = 0xFFF7
 # The group table's share of the status (64 KiB at most, MAX_PAYLOAD_BYTES): the rest (counters,
@@ -192,9 +197,13 @@ class GroupManager:
             device = self._app().get_device(ieee=t.EUI64.convert(ieee))
         except (KeyError, ValueError, LookupError):
             return
+        left = False
         for endpoint in device.non_zdo_endpoints:
             for group in list(endpoint.member_of.values()):
                 group.remove_member(endpoint)
+                left = True
+        if left:
+            self.publisher.groups_changed()
 
     # ------------------------------------------------------------------ requests
     async def run(self, request: HubRequest) -> None:
@@ -204,6 +213,30 @@ class GroupManager:
             if stored is not None:
                 self.publisher.result(request.id, stored)
             return
+        result = await self._execute(request)
+        self.publisher.status()  # the new group table first, then the answer
+        if request.action not in UNCHANGED_BY:
+            self.publisher.groups_changed()
+        payload = result.to_bytes()
+        self.store.finish_command(request.id, payload)
+        self.publisher.result(request.id, payload)
+
+    async def run_local(self, action: GroupAction, group_id: int,
+                        **fields: Any) -> CommandResult:
+        """A group request from the hub's own side (Home Assistant on the local broker), carried
+        out as the cloud's is, under an id of its own. Its result goes to the caller only: the
+        cloud never issued it, so it is neither journaled nor sent (the members' new states reach
+        the cloud as events, like any change)."""
+        request = HubRequest(id=f"local-{uuid.uuid4().hex[:16]}", hub_id=self.hub_id,
+                             action=action, group_id=group_id,
+                             expires_at=utcnow() + timedelta(seconds=self.timeout), **fields)
+        result = await self._execute(request)
+        if action not in UNCHANGED_BY:
+            self.publisher.status()
+            self.publisher.groups_changed()
+        return result
+
+    async def _execute(self, request: HubRequest) -> CommandResult:
         started = time.perf_counter()
         fields = {"req": request.id, "hub": self.hub_id}
         status: Literal[CommandStatus.SUCCEEDED, CommandStatus.FAILED] = CommandStatus.SUCCEEDED
@@ -232,13 +265,9 @@ class GroupManager:
         else:
             LOGGER.warning("req=%s %s failed: %s (%s)", request.id, request.action, error, code,
                            extra=fields)
-        self.publisher.status()  # the new group table first, then the answer
-        result = CommandResult(id=request.id, hub_id=self.hub_id, status=status, state=state,
-                               error=error, error_code=code, ts=utcnow(),
-                               duration_ms=round((time.perf_counter() - started) * 1000, 2))
-        payload = result.to_bytes()
-        self.store.finish_command(request.id, payload)
-        self.publisher.result(request.id, payload)
+        return CommandResult(id=request.id, hub_id=self.hub_id, status=status, state=state,
+                             error=error, error_code=code, ts=utcnow(),
+                             duration_ms=round((time.perf_counter() - started) * 1000, 2))
 
     async def _run(self, request: HubRequest) -> State:
         app = self._app()

@@ -15,6 +15,11 @@ at QoS 0 on a clean session, so the broker never delivers one twice nor keeps on
 retained message on a command topic is never acted on; payloads over ``MAX_COMMAND_BYTES``, bad JSON,
 unknown entities and wrong values are logged and dropped. A local command's result is not sent to
 the cloud (which never issued it); the state it changes reaches the cloud as events.
+
+The hub's Zigbee groups (``hub.ha_groups``) are lights of their own, and their scenes scene
+entities: their configs follow the group table (``groups_changed``, told by the ``GroupManager``
+after each change) and the members' descriptions, their state the members' events; their commands
+run through the ``GroupManager`` as the cloud's group requests do, each one group-addressed frame.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import json
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -39,11 +44,15 @@ from hub.ha_discovery import (
     hub_configs,
     hub_node_id,
 )
+from hub.ha_groups import GroupLight, group_commands, group_configs, group_light
 from hub.mqtt_client import LOOP_STOP_TIMEOUT, joined, no_delay
 from hub.settings import HubSettings
 from mqtt_tls import tls_context
-from wire.contract import CommandStatus, DeviceInfo, State, Value, WireError
-from wire.homeassistant import OFFLINE, ONLINE, HaTopics
+from wire.contract import CommandStatus, DeviceInfo, GroupInfo, State, Value, WireError
+from wire.homeassistant import OFFLINE, ONLINE, GroupCommandTopic, HaTopics
+
+if TYPE_CHECKING:
+    from hub.groups import GroupManager
 
 LOGGER = logging.getLogger(__name__)
 MAX_COMMAND_BYTES = 4096  # Home Assistant's commands are a few dozen bytes
@@ -82,7 +91,8 @@ def _shape(info: DeviceInfo) -> tuple[Any, ...]:
 
 class HaBridge:
     def __init__(self, settings: HubSettings, executor: CommandExecutor,
-                 describe: Callable[[], Iterable[DeviceInfo]], sw_version: str) -> None:
+                 describe: Callable[[], Iterable[DeviceInfo]], sw_version: str,
+                 groups: GroupManager | None = None) -> None:
         self.settings = settings
         self.hub_id = settings.hub_id
         self.executor = executor
@@ -93,6 +103,13 @@ class HaBridge:
         self.refused = 0  # command messages not acted on
         self._known: dict[str, _Known] = {}
         self._dirty: set[str] = set()  # devices whose state waits for STATE_DELAY
+        self.groups = groups
+        self._table: list[GroupInfo] = []  # the group table last read
+        self._lights: dict[int, GroupLight] = {}  # the groups that are lights, by group id
+        self._member_of: dict[str, set[int]] = {}  # a device's groups, by IEEE address
+        self._group_configs: dict[str, bytes] = {}  # discovery topic -> payload sent
+        self._group_sent: dict[str, str] = {}  # group state topic -> payload sent
+        self._dirty_groups: set[int] = set()
         self._state_timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped = False
@@ -149,12 +166,17 @@ class HaBridge:
         known.info = info
         for instance, attrs in info.capabilities.items():
             known.state.setdefault(instance, {}).update(attrs)
-        if self.connected.is_set():
-            self._announce(known)
+        if self.connected.is_set() and self._announce(known) and info.ieee in self._member_of:
+            self._announce_groups()  # a member's capabilities make its groups' configs
+        elif self.connected.is_set():
+            self._dirty_groups.update(self._member_of.get(info.ieee, ()))
+            self._schedule_flush()
 
     def device_removed(self, ieee: str) -> None:
         known = self._known.pop(ieee, None)
         self._dirty.discard(ieee)
+        if ieee in self._member_of:
+            self._announce_groups()
         if known is None or not self.connected.is_set():
             return
         for topic in known.configs:
@@ -173,8 +195,17 @@ class HaBridge:
         if not self.connected.is_set():
             return
         self._dirty.add(ieee)
+        self._dirty_groups.update(self._member_of.get(ieee, ()))
+        self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
         if self._state_timer is None and self._loop is not None:
             self._state_timer = self._loop.call_later(STATE_DELAY, self._flush_states)
+
+    def groups_changed(self) -> None:
+        """The group table changed: its configs follow (emptied for a group or scene gone)."""
+        self._read_table()
+        self._announce_groups()
 
     # ------------------------------------------------------------------ to Home Assistant
     def _publish(self, topic: str, payload: bytes | str, qos: int = 1) -> None:
@@ -194,12 +225,20 @@ class HaBridge:
         self._publish(self.topics.bridge_state, ONLINE)
         for known in list(self._known.values()):
             self._announce(known)
+        self._read_table()
+        before, self._group_configs = self._group_configs, {}
+        self._group_sent.clear()
+        self._announce_groups()
+        for topic in before.keys() - self._group_configs.keys():
+            self._publish(topic, b"")
 
-    def _announce(self, known: _Known) -> None:
-        """Configs that changed (empty ones for entities gone), availability and state."""
+    def _announce(self, known: _Known) -> bool:
+        """Configs that changed (empty ones for entities gone), availability and state; whether
+        the configs were built again."""
         info = known.info
         shape = _shape(info)
-        if shape != known.shape:
+        rebuilt = shape != known.shape
+        if rebuilt:
             known.shape = shape
             known.entities = device_entities(info, self.topics)
             configs = {topic: json.dumps(config, sort_keys=True).encode() for topic, config in
@@ -213,6 +252,53 @@ class HaBridge:
         self._publish_changed(known, self.topics.device_availability(info.ieee),
                               ONLINE if info.available else OFFLINE)
         self._publish_state(known)
+        return rebuilt
+
+    # ------------------------------------------------------------------ groups
+    def _read_table(self) -> None:
+        table = self.groups.table() if self.groups is not None else None
+        if table is not None:  # None: the radio is not up; the groups are as they were
+            self._table = table
+
+    def _announce_groups(self) -> None:
+        """The groups' configs that changed (empty ones for groups and scenes gone) and state."""
+        infos = {ieee: known.info for ieee, known in self._known.items()}
+        self._lights = {g.group_id: light for g in self._table
+                        if (light := group_light(g, infos)) is not None}
+        self._member_of = {}
+        for group in self._table:
+            for member in group.members:
+                self._member_of.setdefault(member.ieee, set()).add(group.group_id)
+        if not self.connected.is_set():
+            return
+        configs = {topic: json.dumps(config, sort_keys=True).encode() for topic, config in
+                   group_configs(self._table, self._lights, self.topics, self.hub_id,
+                                 self.sw_version).items()}
+        for topic in self._group_configs.keys() - configs.keys():
+            self._publish(topic, b"")
+        for topic, payload in configs.items():
+            if self._group_configs.get(topic) != payload:
+                self._publish(topic, payload)
+        self._group_configs = configs
+        lit = {self.topics.group_state(group_id) for group_id in self._lights}
+        for topic in [t for t in self._group_sent if t not in lit]:
+            del self._group_sent[topic]
+            self._publish(topic, b"")
+        for group_id in self._lights:
+            self._publish_group_state(group_id)
+
+    def _group_states(self, light: GroupLight) -> dict[str, Any]:
+        return light.state({ieee: self._known[ieee].state for ieee, _ in light.members
+                            if ieee in self._known})
+
+    def _publish_group_state(self, group_id: int) -> None:
+        light = self._lights.get(group_id)
+        if light is None:
+            return
+        topic, payload = self.topics.group_state(group_id), json.dumps(self._group_states(light))
+        if self._group_sent.get(topic) != payload:
+            self._publish(topic, payload, qos=0)
+            self._group_sent[topic] = payload
 
     def _publish_changed(self, known: _Known, topic: str, payload: str, qos: int = 1) -> None:
         if known.sent.get(topic) != payload:
@@ -241,6 +327,9 @@ class HaBridge:
             known = self._known.get(ieee)
             if known is not None:
                 self._publish_state(known)
+        groups, self._dirty_groups = self._dirty_groups, set()
+        for group_id in groups:
+            self._publish_group_state(group_id)
 
     # ------------------------------------------------------------------ from Home Assistant
     def _on_message(self, topic: str, payload: bytes, retained: bool) -> None:
@@ -291,6 +380,7 @@ class HaBridge:
         topics = set(hub_configs(self.hub_id, self.topics, self.sw_version))
         for known in self._known.values():
             topics.update(known.configs)
+        topics.update(self._group_configs)
         return topics
 
     async def _command(self, topic: str, payload: bytes) -> None:
@@ -298,6 +388,9 @@ class HaBridge:
             target = self.topics.parse_command(topic)
         except WireError as exc:
             self._refuse(topic, str(exc))
+            return
+        if isinstance(target, GroupCommandTopic):
+            await self._group_command(topic, target.group_id, payload)
             return
         known = self._known.get(target.ieee)
         entity = known.entities.get(target.object_id) if known is not None else None
@@ -320,6 +413,32 @@ class HaBridge:
         # The state as read back (or as it still is, after a failure): Home Assistant shows it.
         if self.connected.is_set() and target.ieee in self._known:
             self._publish_state(self._known[target.ieee])
+
+    async def _group_command(self, topic: str, group_id: int, payload: bytes) -> None:
+        group = next((g for g in self._table if g.group_id == group_id), None)
+        if group is None or self.groups is None:
+            self._refuse(topic, f"no group {group_id}")
+            return
+        light = self._lights.get(group_id)
+        said = self._group_states(light).get("state") if light is not None else None
+        try:
+            steps = group_commands(light, payload, None if said is None else said == "ON",
+                                   {s.scene_id for s in group.scenes})
+        except CommandRefused as exc:
+            self._refuse(topic, str(exc))
+            return
+        async with self._turn:
+            for step in steps:
+                result = await self.groups.run_local(step.action, group_id, **step.fields)
+                ok = result.status == CommandStatus.SUCCEEDED
+                # Counted with the devices' local commands (the status, /metrics).
+                self.executor.counts["local_succeeded" if ok else "local_failed"] += 1
+                if not ok:
+                    LOGGER.warning("Home Assistant command on %s: %s failed: %s (%s)", topic,
+                                   step.action, result.error, result.error_code)
+                    break
+        if self.connected.is_set():
+            self._publish_group_state(group_id)  # the members as read back
 
     def _refuse(self, topic: str, reason: str) -> None:
         self.refused += 1

@@ -53,6 +53,8 @@ class LocalMirror(Protocol):
 
     def event(self, ieee: str, instance: str, attribute: str, value: Value) -> None: ...
 
+    def groups_changed(self) -> None: ...
+
 
 class Publisher:
     def __init__(self, hub_id: str, store: HubStore, link: HubLink, *,
@@ -121,6 +123,12 @@ class Publisher:
         self.link.publish_retained(Topics.device(self.hub_id, ieee), b"")
         if self.local is not None:
             self._mirror(self.local.device_removed, ieee)
+
+    def groups_changed(self) -> None:
+        """The group table changed (a group or scene made, renamed or removed, a member added
+        or gone); the cloud learns it from the status, the local mirror from this."""
+        if self.local is not None:
+            self._mirror(self.local.groups_changed)
 
     @staticmethod
     def _mirror(fn: Callable[..., None], *args: object) -> None:

@@ -213,6 +213,7 @@ PLATFORM_KEYS: dict[str, set[str]] = {
     "siren": {"command_topic", "state_topic", "value_template", "payload_on", "payload_off",
               "state_on", "state_off", "available_tones", "support_duration",
               "support_volume_set", "optimistic", "retain"},
+    "scene": {"command_topic", "payload_on", "retain"},
 }
 # What HA refuses a config without (the platform schemas' vol.Required, and what an entity Spoke
 # makes must have to be of any use).
@@ -220,7 +221,7 @@ REQUIRED = {"sensor": {"state_topic"}, "binary_sensor": {"state_topic"},
             "switch": {"command_topic"}, "light": {"command_topic"},
             "climate": {"mode_command_topic", "temperature_command_topic"},
             "cover": {"command_topic"}, "lock": {"command_topic"}, "fan": {"command_topic"},
-            "siren": {"command_topic"}}
+            "siren": {"command_topic"}, "scene": {"command_topic"}}
 SENSOR_CLASSES: dict[str, set[str | None]] = {  # device class -> units HA accepts for it
     "temperature": {"°C", "°F", "K"}, "humidity": {"%"}, "illuminance": {"lx"},
     "pressure": {"hPa", "Pa", "kPa", "bar", "mbar", "mmHg", "inHg", "psi", "cbar"},
@@ -346,6 +347,12 @@ def _validate_platform(component: str, config: dict[str, Any], bad: Any) -> None
             bad("min_temp not below max_temp")
         if config.get("temperature_unit", "C") not in ("C", "F"):
             bad(f"temperature_unit {config['temperature_unit']!r}")
+    elif component == "scene":
+        # Home Assistant publishes payload_on (a string, "ON" by default) on activation.
+        if not isinstance(config.get("payload_on", "ON"), str):
+            bad(f"scene payload_on {config['payload_on']!r} is not a string")
+        if not isinstance(config.get("retain", False), bool):
+            bad(f"scene retain {config['retain']!r}")
 
 
 # ------------------------------------------------------------------------------------ rendering

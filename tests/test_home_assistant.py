@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ from hypothesis import strategies as st
 from hub.app import Hub
 from hub.availability import RADIO_DOWN
 from hub.ha_discovery import CommandRefused, Step, device_entities
+from hub.ha_groups import group_commands, group_light
 from hub.settings import HubSettings
 from tests.common import eventually
 from tests.conftest import BrokerAddress, _free_port
@@ -39,8 +42,16 @@ from tests.ha_support import (
 )
 from tests.stack import running_stack
 from wire.capabilities import CAPABILITIES, split_instance
-from wire.contract import DeviceInfo, ieee_to_topic
-from wire.homeassistant import HaTopics
+from wire.contract import (
+    DeviceInfo,
+    GroupInfo,
+    GroupMember,
+    HubRequest,
+    SceneInfo,
+    WireError,
+    ieee_to_topic,
+)
+from wire.homeassistant import GroupCommandTopic, HaTopics
 
 CORPUS = Path(__file__).parent / "data" / "zha-diagnostics"
 HUB = "hub-ha"
@@ -589,6 +600,53 @@ def test_any_payload_is_commands_or_a_clear_refusal(entity: Any, field: str | No
             assert "invalid arguments" in str(exc), exc
 
 
+_GROUP = GroupInfo(group_id=5, name="Kitchen",
+                   members=[GroupMember(ieee=_FUZZ_INFO.ieee, endpoint=1)],
+                   scenes=[SceneInfo(scene_id=3, name="Dinner")])
+_GROUP_LIGHT = group_light(_GROUP, {_FUZZ_INFO.ieee: _FUZZ_INFO})
+
+
+@settings(max_examples=300, deadline=None)
+@given(light=st.sampled_from([_GROUP_LIGHT, None]), on=st.sampled_from([True, False, None]),
+       payload=st.binary(max_size=64) | _JSON.map(lambda v: json.dumps(v).encode())
+       | st.integers(-2, 300).map(lambda n: json.dumps({"scene_recall": n}).encode()))
+def test_any_group_payload_is_requests_or_a_clear_refusal(light: Any, on: bool | None,
+                                                          payload: bytes) -> None:
+    """Whatever arrives on a group's command topic becomes group requests the hub's group
+    manager takes (a scene of the group, a group command the vocabulary accepts), or a
+    CommandRefused; nothing else escapes."""
+    from hub.groups import GROUP_COMMANDS
+    from wire.capabilities import CommandInvalid, validate_command
+
+    try:
+        steps = group_commands(light, payload, on, {3})
+    except CommandRefused as exc:
+        assert str(exc)
+        return
+    assert steps
+    for step in steps:
+        request = HubRequest(id="x", hub_id=HUB, action=step.action, group_id=5,
+                             expires_at=datetime.now(UTC), **step.fields)
+        if step.action == "scene_recall":
+            assert request.scene_id == 3 and len(steps) == 1
+            continue
+        assert step.action == "group_command" and light is not None
+        capability, command = GROUP_COMMANDS[str(request.command)]
+        try:
+            validate_command(capability, command, dict(request.args))
+        except CommandInvalid as exc:  # a value outside the vocabulary's range: the hub says so
+            assert "invalid arguments" in str(exc), exc
+
+
+def test_group_topics() -> None:
+    assert TOPICS.group_state(5) == f"{BASE}/group/5"
+    assert TOPICS.parse_command(TOPICS.group_command(0xFFF7)) == GroupCommandTopic(0xFFF7)
+    for bad in ("group/0/set", "group/65528/set", "group/05/set", "group/x/set",
+                "group/5/set/state", "group/5/get"):
+        with pytest.raises(WireError):
+            TOPICS.parse_command(f"{BASE}/{bad}")
+
+
 def test_settings_from_environment_and_toml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                                             ) -> None:
     toml = tmp_path / "spoke.toml"
@@ -605,3 +663,117 @@ def test_settings_from_environment_and_toml(tmp_path: Path, monkeypatch: pytest.
     assert not HubSettings(_env_file=None).ha_enabled  # type: ignore[call-arg]
     with pytest.raises(ValueError):
         HubSettings(_env_file=None, ha_base_topic="spoke/#")  # type: ignore[call-arg]
+
+
+async def test_groups_and_scenes_in_home_assistant(tmp_path: Path,
+                                                   ha_broker: LocalBroker) -> None:
+    """A group of two bulbs is one light in Home Assistant: each command from it is one
+    group-addressed frame both bulbs carry out, its state their aggregate; a scene stored to the
+    group is a scene entity whose activation recalls it; the configs follow the group table."""
+    ha = HomeAssistant(ha_broker, BASE)
+    # A group's config left from a group deleted while the hub was away: cleared when it connects.
+    leftover = TOPICS.config("light", f"spoke_hub_{HUB}_group_9", "light")
+    ha.publish(leftover, json.dumps({"unique_id": f"spoke_hub_{HUB}_group_9_light",
+                                     "device": {"identifiers": [f"spoke_hub_{HUB}_group_9"],
+                                                "via_device": f"spoke_hub_{HUB}"}}), retain=True)
+    try:
+        async with _hub(_settings(tmp_path, ha_broker, sim_devices=["bulb", "bulb"])) as hub:
+            await _announced(ha, hub)
+            await eventually(lambda: ha.payload(leftover) == b"", what="the leftover cleared")
+            bulbs = sorted(hub.tracker.devices)
+            assert hub.controls is not None
+            network = hub.controls.network  # type: ignore[attr-defined]
+            expires = datetime.now(UTC) + timedelta(minutes=5)
+            ids = itertools.count()
+
+            async def request(action: Any, **fields: Any) -> None:
+                await hub.management.run(HubRequest(id=f"req-{next(ids)}", hub_id=HUB,
+                                                    action=action, expires_at=expires, **fields))
+
+            def level(ieee: str) -> int:
+                return int(_virtual(hub, ieee).cluster(0x0008).get("current_level"))
+
+            await request("group_create", group_id=5, name="Kitchen")
+            node = f"spoke_hub_{HUB}_group_5"
+            light_topic = TOPICS.config("light", node, "light")
+            await asyncio.sleep(0.2)
+            assert ha.json(light_topic) is None  # no light among its members yet
+            for bulb in bulbs:
+                await request("group_add", group_id=5, ieee=bulb)
+            await eventually(lambda: ha.json(light_topic) is not None, what="the group's light")
+            light = ha.json(light_topic)
+            assert validate(light_topic, light) == []
+            assert light["unique_id"] == f"{node}_light" and light["name"] is None
+            assert light["device"]["name"] == "Kitchen"
+            assert light["device"]["via_device"] == f"spoke_hub_{HUB}"
+            assert light["availability"] == [{"topic": TOPICS.bridge_state}]
+            assert light["supported_color_modes"] == ["color_temp"]
+            assert light["state_topic"] == TOPICS.group_state(5)
+            assert light["command_topic"] == TOPICS.group_command(5)
+            state_topic = light["state_topic"]
+            await eventually(lambda: ha.json(state_topic) is not None, what="the group's state")
+            assert render_problems(light_topic, light, ha.payload) == []
+
+            def group_state() -> dict[str, Any]:
+                return ha.json(state_topic) or {}
+
+            network.group_sends.clear()
+            ha.publish(light["command_topic"], json.dumps({"state": "OFF"}))
+            await eventually(lambda: group_state().get("state") == "OFF", what="the group off")
+            assert network.group_sends == {5: 1}
+            assert not any(_virtual(hub, b).cluster(0x0006).get("on_off") for b in bulbs)
+
+            ha.publish(light["command_topic"], json.dumps({"state": "ON", "brightness": 100}))
+            await eventually(lambda: group_state().get("brightness") == 100,
+                             what="the group at brightness 100")
+            assert network.group_sends == {5: 2}
+            assert hub.executor.counts["local_succeeded"] == 2
+            assert [level(b) for b in bulbs] == [100, 100]
+            assert all(_virtual(hub, b).cluster(0x0006).get("on_off") for b in bulbs)
+            assert group_state()["state"] == "ON"
+            assert render_problems(light_topic, light, ha.payload) == []
+
+            # A scene: stored at 100, the levels changed, its activation restores them.
+            await request("scene_store", group_id=5, scene_id=3, name="Dinner")
+            scene_topic = TOPICS.config("scene", node, "scene_3")
+            await eventually(lambda: ha.json(scene_topic) is not None, what="the scene entity")
+            scene = ha.json(scene_topic)
+            assert validate(scene_topic, scene) == []
+            assert scene["name"] == "Dinner" and scene["device"] == light["device"]
+            ha.publish(light["command_topic"], json.dumps({"brightness": 200}))
+            await eventually(lambda: [level(b) for b in bulbs] == [200, 200]
+                             and group_state().get("brightness") == 200, what="the group at 200")
+            network.group_sends.clear()
+            ha.publish(scene["command_topic"], scene.get("payload_on", "ON"))
+            await eventually(lambda: [level(b) for b in bulbs] == [100, 100]
+                             and group_state().get("brightness") == 100,
+                             what="the scene's levels restored")
+            assert network.group_sends == {5: 1}
+
+            # The group follows its members: one switched off alone, the group is still on,
+            # at the brightness of the one that is.
+            first = ha.entity(f"spoke_{ieee_to_topic(bulbs[0])}_light")
+            second = ha.entity(f"spoke_{ieee_to_topic(bulbs[1])}_light")
+            ha.publish(first["command_topic"], json.dumps({"state": "OFF"}))
+            ha.publish(second["command_topic"], json.dumps({"brightness": 50}))
+            await eventually(lambda: (group_state().get("state"), group_state().get("brightness"))
+                             == ("ON", 50), what="the group at its one lit member's brightness")
+            ha.publish(second["command_topic"], json.dumps({"state": "OFF"}))
+            await eventually(lambda: group_state() == {"state": "OFF"}, what="the group off")
+            assert render_problems(light_topic, light, ha.payload) == []
+
+            # Renamed, a scene removed, deleted: the configs follow.
+            await request("group_rename", group_id=5, name="Cooking")
+            await eventually(lambda: ha.json(light_topic)["device"]["name"] == "Cooking",
+                             what="the group renamed")
+            await request("scene_remove", group_id=5, scene_id=3)
+            await eventually(lambda: ha.payload(scene_topic) == b"", what="the scene emptied")
+            await request("group_delete", group_id=5)
+            await eventually(lambda: ha.payload(light_topic) == b""
+                             and ha.payload(state_topic) == b"", what="the group emptied")
+            refused = hub.home_assistant.refused  # type: ignore[union-attr]
+            ha.publish(light["command_topic"], json.dumps({"state": "ON"}))
+            await eventually(lambda: hub.home_assistant.refused > refused,  # type: ignore[union-attr]
+                             what="a command to the deleted group refused")
+    finally:
+        ha.close()

@@ -14,6 +14,8 @@ commands:
     <base>/<ieee hex>/<object_id>                        an entity's own JSON state (a light's,
                                                          a thermostat's mode), retained
     <base>/<ieee hex>/<object_id>/set[/<field>]          commands from Home Assistant
+    <base>/group/<group id>                              a Zigbee group's JSON light state
+    <base>/group/<group id>/set                          its light commands and scene recalls
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ OFFLINE = "offline"
 BRIDGE = "bridge"
 AVAILABILITY = "availability"
 SET = "set"
+GROUP = "group"  # never an IEEE address's topic form (16 hex digits)
 # A field of a command topic (climate "temperature", cover "position") is a plain word.
 _FIELD_RE = re.compile(r"^[a-z_]{1,32}$")
 
@@ -52,6 +55,10 @@ class CommandTopic(NamedTuple):
     ieee: str
     object_id: str
     field: str | None  # None: the entity's main command topic
+
+
+class GroupCommandTopic(NamedTuple):
+    group_id: int
 
 
 class HaTopics:
@@ -100,7 +107,13 @@ class HaTopics:
     def entity_state(self, ieee: str, object_id: str) -> str:
         return f"{self.base}/{ieee_to_topic(ieee)}/{_checked_id(object_id)}"
 
+    def group_state(self, group_id: int) -> str:
+        return f"{self.base}/{GROUP}/{_group_id(group_id)}"
+
     # ------------------------------------------------------------------ commands
+    def group_command(self, group_id: int) -> str:
+        return f"{self.base}/{GROUP}/{_group_id(group_id)}/{SET}"
+
     def command(self, ieee: str, object_id: str, field: str | None = None) -> str:
         topic = f"{self.base}/{ieee_to_topic(ieee)}/{_checked_id(object_id)}/{SET}"
         if field is None:
@@ -113,14 +126,19 @@ class HaTopics:
     def command_filters(self) -> list[str]:
         return [f"{self.base}/+/+/{SET}", f"{self.base}/+/+/{SET}/+"]
 
-    def parse_command(self, topic: str) -> CommandTopic:
-        """The device, entity and field a command topic names; WireError for anything else."""
+    def parse_command(self, topic: str) -> CommandTopic | GroupCommandTopic:
+        """The device, entity and field a command topic names, or the group; WireError for
+        anything else."""
         head = f"{self.base}/"
         if not topic.startswith(head):
             raise WireError(f"not under {self.base!r}: {topic!r}")
         levels = topic[len(head):].split("/")
         if len(levels) not in (3, 4) or levels[2] != SET:
             raise WireError(f"not a command topic: {topic!r}")
+        if levels[0] == GROUP:
+            if len(levels) != 3 or not re.fullmatch(r"[1-9][0-9]{0,4}", levels[1]):
+                raise WireError(f"not a group command topic: {topic!r}")
+            return GroupCommandTopic(_group_id(int(levels[1])))
         ieee = ieee_from_topic(levels[0])
         object_id = _checked_id(levels[1])
         field = None
@@ -129,3 +147,10 @@ class HaTopics:
                 raise WireError(f"invalid command field in {topic!r}")
             field = levels[3]
         return CommandTopic(ieee, object_id, field)
+
+
+def _group_id(group_id: int) -> int:
+    """A Zigbee group id as the hub's groups take it (1-0xFFF7)."""
+    if isinstance(group_id, bool) or not isinstance(group_id, int) or not 1 <= group_id <= 0xFFF7:
+        raise WireError(f"invalid group id {group_id!r}")
+    return group_id
