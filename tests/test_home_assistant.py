@@ -90,8 +90,9 @@ async def _announced(ha: HomeAssistant, hub: Hub) -> dict[str, dict[str, Any]]:
             if not all(TOPICS.config(e.component, node, oid) in published
                        for oid, e in device_entities(info, TOPICS).items()):
                 return False
-            if info.capabilities and ha.json(TOPICS.device_state(info.ieee)) is None:
-                return False
+            state = ha.json(TOPICS.device_state(info.ieee))
+            if info.capabilities and (state is None or not set(info.capabilities) <= set(state)):
+                return False  # the state with a capability just described is on its way
         return True
 
     await eventually(done, within=20, what="every device announced to Home Assistant")
