@@ -25,7 +25,6 @@ run through the ``GroupManager`` as the cloud's group requests do, each one grou
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import Callable, Iterable
@@ -45,7 +44,7 @@ from hub.ha_discovery import (
     hub_node_id,
 )
 from hub.ha_groups import GroupLight, group_commands, group_configs, group_light
-from hub.mqtt_client import LOOP_STOP_TIMEOUT, joined, no_delay
+from hub.mqtt_client import LOOP_STOP_TIMEOUT, LoopHandoff, joined, no_delay
 from hub.settings import HubSettings
 from mqtt_tls import tls_context
 from wire.contract import CommandStatus, DeviceInfo, GroupInfo, State, Value, WireError
@@ -89,7 +88,7 @@ def _shape(info: DeviceInfo) -> tuple[Any, ...]:
                          if "control_sequence" in a)))
 
 
-class HaBridge:
+class HaBridge(LoopHandoff):
     def __init__(self, settings: HubSettings, executor: CommandExecutor,
                  describe: Callable[[], Iterable[DeviceInfo]], sw_version: str,
                  groups: GroupManager | None = None) -> None:
@@ -450,15 +449,6 @@ class HaBridge:
             LOGGER.error("Home Assistant command failed", exc_info=task.exception())
 
     # ------------------------------------------------------------------ paho callbacks (thread)
-    def _call(self, fn: Callable[..., object], *args: Any) -> None:
-        if self._loop is not None and not self._loop.is_closed() and not self._stopped:
-            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-                self._loop.call_soon_threadsafe(self._unless_stopped, fn, *args)
-
-    def _unless_stopped(self, fn: Callable[..., object], *args: Any) -> None:
-        if not self._stopped:
-            fn(*args)
-
     def _paho_connect(self, client: mqtt.Client, userdata: object, flags: object,
                       reason_code: object, properties: object) -> None:
         if getattr(reason_code, "is_failure", False):

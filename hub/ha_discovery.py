@@ -122,14 +122,14 @@ def _on_off_template(instance: str, attribute: str, on: str = "ON", off: str = "
             f"{{{{ 'None' if v is none else ({on!r} if v else {off!r}) }}}}")
 
 
-def _json(payload: bytes) -> Any:
+def command_json(payload: bytes) -> Any:
     try:
         return json.loads(payload)
     except (ValueError, RecursionError):
         raise CommandRefused("the payload is not JSON") from None
 
 
-def _number(value: object, what: str) -> float:
+def command_number(value: object, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise CommandRefused(f"{what} must be a number, not {value!r}")
     return float(value)
@@ -148,7 +148,7 @@ def _payload_number(payload: bytes, what: str) -> float:
         value = float(text)
     except ValueError:
         raise CommandRefused(f"{what} must be a number, not {text[:40]!r}") from None
-    return _number(value, what)
+    return command_number(value, what)
 
 
 # (command field, payload, the device's current state) -> capability commands
@@ -295,7 +295,7 @@ class _Builder:
             return out
 
         def translate(field: str | None, payload: bytes, values: State) -> list[Step]:
-            body = _json(payload)
+            body = command_json(payload)
             if field is not None or not isinstance(body, dict):
                 raise CommandRefused("a light takes a JSON object such as "
                                      '{"state": "ON", "brightness": 128}')
@@ -305,7 +305,7 @@ class _Builder:
             word = str(body.get("state", "ON")).upper()
             if word not in ("ON", "OFF"):
                 raise CommandRefused(f"state must be ON or OFF, not {body.get('state')!r}")
-            transition = _number(body.get("transition", 0), "transition")
+            transition = command_number(body.get("transition", 0), "transition")
             timed: dict[str, Value] = {"transition": transition} if transition else {}
             if word == "OFF":
                 return [Step(parts["switch"], "off")]
@@ -313,7 +313,7 @@ class _Builder:
             if "brightness" in body:
                 if "level" not in parts:
                     raise CommandRefused("this light has no brightness")
-                brightness = _number(body["brightness"], "brightness")
+                brightness = command_number(body["brightness"], "brightness")
                 if not 0 <= brightness <= BRIGHTNESS_SCALE:
                     raise CommandRefused(f"brightness must be 0-{BRIGHTNESS_SCALE}")
                 level = round(brightness * 100 / BRIGHTNESS_SCALE, 2)
@@ -326,7 +326,7 @@ class _Builder:
             if "color_temp" in body:
                 if ct is None or kelvin is None:
                     raise CommandRefused("this light has no color temperature")
-                mireds = _number(body["color_temp"], "color_temp")
+                mireds = command_number(body["color_temp"], "color_temp")
                 if mireds <= 0:
                     raise CommandRefused("color_temp must be a positive number of mireds")
                 # Rounding mireds to kelvin must not step outside the bulb's own range.
@@ -345,11 +345,11 @@ class _Builder:
         if not isinstance(value, dict):
             raise CommandRefused('color must be {"x": …, "y": …} or {"h": …, "s": …}')
         if "x" in value and "y" in value:
-            return Step(color, "set_xy", {"x": _number(value["x"], "color.x"),
-                                          "y": _number(value["y"], "color.y"), **timed})
+            return Step(color, "set_xy", {"x": command_number(value["x"], "color.x"),
+                                          "y": command_number(value["y"], "color.y"), **timed})
         if "h" in value and "s" in value:
-            return Step(color, "set_hue_saturation", {"hue": _number(value["h"], "color.h"),
-                                                      "saturation": _number(value["s"], "color.s"),
+            return Step(color, "set_hue_saturation", {"hue": command_number(value["h"], "color.h"),
+                                                      "saturation": command_number(value["s"], "color.s"),
                                                       **timed})
         raise CommandRefused('color must be {"x": …, "y": …} or {"h": …, "s": …}')
 

@@ -24,7 +24,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from hub.ha_discovery import BRIGHTNESS_SCALE, ORIGIN, CommandRefused, _json, _number, hub_node_id
+from hub.ha_discovery import (
+    BRIGHTNESS_SCALE,
+    ORIGIN,
+    CommandRefused,
+    command_json,
+    command_number,
+    hub_node_id,
+)
 from wire.capabilities import KELVIN_DEFAULT
 from wire.contract import DeviceInfo, GroupAction, GroupInfo, State, Value
 from wire.homeassistant import HaTopics
@@ -112,13 +119,13 @@ class GroupLight:
         word = str(body.get("state", "ON")).upper()
         if word not in ("ON", "OFF"):
             raise CommandRefused(f"state must be ON or OFF, not {body.get('state')!r}")
-        transition = _number(body.get("transition", 0), "transition")
+        transition = command_number(body.get("transition", 0), "transition")
         timed: dict[str, Value] = {"transition": transition} if transition else {}
         if word == "OFF":
             return [_command("off")]
         steps: list[GroupRequest] = []
         if "brightness" in body:
-            brightness = _number(body["brightness"], "brightness")
+            brightness = command_number(body["brightness"], "brightness")
             if not 0 <= brightness <= BRIGHTNESS_SCALE:
                 raise CommandRefused(f"brightness must be 0-{BRIGHTNESS_SCALE}")
             steps.append(_command("set_level", level=round(brightness * 100 / BRIGHTNESS_SCALE, 2),
@@ -128,7 +135,7 @@ class GroupLight:
         if "color_temp" in body:
             if self.kelvin is None:
                 raise CommandRefused("no member of this group has a colour temperature")
-            mireds = _number(body["color_temp"], "color_temp")
+            mireds = command_number(body["color_temp"], "color_temp")
             if mireds <= 0:
                 raise CommandRefused("color_temp must be a positive number of mireds")
             kelvin = min(max(round(1e6 / mireds), round(self.kelvin[0])), round(self.kelvin[1]))
@@ -144,7 +151,7 @@ def group_commands(light: GroupLight | None, payload: bytes, on: bool | None,
                    scenes: set[int]) -> list[GroupRequest]:
     """The group requests a payload on a group's command topic asks for: a scene's recall, or
     (a group with a light) a light command."""
-    body = _json(payload)
+    body = command_json(payload)
     if not isinstance(body, dict):
         raise CommandRefused('a group takes a JSON object such as {"state": "ON", '
                              '"brightness": 128} or {"scene_recall": 1}')

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from hub.mqtt_client import LOOP_STOP_TIMEOUT, joined, no_delay
+from hub.mqtt_client import LOOP_STOP_TIMEOUT, LoopHandoff, joined, no_delay
 from hub.mqtt_security import secure
 from hub.settings import HubSettings
 from hub.store import HubStore, OutboxRow
@@ -49,7 +49,7 @@ class _Outgoing:
     joinable: bool = False  # events that may still be joined by more
 
 
-class HubLink:
+class HubLink(LoopHandoff):
     """Publishes the outbox in order, retained state directly, and delivers commands."""
 
     def __init__(self, settings: HubSettings, store: HubStore, on_message: MessageHandler,
@@ -237,16 +237,6 @@ class HubLink:
         self._wake.set()
 
     # ------------------------------------------------------------------ paho callbacks (thread)
-    def _call(self, fn: Callable[..., object], *args: object) -> None:
-        if self._loop is not None and not self._loop.is_closed() and not self._stopped:
-            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-                self._loop.call_soon_threadsafe(self._unless_stopped, fn, *args)
-
-    def _unless_stopped(self, fn: Callable[..., object], *args: object) -> None:
-        """Handed over before the link stopped, run after: a stopped hub takes nothing in."""
-        if not self._stopped:
-            fn(*args)
-
     def _paho_connect(self, client: mqtt.Client, userdata: object, flags: object,
                       reason_code: object, properties: object) -> None:
         if getattr(reason_code, "is_failure", False):

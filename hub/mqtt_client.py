@@ -16,6 +16,24 @@ LOGGER = logging.getLogger(__name__)
 LOOP_STOP_TIMEOUT = 5.0  # seconds a stopping hub waits for paho's network thread to end
 
 
+class LoopHandoff:
+    """Hands paho's callbacks (its network thread) to the asyncio loop; once the client's owner
+    has stopped, nothing handed over runs any more."""
+
+    _loop: asyncio.AbstractEventLoop | None
+    _stopped: bool
+
+    def _call(self, fn: Callable[..., object], *args: object) -> None:
+        if self._loop is not None and not self._loop.is_closed() and not self._stopped:
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                self._loop.call_soon_threadsafe(self._unless_stopped, fn, *args)
+
+    def _unless_stopped(self, fn: Callable[..., object], *args: object) -> None:
+        """Handed over before the owner stopped, run after: a stopped hub takes nothing in."""
+        if not self._stopped:
+            fn(*args)
+
+
 def no_delay(client: mqtt.Client, userdata: object, sock: object) -> None:
     """Small MQTT packets must not wait for Nagle's algorithm (40 ms per exchange otherwise)."""
     with contextlib.suppress(OSError, AttributeError):
