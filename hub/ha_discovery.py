@@ -135,6 +135,48 @@ def command_number(value: object, what: str) -> float:
     return float(value)
 
 
+@dataclass(frozen=True, slots=True)
+class LightCommand:
+    """A JSON-schema light command, checked: what a device light and a group light both do."""
+
+    on: bool
+    level: float | None  # % from brightness, when given
+    kelvin: int | None  # from color_temp, within the light's range, when given
+    timed: dict[str, Value]  # the transition, for every step
+
+
+def light_command(body: dict[str, Any], fields: set[str], what: str,
+                  kelvin_range: tuple[float, float] | None, no_kelvin: str) -> LightCommand:
+    """``body`` as a light command taking ``fields``; ``kelvin_range`` None: no colour
+    temperature (refused with ``no_kelvin``)."""
+    unknown = set(body) - fields
+    if unknown:
+        raise CommandRefused(f"{what} takes no {', '.join(sorted(unknown))}")
+    word = str(body.get("state", "ON")).upper()
+    if word not in ("ON", "OFF"):
+        raise CommandRefused(f"state must be ON or OFF, not {body.get('state')!r}")
+    transition = command_number(body.get("transition", 0), "transition")
+    timed: dict[str, Value] = {"transition": transition} if transition else {}
+    if word == "OFF":
+        return LightCommand(False, None, None, timed)
+    level = None
+    if "brightness" in body:
+        brightness = command_number(body["brightness"], "brightness")
+        if not 0 <= brightness <= BRIGHTNESS_SCALE:
+            raise CommandRefused(f"brightness must be 0-{BRIGHTNESS_SCALE}")
+        level = round(brightness * 100 / BRIGHTNESS_SCALE, 2)
+    kelvin = None
+    if "color_temp" in body:
+        if kelvin_range is None:
+            raise CommandRefused(no_kelvin)
+        mireds = command_number(body["color_temp"], "color_temp")
+        if mireds <= 0:
+            raise CommandRefused("color_temp must be a positive number of mireds")
+        # Rounding mireds to kelvin must not step outside the light's own range.
+        kelvin = min(max(round(1e6 / mireds), round(kelvin_range[0])), round(kelvin_range[1]))
+    return LightCommand(True, level, kelvin, timed)
+
+
 def _text(payload: bytes) -> str:
     try:
         return payload.decode().strip()
@@ -299,41 +341,28 @@ class _Builder:
             if field is not None or not isinstance(body, dict):
                 raise CommandRefused("a light takes a JSON object such as "
                                      '{"state": "ON", "brightness": 128}')
-            unknown = set(body) - {"state", "brightness", "color_temp", "color", "transition"}
-            if unknown:
-                raise CommandRefused(f"a light takes no {', '.join(sorted(unknown))}")
-            word = str(body.get("state", "ON")).upper()
-            if word not in ("ON", "OFF"):
-                raise CommandRefused(f"state must be ON or OFF, not {body.get('state')!r}")
-            transition = command_number(body.get("transition", 0), "transition")
-            timed: dict[str, Value] = {"transition": transition} if transition else {}
-            if word == "OFF":
+            light = light_command(
+                body, {"state", "brightness", "color_temp", "color", "transition"}, "a light",
+                (kelvin.min, kelvin.max) if ct is not None and kelvin is not None else None,
+                "this light has no color temperature")
+            if not light.on:
                 return [Step(parts["switch"], "off")]
             steps: list[Step] = []
-            if "brightness" in body:
+            if light.level is not None:
                 if "level" not in parts:
                     raise CommandRefused("this light has no brightness")
-                brightness = command_number(body["brightness"], "brightness")
-                if not 0 <= brightness <= BRIGHTNESS_SCALE:
-                    raise CommandRefused(f"brightness must be 0-{BRIGHTNESS_SCALE}")
-                level = round(brightness * 100 / BRIGHTNESS_SCALE, 2)
-                steps.append(Step(parts["level"], "set_level", {"level": level, **timed}))
+                steps.append(Step(parts["level"], "set_level", {"level": light.level,
+                                                                **light.timed}))
             elif not ({"color_temp", "color"} & set(body)) or values.get(
                     parts["switch"], {}).get("on") is not True:
                 # A colour alone does not switch a light on; a bare ON is always sent (the
                 # state the hub knows may be stale).
                 steps.append(Step(parts["switch"], "on"))
-            if "color_temp" in body:
-                if ct is None or kelvin is None:
-                    raise CommandRefused("this light has no color temperature")
-                mireds = command_number(body["color_temp"], "color_temp")
-                if mireds <= 0:
-                    raise CommandRefused("color_temp must be a positive number of mireds")
-                # Rounding mireds to kelvin must not step outside the bulb's own range.
-                k = min(max(round(1e6 / mireds), round(kelvin.min)), round(kelvin.max))
-                steps.append(Step(ct, "set_color_temperature", {"kelvin": k, **timed}))
+            if light.kelvin is not None and ct is not None:
+                steps.append(Step(ct, "set_color_temperature", {"kelvin": light.kelvin,
+                                                                **light.timed}))
             if "color" in body:
-                steps.append(self._color_step(color, body["color"], timed))
+                steps.append(self._color_step(color, body["color"], light.timed))
             return steps
 
         return Entity("light", oid, config, translate, state)

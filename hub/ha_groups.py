@@ -29,8 +29,8 @@ from hub.ha_discovery import (
     ORIGIN,
     CommandRefused,
     command_json,
-    command_number,
     hub_node_id,
+    light_command,
 )
 from wire.capabilities import KELVIN_DEFAULT
 from wire.contract import DeviceInfo, GroupAction, GroupInfo, State, Value
@@ -113,33 +113,18 @@ class GroupLight:
     def commands(self, body: dict[str, Any], on: bool | None) -> list[GroupRequest]:
         """The group requests a JSON light command asks for; ``on``: whether the group is on as
         far as the hub knows."""
-        unknown = set(body) - {"state", "brightness", "color_temp", "transition"}
-        if unknown:
-            raise CommandRefused(f"a group light takes no {', '.join(sorted(unknown))}")
-        word = str(body.get("state", "ON")).upper()
-        if word not in ("ON", "OFF"):
-            raise CommandRefused(f"state must be ON or OFF, not {body.get('state')!r}")
-        transition = command_number(body.get("transition", 0), "transition")
-        timed: dict[str, Value] = {"transition": transition} if transition else {}
-        if word == "OFF":
+        light = light_command(body, {"state", "brightness", "color_temp", "transition"},
+                              "a group light", self.kelvin,
+                              "no member of this group has a colour temperature")
+        if not light.on:
             return [_command("off")]
         steps: list[GroupRequest] = []
-        if "brightness" in body:
-            brightness = command_number(body["brightness"], "brightness")
-            if not 0 <= brightness <= BRIGHTNESS_SCALE:
-                raise CommandRefused(f"brightness must be 0-{BRIGHTNESS_SCALE}")
-            steps.append(_command("set_level", level=round(brightness * 100 / BRIGHTNESS_SCALE, 2),
-                                  **timed))
+        if light.level is not None:
+            steps.append(_command("set_level", level=light.level, **light.timed))
         elif "color_temp" not in body or on is not True:
             steps.append(_command("on"))  # a colour alone does not switch a group on
-        if "color_temp" in body:
-            if self.kelvin is None:
-                raise CommandRefused("no member of this group has a colour temperature")
-            mireds = command_number(body["color_temp"], "color_temp")
-            if mireds <= 0:
-                raise CommandRefused("color_temp must be a positive number of mireds")
-            kelvin = min(max(round(1e6 / mireds), round(self.kelvin[0])), round(self.kelvin[1]))
-            steps.append(_command("set_color_temperature", kelvin=kelvin, **timed))
+        if light.kelvin is not None:
+            steps.append(_command("set_color_temperature", kelvin=light.kelvin, **light.timed))
         return steps
 
 
